@@ -1,0 +1,240 @@
+"""Media hot-path costs: SRTP unprotect raw vs through SrtpReceiver, RTP helpers, tone detector.
+
+Run: python benchmarks/media_srtp.py [--packets N]  (from a checkout; no install needed)
+
+Prints packets per second (or milliseconds per call) so that a change to the wrappers can be
+weighed against libsrtp itself. The receiver wrapper hashes packets for the key-stream ledger
+only while the ledger is still sampling (about the first 2,100 packets of a stream); the
+"steady" line measures after that, the "first 2k" line during it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pylibsrtp
+
+# Run from a checkout without installing: the repository root holds the confsec package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confsec.media.endpoint import MediaLeg
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.rtp import RtpPacket, build_rtp, peek_ssrc_seq, rtp_payload_bounds
+from confsec.media.srtp import PROFILES, new_master_key, new_receiver, new_sender
+from confsec.media.tone import ToneGenerator, detect_tones, pcmu_decode, pcmu_encode, tone_for
+
+SEND = StreamId("bench", "peer", "audio", "send")
+RECV = StreamId("peer", "bench", "audio", "recv")
+
+
+def rate(n: int, fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+def best(reps: int, make: Callable[[], tuple[int, Callable[[], object]]]) -> float:
+    """Best rate of `reps` runs; `make` sets up fresh state (replay windows!) and returns the
+    packet count and the loop to time. Best-of, because this machine is shared."""
+    out = 0.0
+    for _ in range(reps):
+        count, loop = make()
+        out = max(out, rate(count, loop))
+    return out
+
+
+def srtp(suite: str, n: int, reps: int) -> None:
+    key, salt = new_master_key(suite)
+    tx = new_sender(KeyStreamLedger(), SEND, suite, key, salt)
+    plain = [build_rtp(0, s, 160 * s, 0x1234, b"\xd5" * 160) for s in range(n)]
+    protected = [tx.protect(p) for p in plain]  # 172-octet RTP -> 182/188-octet SRTP
+    bad = [q[:-1] + bytes([q[-1] ^ 1]) for q in protected[: n // 4]]
+    profile = PROFILES[suite].libsrtp_profile
+    warm = 2200  # packets after which the ledger sample is complete
+
+    def raw_session(direction: int) -> pylibsrtp.Session:
+        policy = pylibsrtp.Policy(key=key + salt, ssrc_type=direction, srtp_profile=profile)
+        return pylibsrtp.Session(policy)
+
+    def raw_unprotect() -> tuple[int, Callable[[], object]]:
+        f = raw_session(pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect
+
+        def loop() -> None:
+            for q in protected:
+                f(q)
+
+        return len(protected), loop
+
+    def receiver(first: bool) -> tuple[int, Callable[[], object]]:
+        rx = new_receiver(KeyStreamLedger(), RECV, suite, key, salt)
+        f = rx.try_unprotect
+        if first:
+            todo = protected[:2000]
+        else:
+            for q in protected[:warm]:
+                f(q)
+            todo = protected[warm:]
+
+        def loop() -> None:
+            for q in todo:
+                f(q)
+
+        return len(todo), loop
+
+    def raw_fail() -> tuple[int, Callable[[], object]]:
+        f = raw_session(pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect
+        error = pylibsrtp.Error
+
+        def loop() -> None:
+            for q in bad:
+                try:
+                    f(q)
+                except error:
+                    pass
+
+        return len(bad), loop
+
+    def try_fail() -> tuple[int, Callable[[], object]]:
+        f = new_receiver(KeyStreamLedger(), RECV, suite, key, salt).try_unprotect
+
+        def loop() -> None:
+            for q in bad:
+                f(q)
+
+        return len(bad), loop
+
+    def raw_protect() -> tuple[int, Callable[[], object]]:
+        f = raw_session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND).protect
+
+        def loop() -> None:
+            for q in plain:
+                f(q)
+
+        return len(plain), loop
+
+    def sender() -> tuple[int, Callable[[], object]]:
+        f = new_sender(KeyStreamLedger(), SEND, suite, key, salt).protect
+        for q in plain[:warm]:
+            f(q)
+        todo = plain[warm:]
+
+        def loop() -> None:
+            for q in todo:
+                f(q)
+
+        return len(todo), loop
+
+    print(f"{suite} (172-octet RTP packets, best of {reps})")
+    rows = [
+        ("unprotect  pylibsrtp raw", raw_unprotect, ""),
+        ("unprotect  SrtpReceiver steady", lambda: receiver(False), ""),
+        ("unprotect  SrtpReceiver first 2k", lambda: receiver(True), "  (ledger sampling)"),
+        ("auth fail  pylibsrtp raise+catch", raw_fail, ""),
+        ("auth fail  SrtpReceiver.try_unprotect", try_fail, ""),
+        ("protect    pylibsrtp raw", raw_protect, ""),
+        ("protect    SrtpSender steady", sender, ""),
+    ]
+    for label, make, note in rows:
+        print(f"  {label:<38}{best(reps, make):>12,.0f} pkt/s{note}")
+
+
+def leg_receive(n: int) -> None:
+    """Per-datagram cost of MediaLeg's receive path (no socket: the protocol callback alone)."""
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    key, salt = new_master_key(suite)
+    tx = new_sender(KeyStreamLedger(), SEND, suite, key, salt)
+    packets = [tx.protect(build_rtp(0, s, 160 * s, 0x1234, b"\xd5" * 160)) for s in range(n)]
+
+    async def run() -> float:
+        leg = MediaLeg()
+        leg.set_receiver(new_receiver(KeyStreamLedger(), RECV, suite, key, salt))
+        cb = leg.datagram_received
+        addr = ("127.0.0.1", 4000)
+        for q in packets[:2200]:
+            cb(q, addr)
+        todo = packets[2200:]
+        t = time.perf_counter()
+        for q in todo:
+            cb(q, addr)
+        elapsed = time.perf_counter() - t
+        assert leg.authenticated == n
+        return len(todo) / elapsed
+
+    print("MediaLeg")
+    print(f"  datagram_received, SRTP + PCMU kept   {asyncio.run(run()):>12,.0f} pkt/s")
+
+
+def rtp_helpers(n: int) -> None:
+    pkt = build_rtp(0, 1, 160, 0x1234, b"\xd5" * 160)
+
+    def peek() -> None:
+        for _ in range(n):
+            peek_ssrc_seq(pkt)
+
+    def bounds() -> None:
+        for _ in range(n):
+            rtp_payload_bounds(pkt)
+
+    def build() -> None:
+        for s in range(n):
+            build_rtp(0, s, s, 0x1234, b"")
+
+    def parse() -> None:
+        for _ in range(n // 10):
+            RtpPacket.parse(pkt)
+
+    print("RTP")
+    print(f"  build_rtp                             {rate(n, build):>12,.0f} pkt/s")
+    print(f"  peek_ssrc_seq                         {rate(n, peek):>12,.0f} pkt/s")
+    print(f"  rtp_payload_bounds                    {rate(n, bounds):>12,.0f} pkt/s")
+    print(f"  RtpPacket.parse (full dataclass)      {rate(n // 10, parse):>12,.0f} pkt/s")
+
+
+def tones() -> None:
+    plan = [tone_for(k) for k in range(50)]
+    mix = sum(ToneGenerator(f, amplitude=600).pcm_seconds(1.0).astype(np.int32) for f in plan[1:])
+    pcm = pcmu_decode(pcmu_encode(np.asarray(mix, dtype=np.int16)))
+
+    def timed(fn: Callable[[], object], reps: int) -> float:
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t) / reps * 1000
+
+    # First call builds the phasor matrix; later calls with the same shape reuse it.
+    first = timed(lambda: detect_tones(pcm, plan), 1)
+    cached = timed(lambda: detect_tones(pcm, plan), 50)
+    few = timed(lambda: detect_tones(pcm[:4000], [440.0, 660.0, 880.0]), 50)
+    gen = ToneGenerator(440)
+    frame_gen = timed(lambda: next(gen), 2000)
+    frame = next(gen)
+    frame_dec = timed(lambda: pcmu_decode(frame), 2000)
+    print("Tones")
+    print(f"  detect_tones 1 s x 50 candidates, first  {first:8.2f} ms")
+    print(f"  detect_tones 1 s x 50 candidates, cached {cached:8.2f} ms")
+    print(f"  detect_tones 0.5 s x 3 candidates        {few:8.2f} ms")
+    print(f"  ToneGenerator frame (160 PCMU octets)     {frame_gen * 1000:8.1f} us")
+    print(f"  pcmu_decode frame                        {frame_dec * 1000:8.1f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=100_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    n = max(args.packets, 10_000)
+    for suite in ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"):
+        srtp(suite, n, args.reps)
+    leg_receive(n)
+    rtp_helpers(n)
+    tones()
+
+
+if __name__ == "__main__":
+    main()

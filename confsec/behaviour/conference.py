@@ -1,0 +1,337 @@
+"""One scenario's conference as the suite drives it: participants, calls, probes and media.
+
+`ConferenceRun` is the per-scenario fixture the steps talk to. Its public methods are synchronous
+(steps are) and run the asynchronous work on the suite's loop thread with a deadline taken from
+the target profile, so a silent system under test ends a step with `PeerTimeout` instead of
+hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context
+from confsec.behaviour.runtime import LoopThread
+from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
+from confsec.codec.sip import Response, SipStream, parse_name_addr
+from confsec.errors import ConfsecError, PeerTimeout, TlsVerificationError, TransportError
+from confsec.media.ledger import KeyStreamLedger
+from confsec.media.tone import tone_for
+from confsec.net.tls import PeerCert, peer_identity
+from confsec.net.ua import UserAgent
+from confsec.report.verdicts import Inconclusive
+from confsec.target.model import Account, Target
+
+# Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.
+PARTICIPANT_ORDER = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+
+__all__ = ["CallOutcome", "ConferenceRun", "OfferSpec", "TlsProbe"]
+
+
+@dataclass
+class CallOutcome:
+    """What became of one INVITE: the final response, or why there was none."""
+
+    participant: str
+    request_uri: str
+    status: int | None = None
+    reason: str = ""
+    response: Response | None = None
+    answer: SessionDescription | None = None
+    error: str | None = None
+
+
+@dataclass
+class TlsProbe:
+    """A TLS connection attempt to the service, and what came of it."""
+
+    connect_error: str | None = None
+    handshake_ok: bool = False
+    tls_error: str | None = None
+    peer: PeerCert | None = None
+    response_status: int | None = None
+    closed_by_peer: bool = False
+
+
+class ConferenceRun:
+    def __init__(self, runtime: LoopThread, target: Target, keylog: Path):
+        self.runtime = runtime
+        self.target = target
+        self.keylog = str(keylog)
+        self.ledger = KeyStreamLedger()
+        self.participants: dict[str, Participant] = {}
+        self.outcomes: dict[str, CallOutcome] = {}
+        self.last_outcome: CallOutcome | None = None
+        self.creation: CallOutcome | None = None
+        self.conference_uri: str | None = None
+        self.last_probe: TlsProbe | None = None
+        self._extra_uas: list[UserAgent] = []
+
+    # -- sync face for the steps ---------------------------------------------------------------
+
+    def _run(self, coro, timeout: float | None = None, what: str = ""):
+        return self.runtime.run(coro, timeout or self.target.timeouts.transaction * 2, what)
+
+    def participant(self, name: str) -> Participant:
+        try:
+            return self.participants[name]
+        except KeyError:
+            raise Inconclusive(
+                f"{name} is not in the conference (an earlier step failed)"
+            ) from None
+
+    def outcome(self, name: str) -> CallOutcome | None:
+        return self.outcomes.get(name)
+
+    def create(self, name: str, offer: OfferSpec, credentials: str = "valid") -> CallOutcome:
+        """INVITE the factory URI (RFC 4579 5.1). `credentials`: 'valid', 'none' or 'wrong'."""
+        out = self._run(self._invite(name, self.target.factory_uri, offer, credentials))
+        if out.status is not None and 200 <= out.status < 300:
+            self.creation = out
+            contact = out.response.headers.get("Contact") if out.response else None
+            self.conference_uri = parse_name_addr(contact).uri if contact else None
+        elif self.creation is None:
+            self.creation = out
+        return out
+
+    def join(self, name: str, offer: OfferSpec) -> CallOutcome:
+        if self.conference_uri is None:
+            raise Inconclusive(f"{name} cannot join: no conference was created")
+        return self._run(self._invite(name, self.conference_uri, offer, "valid"))
+
+    def replay_authorization(self, attacker: str, victim: str) -> CallOutcome:
+        """Send a new INVITE that carries the victim's earlier Authorization verbatim."""
+        p = self.participant(victim)
+        auth = p.ua.last_authorization
+        if auth is None:
+            raise Inconclusive(f"{victim} never sent an Authorization header to replay")
+        return self._run(self._replay(attacker, p, auth))
+
+    def probe_tls(
+        self, name: str, *, client_cert: bool = True, send_request: bool = False
+    ) -> TlsProbe:
+        account = self.target.accounts.get(name) if client_cert else None
+        probe = self._run(self._probe(account, send_request), what="TLS probe")
+        self.last_probe = probe
+        return probe
+
+    def exchange_media(self, seconds: float, plain: set[str] | frozenset[str] = frozenset()):
+        """Everyone sends for `seconds`; returns when every leg received that much media."""
+        if not self.participants:
+            raise Inconclusive("no participant is in the conference")
+        self._run(
+            self._exchange(seconds, plain),
+            timeout=seconds + self.target.timeouts.media + 5,
+            what="media exchange",
+        )
+
+    def close(self) -> None:
+        try:
+            self._run(self._close(), timeout=10, what="closing the conference")
+        except ConfsecError:
+            pass
+
+    # -- async work ----------------------------------------------------------------------------
+
+    async def _participant(self, name: str, credentials: str) -> Participant:
+        if name in self.participants:
+            return self.participants[name]
+        account = self.target.account(name)
+        if credentials == "wrong":
+            account = Account(
+                account.name,
+                account.username,
+                account.password + "-wrong",
+                account.display_name,
+                account.client_cert,
+                account.client_key,
+            )
+        ua = await UserAgent.start(
+            aor=account.aor(self.target.domain),
+            display_name=account.display_name or name.capitalize(),
+            contact_host="127.0.0.1",
+            credentials=None if credentials == "none" else (account.username, account.password),
+            client_ssl=client_ssl_context(self.target, account, self.keylog),
+            server_hostname=self.target.domain,
+        )
+        tones = {n: tone_for(i) for i, n in enumerate(PARTICIPANT_ORDER)}
+        if name not in tones:
+            tones[name] = tone_for(len(tones))
+        p = Participant(name, account, self.target, ua, self.ledger, tones[name], all_tones={})
+        self.participants[name] = p
+        for q in self.participants.values():
+            q.all_tones = {n: tones[n] for n in self.participants}
+        return p
+
+    async def _invite(self, name: str, uri: str, spec: OfferSpec, credentials: str) -> CallOutcome:
+        p = await self._participant(name, credentials)
+        out = CallOutcome(name, uri)
+        sdp = await p.build_offer(spec)
+        try:
+            call = await p.ua.invite(
+                uri,
+                sdp,
+                dest=self.target.dest,
+                authenticate=credentials != "none",
+                timeout=self.target.timeouts.transaction,
+            )
+        except TlsVerificationError as exc:
+            out.error = f"TLS verification failed: {exc}"
+        except PeerTimeout as exc:
+            out.error = f"no answer: {exc}"
+        except TransportError as exc:
+            out.error = f"transport failure: {exc}"
+        else:
+            self._record(out, call.response)
+            if out.status is not None and 200 <= out.status < 300 and out.answer is not None:
+                p.apply_answer(out.answer)
+        self.outcomes[name] = out
+        self.last_outcome = out
+        if out.status is None or not 200 <= out.status < 300:
+            await p.close_media()
+        return out
+
+    def _record(self, out: CallOutcome, response: Response) -> None:
+        out.status = response.status
+        out.reason = response.reason
+        out.response = response
+        if response.body and 200 <= response.status < 300:
+            try:
+                out.answer = parse_sdp(response.body)
+            except SdpParseError as exc:
+                out.error = f"the answer is not valid SDP: {exc}"
+
+    async def _replay(self, attacker: str, victim: Participant, auth: str) -> CallOutcome:
+        """The attacker presents itself as the victim (same AOR), with no password of its own."""
+        ua = await UserAgent.start(
+            aor=victim.account.aor(self.target.domain),
+            display_name=victim.account.display_name or victim.name.capitalize(),
+            contact_host="127.0.0.1",
+            credentials=None,
+            client_ssl=client_ssl_context(
+                self.target, self.target.accounts.get(attacker), self.keylog
+            ),
+            server_hostname=self.target.domain,
+        )
+        self._extra_uas.append(ua)
+        out = CallOutcome(attacker, self.target.factory_uri)
+        sdp = await victim.build_offer(OfferSpec())
+        try:
+            call = await ua.invite(
+                self.target.factory_uri,
+                sdp,
+                dest=self.target.dest,
+                headers=[("Authorization", auth)],
+                authenticate=False,
+                timeout=self.target.timeouts.transaction,
+            )
+        except (PeerTimeout, TransportError) as exc:
+            out.error = str(exc)
+        else:
+            self._record(out, call.response)
+        self.outcomes[attacker] = out
+        self.last_outcome = out
+        return out
+
+    async def _probe(self, account: Account | None, send_request: bool) -> TlsProbe:
+        probe = TlsProbe()
+        ctx: ssl.SSLContext = client_ssl_context(self.target, account, self.keylog)
+        t = self.target.timeouts
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.target.host,
+                    self.target.port,
+                    ssl=ctx,
+                    server_hostname=self.target.domain,
+                ),
+                t.connect,
+            )
+        except ssl.SSLError as exc:
+            probe.tls_error = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            return probe
+        except (OSError, TimeoutError) as exc:
+            probe.connect_error = str(exc) or type(exc).__name__
+            return probe
+        probe.handshake_ok = True
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            probe.peer = peer_identity(sslobj)
+        try:
+            if send_request:
+                writer.write(_options_request(self.target))
+                await writer.drain()
+                stream = SipStream()
+                while True:
+                    data = await asyncio.wait_for(reader.read(65536), t.transaction)
+                    if not data:
+                        probe.closed_by_peer = True
+                        break
+                    stream.feed(data)
+                    msg = stream.next_message()
+                    if isinstance(msg, Response):
+                        probe.response_status = msg.status
+                        break
+        except (ssl.SSLError, ConnectionError) as exc:
+            probe.closed_by_peer = True
+            probe.tls_error = str(exc)
+        except TimeoutError:
+            pass
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (OSError, ssl.SSLError, TimeoutError):
+                pass
+        return probe
+
+    async def _exchange(self, seconds: float, plain: set[str] | frozenset[str]) -> None:
+        active = [p for p in self.participants.values() if p.legs]
+        for p in active:
+            p.start_media(plain=p.name in plain)
+        want = max(1, int(seconds * 50))
+        try:
+            await asyncio.gather(
+                *(
+                    leg.wait_for_packets(want, seconds + self.target.timeouts.media)
+                    for p in active
+                    for leg in p.legs.values()
+                    if leg.remote is not None
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            for p in active:
+                p.stop_media()
+
+    async def _close(self) -> None:
+        for p in self.participants.values():
+            try:
+                await p.close()
+            except Exception:
+                pass
+        for ua in self._extra_uas:
+            try:
+                await ua.close()
+            except Exception:
+                pass
+
+
+def _options_request(target: Target) -> bytes:
+    import secrets
+
+    tag = secrets.token_hex(4)
+    branch = "z9hG4bK" + secrets.token_hex(8)
+    return (
+        f"OPTIONS {target.factory_uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TLS 127.0.0.1:9;branch={branch};rport\r\n"
+        f"Max-Forwards: 70\r\n"
+        f"From: <sips:probe@{target.domain}>;tag={tag}\r\n"
+        f"To: <{target.factory_uri}>\r\n"
+        f"Call-ID: {secrets.token_hex(8)}@confsec\r\n"
+        f"CSeq: 1 OPTIONS\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()

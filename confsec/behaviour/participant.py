@@ -1,0 +1,222 @@
+"""A conference participant driven by the suite: a SIP user agent plus one media leg per medium.
+
+The participant builds its own offer (fresh SDES keys per stream, an SSRC per stream announced
+with a=ssrc), registers every key it sends or receives with the run's key-stream ledger, sends its
+own tone and records what it hears.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
+from confsec.media.endpoint import MediaLeg
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.srtp import new_receiver, new_sender
+from confsec.media.tone import ToneGenerator
+from confsec.net.ua import UserAgent
+from confsec.target.model import Account, Target
+
+PAYLOAD_TYPES = {"audio": 0, "video": 96}
+NULL_OFFERS = {"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"}
+
+
+@dataclass(frozen=True)
+class OfferSpec:
+    """What a participant offers: which media, SRTP or not, which suite, null variants."""
+
+    secure: bool = True
+    suite: str = "AES_CM_128_HMAC_SHA1_80"
+    media: tuple[str, ...] = ("audio",)
+    session_params: tuple[str, ...] = ()
+
+    @classmethod
+    def named(cls, name: str) -> OfferSpec:
+        """Gherkin names: 'secure', 'plain RTP', a null suite name, or 'UNENCRYPTED_SRTP'."""
+        if name == "secure":
+            return cls()
+        if name == "plain RTP":
+            return cls(secure=False)
+        if name in NULL_OFFERS:
+            return cls(suite=name)
+        if name in ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP"):
+            return cls(session_params=(name,))
+        raise ValueError(f"unknown offer {name!r}")
+
+    @classmethod
+    def from_phrase(cls, rest: str) -> OfferSpec:
+        """The tail of 'has created a secure conference ...': 'using <suite>', 'with audio and
+        video', or nothing."""
+        words = rest.split()
+        spec = cls()
+        if "using" in words:
+            spec = cls(suite=words[words.index("using") + 1])
+        if "video" in words:
+            spec = cls(suite=spec.suite, media=("audio", "video"))
+        return spec
+
+
+@dataclass
+class MediaStats:
+    received: int
+    authenticated: int
+    auth_failed: int
+    replayed: int
+    malformed: int
+
+
+@dataclass
+class Participant:
+    name: str
+    account: Account
+    target: Target
+    ua: UserAgent
+    ledger: KeyStreamLedger
+    tone_hz: float
+    all_tones: dict[str, float]
+    legs: dict[str, MediaLeg] = field(default_factory=dict)
+    send_crypto: dict[str, CryptoAttribute] = field(default_factory=dict)
+    ssrcs: dict[str, int] = field(default_factory=dict)
+    offer_spec: OfferSpec | None = None
+
+    # -- offer / answer ------------------------------------------------------------------------
+
+    async def build_offer(self, spec: OfferSpec) -> bytes:
+        """Open one UDP leg per medium and describe them, with fresh keys per stream."""
+        await self.close_media()
+        self.offer_spec = spec
+        media = []
+        for tag, kind in enumerate(spec.media, start=1):
+            leg = await MediaLeg.open(host="127.0.0.1", port=0)
+            self.legs[kind] = leg
+            self.ssrcs[kind] = _fresh_ssrc(self.ssrcs.values())
+            attrs: list[tuple[str, str | None]] = []
+            proto = "RTP/AVP"
+            if spec.secure:
+                proto = "RTP/SAVP"
+                crypto = CryptoAttribute.generate(tag, spec.suite)
+                if spec.session_params:
+                    crypto = CryptoAttribute(
+                        crypto.tag,
+                        crypto.suite,
+                        crypto.key,
+                        crypto.salt,
+                        crypto.lifetime,
+                        crypto.mki,
+                        spec.session_params,
+                    )
+                self.send_crypto[kind] = crypto
+                attrs.append(("crypto", crypto.to_value()))
+            attrs += [
+                ("sendrecv", None),
+                ("ssrc", f"{self.ssrcs[kind]} cname:{self.name}@confsec"),
+            ]
+            media.append(
+                MediaDescription.build(
+                    kind,
+                    port=leg.local_addr[1],
+                    proto=proto,
+                    formats=[str(PAYLOAD_TYPES[kind])],
+                    attributes=attrs,
+                )
+            )
+        return SessionDescription.build(self.name, "127.0.0.1", media=media).to_bytes()
+
+    def apply_answer(self, answer: SessionDescription, peer: str = "focus") -> None:
+        """Point each leg at the focus's media address and install both directions' keys."""
+        for m in answer.media:
+            leg = self.legs.get(m.media)
+            if leg is None or m.port == 0:
+                continue
+            leg.set_remote((m.connection_address or self.target.host, m.port))
+            sent = self.send_crypto.get(m.media)
+            received = next((c for c in m.crypto if not c.is_null), None) if m.crypto else None
+            if sent is not None and not sent.is_null and sent.suite not in NULL_OFFERS:
+                leg.sender = new_sender(
+                    self.ledger,
+                    StreamId(self.name, peer, m.media, "send"),
+                    sent.suite,
+                    sent.key,
+                    sent.salt,
+                )
+            if received is not None and received.is_known:
+                leg.set_receiver(
+                    new_receiver(
+                        self.ledger,
+                        StreamId(self.name, peer, m.media, "recv"),
+                        received.suite,
+                        received.key,
+                        received.salt,
+                    )
+                )
+
+    # -- media ---------------------------------------------------------------------------------
+
+    def start_media(self, *, plain: bool = False) -> None:
+        for kind, leg in self.legs.items():
+            if leg.remote is None:
+                continue
+            frames = ToneGenerator(self.tone_hz).frames() if kind == "audio" else _video_frames()
+            leg.start_sending(
+                None if plain else leg.sender,
+                ssrc=self.ssrcs[kind],
+                payload_type=PAYLOAD_TYPES[kind],
+                frames=frames,
+            )
+
+    def stop_media(self) -> None:
+        for leg in self.legs.values():
+            leg.stop_sending()
+
+    def receive_stats(self) -> dict[str, MediaStats]:
+        out = {}
+        for kind, leg in self.legs.items():
+            if leg.remote is None:
+                continue
+            s = leg.stats
+            out[kind] = MediaStats(
+                s.received, s.authenticated, s.auth_failed, s.replayed, s.malformed
+            )
+        return out
+
+    def heard_tones(self, candidates: list[float]) -> set[float]:
+        leg = self.legs.get("audio")
+        return set() if leg is None else set(leg.heard_tones(candidates))
+
+    def other_tones(self) -> list[float]:
+        return [f for n, f in self.all_tones.items() if n != self.name]
+
+    async def close_media(self) -> None:
+        for leg in self.legs.values():
+            leg.close()
+        self.legs.clear()
+        self.send_crypto.clear()
+
+    async def close(self) -> None:
+        await self.close_media()
+        await self.ua.close()
+
+
+def _fresh_ssrc(taken: object) -> int:
+    while True:
+        ssrc = secrets.randbits(32)
+        if ssrc and ssrc not in taken:  # type: ignore[operator]
+            return ssrc
+
+
+def _video_frames() -> Iterator[bytes]:
+    """Synthetic 'video' payloads: distinct per frame, so fan-out and reuse can be told apart."""
+    for n in itertools.count():
+        yield n.to_bytes(4, "big") + secrets.token_bytes(96)
+
+
+def client_ssl_context(target: Target, account: Account | None, keylog: str) -> ssl.SSLContext:
+    from confsec.net.tls import client_context
+
+    cert = account.client_cert if account else None
+    key = account.client_key if account else None
+    return client_context(target.ca_file, cert, key, keylog_file=keylog)

@@ -1,0 +1,1 @@
+"""Sans-IO codecs: bytes in, values out; no asyncio, no socket, no clock."""

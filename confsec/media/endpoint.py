@@ -1,0 +1,510 @@
+"""An asyncio UDP media leg: sends paced RTP/SRTP, receives and classifies what comes back.
+
+Participants use one `MediaLeg` per media stream; the reference mixer may reuse it for its
+sockets (with `set_receiver(None)` and an `on_packet` hook). A leg answers the questions the
+media checks ask: did packets arrive, did they authenticate under the negotiated key, were any
+replayed or not SRTP at all, which SSRCs, and which tones can be heard in them.
+
+Design points (aiortc's thin asyncio adapter over a sans-IO core):
+
+* Pacing uses `loop.call_at()` on absolute times t0 + k / pps, so the send rate does not drift
+  with scheduling delays (a late packet is sent late, the next one is still on time) and there
+  is no sleep loop.
+* Per-packet receive work is a few `struct` reads and counter increments; no dataclass per
+  packet. Statistics are copied into a `MediaStats` only when asked for.
+* Waiting is event-driven: `wait_for_packets()` parks a future that the receive path resolves;
+  a timeout raises `PeerTimeout` (the system under test did not deliver).
+* Memory is bounded: the first `raw_limit` datagrams are kept for evidence, the last
+  `audio_seconds` of PCMU per SSRC for the tone check (`heard_tones()`), at most
+  `ssrc_limit` SSRCs and peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
+from confsec.media.rtp import RtpParseError, build_rtp, rtp_payload_bounds
+from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver, SrtpSender
+from confsec.media.tone import PCMU_SILENCE, detect_tones, pcmu_decode
+
+__all__ = ["MediaLeg", "MediaStats", "RawPacket"]
+
+Addr = tuple[Any, ...]
+#: (arrival time on the loop clock, source address, datagram)
+RawPacket = tuple[float, Addr, bytes]
+PacketHook = Callable[[bytes, Addr, float], None]
+
+_SSRC_AT_8 = struct.Struct("!I")
+_PCMU = 0
+_PCMU_RATE = 8000
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """A snapshot of what a leg sent and received."""
+
+    sent: int
+    """Packets sent by the pacing job (not `send_raw()`)."""
+    received: int
+    """Datagrams received, whatever they were."""
+    authenticated: int
+    """SRTP packets that authenticated under the receiver's key."""
+    auth_failed: int
+    """Packets refused by SRTP authentication (wrong key, tampering, plain RTP)."""
+    replayed: int
+    """Packets refused by the SRTP replay check."""
+    malformed: int
+    """Datagrams that are not RTP v2 / SRTP at all, or too short to be."""
+    plain: int
+    """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
+    rtcp: int
+    """RTCP/SRTCP packets seen on the muxed port (counted, not checked)."""
+    ssrcs: frozenset[int]
+    """SSRCs seen in RTP packets (authenticated or not)."""
+    peers: frozenset[Addr]
+    """Source addresses seen."""
+    first_arrival: float | None
+    """Loop time of the first datagram."""
+    last_arrival: float | None
+    """Loop time of the last datagram."""
+
+
+class _Audio:
+    """The last `limit` PCMU samples of one SSRC, as a deque of payloads."""
+
+    __slots__ = ("chunks", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.limit = limit
+
+    def add(self, payload: bytes) -> None:
+        self.chunks.append(payload)
+        self.size += len(payload)
+        while self.size - len(self.chunks[0]) >= self.limit:
+            self.size -= len(self.chunks.popleft())
+
+    def last(self, samples: int) -> bytes:
+        data = b"".join(self.chunks)
+        return data[-samples:] if samples < len(data) else data
+
+
+class _SendJob:
+    __slots__ = (
+        "count",
+        "done",
+        "frames",
+        "handle",
+        "k",
+        "marker_first",
+        "pps",
+        "pt",
+        "sender",
+        "seq0",
+        "ssrc",
+        "t0",
+        "ts0",
+        "ts_step",
+    )
+
+
+class MediaLeg(asyncio.DatagramProtocol):
+    """One UDP media socket. Create with `await MediaLeg.open()`."""
+
+    def __init__(
+        self,
+        *,
+        audio_seconds: float = 5.0,
+        raw_limit: int = 64,
+        ssrc_limit: int = 1024,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local_addr: Addr = ()
+        self.remote: Addr | None = None
+        self.sender: SrtpSender | None = None
+        """Where a participant keeps this leg's SRTP sender; `start_sending()` takes it
+        explicitly, so that a negative test can send plain RTP on a secure leg."""
+        self.on_packet: PacketHook | None = None
+        """Called as `on_packet(datagram, source, arrival)` for every datagram received."""
+        self.hook_error: BaseException | None = None
+        self.send_error: BaseException | None = None
+        self.socket_errors = 0
+        self._receiver: SrtpReceiver | None = None
+        self._job: _SendJob | None = None
+        self._waiters: list[tuple[int, bool, asyncio.Future[None]]] = []
+        self._raw: list[RawPacket] = []
+        self._raw_limit = raw_limit
+        self._ssrc_limit = ssrc_limit
+        self._audio: dict[int, _Audio] = {}
+        self._audio_limit = int(audio_seconds * _PCMU_RATE)
+        self._ssrcs: set[int] = set()
+        self._peers: set[Addr] = set()
+        self._first: float | None = None
+        self._last: float | None = None
+        self.sent = 0
+        self.received = 0
+        self.authenticated = 0
+        self.auth_failed = 0
+        self.replayed = 0
+        self.malformed = 0
+        self.plain = 0
+        self.rtcp = 0
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, host: str = "127.0.0.1", port: int = 0, **options: Any) -> MediaLeg:
+        """Bind a UDP socket (port 0: the OS picks one) and return the leg on it."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, leg = await loop.create_datagram_endpoint(
+                lambda: cls(**options), local_addr=(host, port)
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot bind a media socket on {host}:{port}: {exc}") from exc
+        return leg
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # CPython's selector transport is not a DatagramTransport subclass; duck-type it.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        self.local_addr = tuple(transport.get_extra_info("sockname")[:2])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.stop_sending()
+        self._fail_waiters(TransportError("media leg closed"))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the peer is not listening (yet).
+        self.socket_errors += 1
+
+    def close(self) -> None:
+        """Stop sending and close the socket; pending waiters get `TransportError`."""
+        self.stop_sending()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self._fail_waiters(TransportError("media leg closed"))
+
+    async def __aenter__(self) -> MediaLeg:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"MediaLeg({self.local_addr} -> {self.remote}, sent={self.sent}, "
+            f"received={self.received}, authenticated={self.authenticated})"
+        )
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def set_remote(self, addr: Addr) -> None:
+        """Where the pacing job and `send_raw()` send to."""
+        self.remote = tuple(addr)
+
+    def set_receiver(self, receiver: SrtpReceiver | None) -> None:
+        """The SRTP receiver that checks incoming packets; None accepts plain RTP."""
+        self._receiver = receiver
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def start_sending(
+        self,
+        sender: SrtpSender | None,
+        ssrc: int,
+        payload_type: int = _PCMU,
+        frames: Iterator[bytes] | None = None,
+        pps: float = 50.0,
+        *,
+        count: int | None = None,
+        start_seq: int | None = None,
+        start_ts: int | None = None,
+        clock_rate: int = _PCMU_RATE,
+        marker_first: bool = True,
+    ) -> None:
+        """Send one RTP stream at `pps` packets per second until the frames or `count` run out.
+
+        `sender` None sends plain RTP (for negative tests). Without `frames` the payload is
+        20 ms of PCMU silence. Sequence number and timestamp start at random values (RFC 3550)
+        unless given. Replaces any stream this leg was already sending.
+        """
+        if pps <= 0:
+            raise LocalProtocolError(f"packet rate {pps} must be positive")
+        self.stop_sending()
+        job = _SendJob()
+        job.sender = sender
+        job.ssrc = ssrc
+        job.pt = payload_type
+        job.frames = frames if frames is not None else _silence(int(clock_rate / pps))
+        job.pps = float(pps)
+        job.count = count
+        job.seq0 = random.getrandbits(16) if start_seq is None else start_seq
+        job.ts0 = random.getrandbits(32) if start_ts is None else start_ts
+        job.ts_step = round(clock_rate / pps)
+        job.marker_first = marker_first
+        job.k = 0
+        job.done = self._loop.create_future()
+        job.t0 = self._loop.time()
+        job.handle = self._loop.call_at(job.t0, self._tick, job)
+        self._job = job
+
+    def _tick(self, job: _SendJob) -> None:
+        if self._job is not job:
+            return
+        k = job.k
+        frame = None if job.count is not None and k >= job.count else next(job.frames, None)
+        if frame is None:
+            self._finish(job)
+            return
+        packet = build_rtp(
+            job.pt,
+            job.seq0 + k,
+            job.ts0 + k * job.ts_step,
+            job.ssrc,
+            frame,
+            marker=job.marker_first and k == 0,
+        )
+        try:
+            if job.sender is not None:
+                packet = job.sender.protect(packet)
+            if self._transport is not None and self.remote is not None:
+                self._transport.sendto(packet, self.remote)
+                self.sent += 1
+        except Exception as exc:  # kept for the step to see; a callback has no caller
+            self.send_error = exc
+            self._finish(job, exc)
+            return
+        job.k = k + 1
+        if job.count is not None and job.k >= job.count:
+            self._finish(job)
+            return
+        job.handle = self._loop.call_at(job.t0 + job.k / job.pps, self._tick, job)
+
+    def _finish(self, job: _SendJob, exc: BaseException | None = None) -> None:
+        job.handle.cancel()
+        if not job.done.done():
+            if exc is None:
+                job.done.set_result(None)
+            else:
+                job.done.set_exception(exc)
+                job.done.exception()  # retrieved: no "never retrieved" warning if nobody waits
+        if self._job is job:
+            self._job = None
+
+    def stop_sending(self) -> None:
+        """Stop the pacing job, if any."""
+        if self._job is not None:
+            self._finish(self._job)
+
+    @property
+    def sending(self) -> bool:
+        return self._job is not None
+
+    async def wait_sending_done(self, timeout: float) -> None:
+        """Wait until the pacing job has run out of frames or count (or was stopped)."""
+        job = self._job
+        if job is None:
+            if self.send_error is not None:
+                raise self.send_error
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(job.done), timeout)
+        except TimeoutError:
+            raise PeerTimeout(f"sending did not finish within {timeout} s") from None
+
+    def send_raw(self, data: bytes, addr: Addr | None = None) -> None:
+        """Send one crafted datagram (replays, plain RTP, garbage) outside the pacing job."""
+        target = addr if addr is not None else self.remote
+        if self._transport is None or target is None:
+            raise LocalProtocolError("send_raw() on a closed leg or without a remote address")
+        self._transport.sendto(data, target)
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        now = self._loop.time()
+        self.received += 1
+        if self._first is None:
+            self._first = now
+        self._last = now
+        if len(self._raw) < self._raw_limit:
+            self._raw.append((now, addr, data))
+        if addr not in self._peers and len(self._peers) < self._ssrc_limit:
+            self._peers.add(addr)
+        if self.on_packet is not None:
+            try:
+                self.on_packet(data, addr, now)
+            except Exception as exc:
+                if self.hook_error is None:
+                    self.hook_error = exc
+        self._classify(data)
+        if self._waiters:
+            self._wake()
+
+    def _classify(self, data: bytes) -> None:
+        if len(data) < 12 or data[0] >> 6 != 2:
+            self.malformed += 1
+            return
+        if 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761)
+            self.rtcp += 1
+            return
+        ssrc = _SSRC_AT_8.unpack_from(data, 8)[0]
+        if ssrc not in self._ssrcs and len(self._ssrcs) < self._ssrc_limit:
+            self._ssrcs.add(ssrc)
+        rx = self._receiver
+        if rx is not None:
+            plain = rx.try_unprotect(data)
+            if plain is None:
+                status = rx.last_status
+                if status == AUTH_FAILED:
+                    self.auth_failed += 1
+                elif status == REPLAYED:
+                    self.replayed += 1
+                else:
+                    self.malformed += 1
+                return
+            self.authenticated += 1
+        else:
+            plain = data
+            self.plain += 1
+        if plain[1] & 0x7F != _PCMU:
+            return
+        if plain[0] == 0x80:  # no padding, extension or CSRC: the common case
+            payload = plain[12:]
+        else:
+            try:
+                start, end = rtp_payload_bounds(plain)
+            except RtpParseError:
+                return  # counted as received/plain; the payload is unusable for audio
+            payload = plain[start:end]
+        audio = self._audio.get(ssrc)
+        if audio is None:
+            if len(self._audio) >= self._ssrc_limit:
+                return
+            audio = self._audio[ssrc] = _Audio(self._audio_limit)
+        audio.add(payload)
+
+    def _wake(self) -> None:
+        keep = []
+        for n, auth, fut in self._waiters:
+            if fut.done():
+                continue
+            if (self.authenticated if auth else self.received) >= n:
+                fut.set_result(None)
+            else:
+                keep.append((n, auth, fut))
+        self._waiters = keep
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, []
+        for _, _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def wait_for_packets(
+        self, n: int, timeout: float, *, authenticated: bool = False
+    ) -> None:
+        """Wait until `n` datagrams (or `n` authenticated SRTP packets) have arrived in total.
+
+        Raises `PeerTimeout` naming how many came, or `TransportError` if the leg closes.
+        """
+
+        def have() -> int:
+            return self.authenticated if authenticated else self.received
+
+        if have() >= n:
+            return
+        if self._transport is None:
+            raise TransportError("media leg closed")
+        fut: asyncio.Future[None] = self._loop.create_future()
+        entry = (n, authenticated, fut)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            what = "authenticated packets" if authenticated else "packets"
+            raise PeerTimeout(
+                f"{have()} of {n} {what} arrived on {self.local_addr} within {timeout} s"
+            ) from None
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    # -- results --------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> MediaStats:
+        return MediaStats(
+            sent=self.sent,
+            received=self.received,
+            authenticated=self.authenticated,
+            auth_failed=self.auth_failed,
+            replayed=self.replayed,
+            malformed=self.malformed,
+            plain=self.plain,
+            rtcp=self.rtcp,
+            ssrcs=frozenset(self._ssrcs),
+            peers=frozenset(self._peers),
+            first_arrival=self._first,
+            last_arrival=self._last,
+        )
+
+    @property
+    def raw_packets(self) -> list[RawPacket]:
+        """The first `raw_limit` datagrams with arrival time and source, for evidence."""
+        return list(self._raw)
+
+    def audio(self, ssrc: int, seconds: float = 1.0) -> np.ndarray:
+        """The last `seconds` of PCMU decoded from one SSRC (int16; empty if none)."""
+        buf = self._audio.get(ssrc)
+        if buf is None:
+            return np.zeros(0, dtype=np.int16)
+        return pcmu_decode(buf.last(int(seconds * _PCMU_RATE)))
+
+    def tone_ratios(
+        self, candidates: Sequence[float], seconds: float = 1.0, ssrc: int | None = None
+    ) -> dict[float, float]:
+        """For each candidate, its power share in the last `seconds` of received PCMU.
+
+        Each SSRC is analysed on its own (a forwarder sends one per talker, a mixer one for
+        all) and the largest share per candidate is returned; see `tone.detect_tones()`.
+        """
+        result = dict.fromkeys((float(f) for f in candidates), 0.0)
+        ssrcs = [ssrc] if ssrc is not None else list(self._audio)
+        for s in ssrcs:
+            pcm = self.audio(s, seconds)
+            if pcm.size < 2:
+                continue
+            for f, r in detect_tones(pcm, list(result)).items():
+                if r > result[f]:
+                    result[f] = r
+        return result
+
+    def heard_tones(
+        self, candidates: Sequence[float], min_ratio: float = 0.005, seconds: float = 1.0
+    ) -> set[float]:
+        """The candidate tones heard in the last `seconds` received: "440 and 660, not 880".
+
+        A tone is heard when its share of the power is at least `min_ratio` (see
+        `tone.tones_present()`); `tone_ratios()` gives the numbers behind the answer.
+        """
+        return {f for f, r in self.tone_ratios(candidates, seconds).items() if r >= min_ratio}
+
+
+def _silence(samples: int) -> Iterator[bytes]:
+    frame = bytes((PCMU_SILENCE,)) * samples
+    while True:
+        yield frame

@@ -1,0 +1,1 @@
+"""asyncio networking: TLS contexts, SIP transports, transactions, dialogs, user agents."""

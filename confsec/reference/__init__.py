@@ -1,0 +1,1 @@
+"""The embedded reference deployment: a secure conference service on loopback."""

@@ -1,0 +1,147 @@
+"""Starting and stopping the embedded reference deployment on loopback.
+
+`ReferenceDeployment` is the asyncio object (focus + mixer + TLS listener); `EmbeddedReference`
+runs one on its own event-loop thread, so that the suite's participants and the server never
+share a loop: a step that blocks cannot stall the server, and the server's timing is not the
+suite's. It builds the per-run test PKI and hands the suite a `Target` describing itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confsec.behaviour.runtime import LoopThread
+from confsec.codec.digest import DigestServer
+from confsec.net.tls import server_context
+from confsec.net.ua import UserAgent
+from confsec.pki import TestPki
+from confsec.reference.focus import Focus, FocusConfig
+from confsec.reference.mixer import Mixer
+from confsec.target.model import Account, Capabilities, Target
+
+DOMAIN = "conference.example.test"
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    domain: str = DOMAIN
+    host: str = "127.0.0.1"
+    users: tuple[str, ...] = USERS
+    defects: frozenset[str] = frozenset()
+    mutual_tls: bool = True
+    keylog_file: Path | None = None
+    passwords: dict[str, str] = field(
+        default_factory=lambda: {u: secrets.token_urlsafe(12) for u in USERS}, repr=False
+    )
+
+
+class ReferenceDeployment:
+    """Focus (AS/MRFC) and mixer (MRFP) behind one SIP/TLS listener."""
+
+    def __init__(self, pki: TestPki, config: ReferenceConfig):
+        self.pki = pki
+        self.config = config
+        self.defects = config.defects
+        self.ua: UserAgent | None = None
+        self.mixer = Mixer(config.host, config.defects)
+        self.digest = DigestServer(
+            realm=config.domain,
+            users={u: config.passwords[u] for u in config.users},
+            algorithm="SHA-256",
+            check_replay="accept-replayed-nonce" not in config.defects,
+            check_response="accept-any-password" not in config.defects,
+        )
+        self.focus = Focus(
+            FocusConfig(config.domain, defects=config.defects),
+            self.digest,
+            self.mixer,
+            config.host,
+        )
+        self.port = 0
+
+    async def start(self) -> None:
+        which = "other-domain" if "wrong-domain-cert" in self.defects else "service"
+        cert = self.pki.server(which)
+        require = self.config.mutual_tls and "no-client-cert-required" not in self.defects
+        ctx = server_context(
+            cert.cert,
+            cert.key,
+            ca_file=self.pki.ca_cert,
+            require_client_cert=require,
+            keylog_file=self.config.keylog_file,
+        )
+        self.ua = await UserAgent.start(
+            aor=f"sips:focus@{self.config.domain}",
+            display_name="confsec reference focus",
+            contact_host=self.config.host,
+            transport=[("tls", self.config.host, 0)],
+            server_ssl=ctx,
+            request_handler=self.focus.handle,
+            user_agent_header="confsec-reference/0.1",
+        )
+        self.port = self.ua.address("tls")[2]
+
+    async def stop(self) -> None:
+        self.mixer.close()
+        if self.ua is not None:
+            await self.ua.close()
+
+    def target(self) -> Target:
+        accounts = {
+            u: Account(
+                name=u,
+                username=u,
+                password=self.config.passwords[u],
+                display_name=u.capitalize(),
+                client_cert=self.pki.client(u).cert,
+                client_key=self.pki.client(u).key,
+            )
+            for u in self.config.users
+        }
+        return Target(
+            name="confsec embedded reference",
+            domain=self.config.domain,
+            host=self.config.host,
+            port=self.port,
+            factory_uri=self.focus.config.factory_uri,
+            ca_file=self.pki.ca_cert,
+            accounts=accounts,
+            capabilities=Capabilities(mutual_tls=self.config.mutual_tls),
+        )
+
+
+class EmbeddedReference:
+    """A ReferenceDeployment running on its own loop thread, for fixtures and `confsec run`."""
+
+    def __init__(self, loop: LoopThread, deployment: ReferenceDeployment):
+        self.loop = loop
+        self.deployment = deployment
+        self.target = deployment.target()
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        defects: frozenset[str] = frozenset(),
+        evidence_dir: Path | None = None,
+    ) -> EmbeddedReference:
+        pki = TestPki.create(workdir / "pki", DOMAIN, USERS)
+        keylog = evidence_dir / "reference-tls-keylog.txt" if evidence_dir else None
+        deployment = ReferenceDeployment(pki, ReferenceConfig(defects=defects, keylog_file=keylog))
+        loop = LoopThread("confsec-reference")
+        try:
+            loop.run(deployment.start(), timeout=15, what="starting the reference deployment")
+        except BaseException:
+            loop.close()
+            raise
+        return cls(loop, deployment)
+
+    def stop(self) -> None:
+        try:
+            self.loop.run(self.deployment.stop(), timeout=10, what="stopping the reference")
+        finally:
+            self.loop.close()

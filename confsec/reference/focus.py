@@ -1,0 +1,277 @@
+"""The conference focus of the reference deployment (the AS/MRFC role, RFC 4579 / TS 24.147).
+
+Signalling, policy and key management live here; media lives in the mixer, reached only through
+`MixerControl`. An INVITE to the factory URI over SIPS with an SRTP offer creates a conference;
+the 200 OK carries the conference URI with `;isfocus`. INVITEs to that URI join it, under the
+same secure policy. Every request is authenticated with SIP digest (SHA-256) over TLS.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from confsec.codec.digest import DigestServer
+from confsec.codec.sdp import (
+    SRTP_SUITES,
+    MediaDescription,
+    SdpParseError,
+    SessionDescription,
+    parse_sdp,
+)
+from confsec.codec.sip import parse_uri
+from confsec.reference.keys import KeyManager, SrtpKeys
+from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
+from confsec.reference.policy import SUPPORTED_MEDIA, PolicyDecision, evaluate_offer
+
+if TYPE_CHECKING:
+    from confsec.net.dialog import Dialog
+    from confsec.net.ua import IncomingRequest
+
+log = logging.getLogger(__name__)
+
+SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
+NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+
+
+@dataclass
+class Leg:
+    leg_id: str
+    user: str
+    dialog: Dialog | None = None
+
+
+@dataclass
+class Conference:
+    conference_id: str
+    uri: str
+    creator: str
+    secure: bool
+    legs: dict[str, Leg] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FocusConfig:
+    domain: str
+    factory_user: str = "conf-factory"
+    defects: frozenset[str] = frozenset()
+
+    @property
+    def factory_uri(self) -> str:
+        return f"sips:{self.factory_user}@{self.domain}"
+
+
+class Focus:
+    """Handles out-of-dialog requests for the factory URI and the conference URIs."""
+
+    def __init__(self, config: FocusConfig, digest: DigestServer, mixer: MixerControl, host: str):
+        self.config = config
+        self.defects = config.defects
+        self.digest = digest
+        self.mixer = mixer
+        self.host = host
+        self.keys = KeyManager(config.defects)
+        self.conferences: dict[str, Conference] = {}
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    async def handle(self, req: IncomingRequest) -> None:
+        r = req.request
+        if r.method == "OPTIONS":
+            await req.respond(200, headers=[("Allow", ALLOW)])
+            return
+        if r.method != "INVITE":
+            await req.respond(405, headers=[("Allow", ALLOW)])
+            return
+        if not req.flow.secure:
+            await req.respond(403, "SIPS required")
+            return
+        user = await self._authenticate(req)
+        if user is None:
+            return
+        try:
+            uri = parse_uri(r.uri)
+        except Exception:
+            await req.respond(400, "Bad Request-URI")
+            return
+        if uri.scheme != "sips":
+            await req.respond(416, "SIPS URI required")
+            return
+        if uri.user == self.config.factory_user:
+            await self._create(req, user)
+        elif uri.user in self.conferences:
+            await self._join(req, user, self.conferences[uri.user])
+        else:
+            await req.respond(404, "No such conference")
+
+    async def _authenticate(self, req: IncomingRequest) -> str | None:
+        """SIP digest over TLS; returns the authenticated user name, or None once refused."""
+        r = req.request
+        if "accept-unauthenticated" in self.defects:
+            from_user = parse_uri(r.from_.uri).user or "anonymous"
+            return from_user
+        value = r.headers.get("Authorization")
+        if value is None:
+            challenge = self.digest.challenge()
+            await req.respond(401, headers=[("WWW-Authenticate", challenge.to_header())])
+            return None
+        result = self.digest.verify(r.method, r.uri, value)
+        if not result.ok:
+            if result.reason in ("stale-nonce", "unknown-nonce"):
+                challenge = self.digest.challenge(stale=result.reason == "stale-nonce")
+                await req.respond(401, headers=[("WWW-Authenticate", challenge.to_header())])
+            else:
+                await req.respond(403, f"Forbidden ({result.reason})")
+            return None
+        return result.username
+
+    # -- conference life cycle -----------------------------------------------------------------
+
+    async def _create(self, req: IncomingRequest, user: str) -> None:
+        offer = await self._offer(req)
+        if offer is None:
+            return
+        # This service hosts secure conferences only: a creation that does not offer SRTP is
+        # refused by the policy below rather than turned into an unprotected conference.
+        secure = "factory-ignores-secure" not in self.defects
+        decision = self._decide(offer, secure=secure, joining=False)
+        if not decision.accepted:
+            await req.respond(decision.status, decision.reason)
+            return
+        conference_id = "conf-" + secrets.token_hex(6)
+        conf = Conference(
+            conference_id,
+            f"sips:{conference_id}@{self.config.domain}",
+            creator=user,
+            secure=secure,
+        )
+        self.conferences[conference_id] = conf
+        log.info("conference %s created by %s (secure=%s)", conference_id, user, secure)
+        await self._admit(req, user, conf, offer, decision)
+
+    async def _join(self, req: IncomingRequest, user: str, conf: Conference) -> None:
+        offer = await self._offer(req)
+        if offer is None:
+            return
+        decision = self._decide(offer, secure=conf.secure, joining=True)
+        if not decision.accepted:
+            await req.respond(decision.status, decision.reason)
+            return
+        await self._admit(req, user, conf, offer, decision)
+
+    def _decide(self, offer: SessionDescription, *, secure: bool, joining: bool) -> PolicyDecision:
+        require_srtp = secure and "accept-plain-rtp" not in self.defects
+        if joining and "policy-not-applied" in self.defects:
+            require_srtp = False
+        allow_null = "accept-null-cipher" in self.defects
+        suites = SECURE_SUITES + (NULL_SUITES if allow_null else ())
+        if not secure:
+            # A conference created without security answers in the clear.
+            return evaluate_offer(offer, require_srtp=False, allow_null_cipher=True, suites=())
+        return evaluate_offer(
+            offer, require_srtp=require_srtp, allow_null_cipher=allow_null, suites=suites
+        )
+
+    async def _offer(self, req: IncomingRequest) -> SessionDescription | None:
+        r = req.request
+        if not r.body:
+            await req.respond(488, "An SDP offer is required")
+            return None
+        try:
+            return parse_sdp(r.body)
+        except SdpParseError as exc:
+            await req.respond(400, f"Bad SDP: {exc}"[:120])
+            return None
+
+    async def _admit(
+        self,
+        req: IncomingRequest,
+        user: str,
+        conf: Conference,
+        offer: SessionDescription,
+        decision: PolicyDecision,
+    ) -> None:
+        leg_id = f"{conf.conference_id}/{user}/{secrets.token_hex(3)}"
+        kinds = tuple(c.media.media for c in decision.choices)
+        ports = await self.mixer.allocate(conf.conference_id, leg_id, kinds)
+        streams: list[StreamSetup] = []
+        answer_media: list[MediaDescription] = []
+        chosen = {c.index: c for c in decision.choices}
+        for index, m in enumerate(offer.media):
+            choice = chosen.get(index)
+            if choice is None:
+                answer_media.append(
+                    MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats)
+                )
+                continue
+            pt = SUPPORTED_MEDIA[m.media]
+            attrs: list[tuple[str, str | None]] = [("sendrecv", None)]
+            if m.rtcp_mux:
+                attrs.append(("rtcp-mux", None))
+            remote = (m.connection_address or req.flow.remote[0], m.port)
+            if choice.crypto is not None and conf.secure:
+                self.keys.note_offered(choice.crypto)
+                issued = self.keys.issue(
+                    conf.conference_id, leg_id, m.media, choice.crypto, _offered_ssrc(m)
+                )
+                attrs.insert(0, ("crypto", issued.answer.to_value()))
+                attrs.append(("ssrc", f"{issued.tx_ssrc} cname:focus@{self.config.domain}"))
+                rx = SrtpKeys.from_crypto(choice.crypto)
+                tx = issued.tx
+                ssrc = issued.tx_ssrc
+                proto = m.proto
+            else:
+                rx = tx = None
+                ssrc = secrets.randbits(32)
+                proto = "RTP/AVP"
+            if rx is not None and SRTP_SUITES[rx.suite].null_cipher:
+                rx = tx = None  # the accept-null-cipher defect: nothing to protect with
+            host, port = ports[m.media]
+            answer_media.append(
+                MediaDescription.build(
+                    m.media, port=port, proto=proto, formats=[pt], attributes=attrs
+                )
+            )
+            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc))
+        self.mixer.install(LegSetup(conf.conference_id, leg_id, tuple(streams)))
+        answer = SessionDescription.build("focus", self.host, media=answer_media)
+        contact = f"<{conf.uri}>" if "no-isfocus" in self.defects else f"<{conf.uri}>;isfocus"
+        dialog = await req.respond(
+            200,
+            headers=[("Contact", contact), ("Allow", ALLOW)],
+            body=answer.to_bytes(),
+            content_type="application/sdp",
+        )
+        leg = Leg(leg_id, user, dialog)
+        conf.legs[leg_id] = leg
+        if dialog is not None:
+            dialog.on_request = self._in_dialog_handler(conf, leg)
+
+    def _in_dialog_handler(self, conf: Conference, leg: Leg):
+        async def handler(req: IncomingRequest) -> None:
+            if req.request.method == "BYE":
+                await req.respond(200)
+                self._leave(conf, leg)
+            else:
+                await req.respond(488 if req.request.method == "INVITE" else 405)
+
+        return handler
+
+    def _leave(self, conf: Conference, leg: Leg) -> None:
+        conf.legs.pop(leg.leg_id, None)
+        self.mixer.release(conf.conference_id, leg.leg_id)
+        if not conf.legs:
+            self.conferences.pop(conf.conference_id, None)
+
+
+def _offered_ssrc(m: MediaDescription) -> int | None:
+    for name, value in m.attributes:
+        if name == "ssrc" and value:
+            try:
+                return int(value.split()[0])
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,97 @@
+"""Key management in the focus (the AS role of TR 33.829 5.1.2).
+
+The focus chooses the key and SSRC of every stream it sends, one fresh (key, salt, SSRC) per leg,
+medium and direction, and never hands out a key it has seen before (its own or one a participant
+offered). The R4 defect switches live here, each one a visible branch.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from confsec.codec.sdp import SRTP_SUITES, CryptoAttribute
+
+
+@dataclass(frozen=True)
+class SrtpKeys:
+    """Keys for one direction of one stream, as handed from the focus to the mixer."""
+
+    suite: str
+    key: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+
+    @classmethod
+    def from_crypto(cls, c: CryptoAttribute) -> SrtpKeys:
+        return cls(c.suite, c.key, c.salt)
+
+
+@dataclass(frozen=True)
+class IssuedStream:
+    answer: CryptoAttribute  # what goes into the SDP answer (the focus's sending key)
+    tx: SrtpKeys
+    tx_ssrc: int
+
+
+class KeyManager:
+    """Issues distinct keys and SSRCs; `defects` make it reuse them on purpose."""
+
+    def __init__(self, defects: frozenset[str] = frozenset()):
+        self.defects = defects
+        self._seen: set[bytes] = set()
+        self._ssrcs: set[int] = set()
+        self._shared: dict[tuple[str, str], tuple[bytes, bytes, int]] = {}
+        self._per_leg: dict[str, tuple[bytes, bytes, int]] = {}
+
+    def note_offered(self, crypto: CryptoAttribute) -> None:
+        """Remember a participant's key so the focus never answers with the same one."""
+        self._seen.add(crypto.key + crypto.salt)
+
+    def _fresh_key(self, suite: str) -> tuple[bytes, bytes]:
+        info = SRTP_SUITES[suite]
+        while True:
+            key, salt = secrets.token_bytes(info.key_len), secrets.token_bytes(info.salt_len)
+            if key + salt not in self._seen:
+                self._seen.add(key + salt)
+                return key, salt
+
+    def _fresh_ssrc(self) -> int:
+        while True:
+            ssrc = secrets.randbits(32)
+            if ssrc and ssrc not in self._ssrcs:
+                self._ssrcs.add(ssrc)
+                return ssrc
+
+    def issue(
+        self,
+        conference_id: str,
+        leg_id: str,
+        media: str,
+        offered: CryptoAttribute,
+        offered_ssrc: int | None,
+    ) -> IssuedStream:
+        suite = offered.suite
+        if "reuse-key-across-directions" in self.defects and offered_ssrc is not None:
+            key, salt, ssrc = offered.key, offered.salt, offered_ssrc
+        elif "reuse-key-across-participants" in self.defects:
+            shared = self._shared.get((conference_id, media + suite))
+            if shared is None:
+                shared = (*self._fresh_key(suite), self._fresh_ssrc())
+                self._shared[(conference_id, media + suite)] = shared
+            key, salt, ssrc = shared
+        elif "reuse-key-across-media" in self.defects and leg_id in self._per_leg:
+            key, salt, ssrc = self._per_leg[leg_id]
+        else:
+            key, salt = self._fresh_key(suite)
+            ssrc = self._fresh_ssrc()
+        self._per_leg.setdefault(leg_id, (key, salt, ssrc))
+        answer = CryptoAttribute(
+            tag=offered.tag,
+            suite=suite,
+            key=key,
+            salt=salt,
+            lifetime=None,
+            mki=None,
+            session_params=(),
+        )
+        return IssuedStream(answer, SrtpKeys(suite, key, salt), ssrc)

@@ -1,0 +1,279 @@
+"""The SRTP mixer of the reference deployment (the MRFP role of TR 33.829 5.1.2).
+
+Audio is *mixed*: every inbound stream is decrypted, each participant gets the sum of the others
+(mix-minus, so nobody hears themselves), re-encrypted under that participant's own key. Video is
+*switched*: a frame from one participant is re-encrypted for every other participant.
+
+The mixer never chooses keys. The focus hands them over through `MixerControl`, the explicit
+focus -> mixer key interface that observation O1 is about (a later issue moves it onto a
+protected channel and captures it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.rtp import RtpParseError, build_rtp, rtp_payload_bounds
+from confsec.media.srtp import SrtpReceiver, SrtpSender, new_receiver, new_sender
+from confsec.media.tone import pcmu_decode, pcmu_encode
+from confsec.reference.keys import SrtpKeys
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio
+TICK_S = 0.020
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+
+@dataclass(frozen=True)
+class StreamSetup:
+    """What the focus tells the mixer about one medium of one leg."""
+
+    media: str
+    payload_type: int
+    remote: tuple[str, int] | None
+    rx: SrtpKeys | None  # the participant's sending key; None = plain RTP admitted
+    tx: SrtpKeys | None  # the focus's sending key for this participant; None = plain RTP
+    tx_ssrc: int
+
+
+@dataclass(frozen=True)
+class LegSetup:
+    conference_id: str
+    leg_id: str
+    streams: tuple[StreamSetup, ...]
+
+
+class MixerControl(Protocol):
+    """The focus -> mixer interface (O1): ports are allocated first, keys installed after."""
+
+    async def allocate(
+        self, conference_id: str, leg_id: str, media: tuple[str, ...]
+    ) -> dict[str, tuple[str, int]]: ...
+
+    def install(self, setup: LegSetup) -> None: ...
+
+    def release(self, conference_id: str, leg_id: str) -> None: ...
+
+
+@dataclass
+class MixerStats:
+    received: int = 0
+    auth_failed: int = 0
+    plain_mixed: int = 0
+    sent: int = 0
+
+
+class _Stream(asyncio.DatagramProtocol):
+    """One UDP socket: one medium of one leg."""
+
+    def __init__(self, mixer: Mixer, conference_id: str, leg_id: str, media: str):
+        self.mixer = mixer
+        self.conference_id = conference_id
+        self.leg_id = leg_id
+        self.media = media
+        self.transport: asyncio.DatagramTransport | None = None
+        self.remote: tuple[str, int] | None = None
+        self.rx: SrtpReceiver | None = None
+        self.tx: SrtpSender | None = None
+        self.secure_rx = True
+        self.secure_tx = True
+        self.installed = False
+        self.tx_ssrc = 0
+        self.payload_type = 0
+        self.seq = 0
+        self.ts = 0
+        self.frames: deque[np.ndarray] = deque(maxlen=6)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.installed:
+            return
+        self.mixer.stats.received += 1
+        payload = self._payload(data)
+        if payload is None:
+            return
+        if self.media == "audio":
+            if len(payload) == FRAME_SAMPLES:
+                self.frames.append(pcmu_decode(payload))
+        else:
+            self.mixer.switch(self, payload)
+
+    def _payload(self, data: bytes) -> bytes | None:
+        """Authenticate and decrypt; packets that fail are dropped (unless a defect says not)."""
+        if self.secure_rx and self.rx is not None:
+            rtp = self.rx.try_unprotect(data)
+            if rtp is None:
+                self.mixer.stats.auth_failed += 1
+                if "mixer-mixes-unauthenticated" not in self.mixer.defects:
+                    return None
+                rtp = data  # the defect: treat what failed authentication as plain RTP
+                self.mixer.stats.plain_mixed += 1
+        else:
+            rtp = data
+        try:
+            start, end = rtp_payload_bounds(rtp)
+        except RtpParseError:
+            return None
+        return rtp[start:end]
+
+    def send(self, payload: bytes, marker: bool = False, ts_step: int = FRAME_SAMPLES) -> None:
+        if self.transport is None or self.remote is None or not self.installed:
+            return
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + ts_step) & 0xFFFFFFFF
+        packet = build_rtp(self.payload_type, self.seq, self.ts, self.tx_ssrc, payload, marker)
+        if self.secure_tx and self.tx is not None:
+            packet = self.tx.protect(packet)
+        self.transport.sendto(packet, self.remote)
+        self.mixer.stats.sent += 1
+
+
+@dataclass
+class _Conference:
+    legs: dict[str, dict[str, _Stream]] = field(default_factory=dict)
+
+
+class Mixer:
+    """Mix-minus audio and switched video for every conference of the reference."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        defects: frozenset[str] = frozenset(),
+        clock: Callable[[], float] | None = None,
+    ):
+        self.host = host
+        self.defects = defects
+        self.stats = MixerStats()
+        # The reference's own record of the keys it uses (evidence for O1 and R4 self-checks).
+        self.ledger = KeyStreamLedger()
+        self._conferences: dict[str, _Conference] = {}
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._next_tick = 0.0
+
+    async def allocate(
+        self, conference_id: str, leg_id: str, media: tuple[str, ...]
+    ) -> dict[str, tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        conf = self._conferences.setdefault(conference_id, _Conference())
+        streams: dict[str, _Stream] = {}
+        addrs: dict[str, tuple[str, int]] = {}
+        for kind in media:
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda k=kind: _Stream(self, conference_id, leg_id, k),
+                local_addr=(self.host, 0),
+            )
+            streams[kind] = proto
+            addrs[kind] = transport.get_extra_info("sockname")[:2]
+        old = conf.legs.pop(leg_id, None)
+        if old:
+            for s in old.values():
+                if s.transport:
+                    s.transport.close()
+        conf.legs[leg_id] = streams
+        self._ensure_ticking()
+        return addrs
+
+    def install(self, setup: LegSetup) -> None:
+        """Take the keys for a leg from the focus (also used to rekey a leg in place)."""
+        conf = self._conferences[setup.conference_id]
+        streams = conf.legs[setup.leg_id]
+        for s in setup.streams:
+            stream = streams.get(s.media)
+            if stream is None:
+                continue
+            stream.remote = s.remote
+            stream.payload_type = s.payload_type
+            stream.tx_ssrc = s.tx_ssrc
+            stream.secure_rx = s.rx is not None
+            stream.secure_tx = s.tx is not None and "mixer-sends-plain-rtp" not in self.defects
+            label = setup.leg_id
+            stream.rx = (
+                new_receiver(self.ledger, StreamId("mixer", label, s.media, "recv"), *_k(s.rx))
+                if s.rx
+                else None
+            )
+            stream.tx = (
+                new_sender(self.ledger, StreamId("mixer", label, s.media, "send"), *_k(s.tx))
+                if s.tx
+                else None
+            )
+            stream.installed = True
+
+    def release(self, conference_id: str, leg_id: str) -> None:
+        conf = self._conferences.get(conference_id)
+        if conf is None:
+            return
+        for stream in conf.legs.pop(leg_id, {}).values():
+            stream.installed = False
+            if stream.transport:
+                stream.transport.close()
+        if not conf.legs:
+            del self._conferences[conference_id]
+
+    def close(self) -> None:
+        for conf_id in list(self._conferences):
+            for leg_id in list(self._conferences[conf_id].legs):
+                self.release(conf_id, leg_id)
+        if self._tick_handle:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    # -- media paths ---------------------------------------------------------------------------
+
+    def switch(self, source: _Stream, payload: bytes) -> None:
+        conf = self._conferences.get(source.conference_id)
+        if conf is None:
+            return
+        for leg_id, streams in conf.legs.items():
+            if leg_id != source.leg_id and (out := streams.get(source.media)) is not None:
+                out.send(payload, ts_step=3000)
+
+    def _ensure_ticking(self) -> None:
+        if self._tick_handle is None:
+            loop = asyncio.get_running_loop()
+            self._next_tick = loop.time() + TICK_S
+            self._tick_handle = loop.call_at(self._next_tick, self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for conf in self._conferences.values():
+                self._mix(conf)
+        except Exception:  # a bug in one tick must not stop the mixer
+            log.exception("mixer tick failed")
+        if not self._conferences:
+            self._tick_handle = None
+            return
+        self._next_tick += TICK_S
+        now = loop.time()
+        if self._next_tick < now - 0.2:  # fell far behind (loaded machine): resynchronise
+            self._next_tick = now + TICK_S
+        self._tick_handle = loop.call_at(self._next_tick, self._tick)
+
+    def _mix(self, conf: _Conference) -> None:
+        audio = [s["audio"] for s in conf.legs.values() if "audio" in s]
+        if not audio:
+            return
+        frames = [s.frames.popleft() if s.frames else _SILENCE for s in audio]
+        total = np.sum(frames, axis=0, dtype=np.int32)
+        for stream, own in zip(audio, frames, strict=True):
+            if stream.remote is None or not stream.installed:
+                continue
+            out = np.clip(total - own, -32768, 32767).astype(np.int16)
+            stream.send(pcmu_encode(out))
+
+
+def _k(keys: SrtpKeys) -> tuple[str, bytes, bytes]:
+    return keys.suite, keys.key, keys.salt

@@ -1,0 +1,64 @@
+"""The secure-conference policy of the reference focus (R1, R3): what an offer must carry.
+
+A conference created over SIPS with an SRTP offer is secure, and the same policy is applied to
+every later join. The decision is a pure function of the offer so that it is easy to test and
+so that each defect switch is one visible branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
+
+SUPPORTED_MEDIA = {"audio": "0", "video": "96"}  # PCMU for audio, a dynamic type for video
+
+
+@dataclass(frozen=True)
+class MediaChoice:
+    """One accepted m-line: the offer's crypto the focus will use, or None for plain RTP."""
+
+    index: int
+    media: MediaDescription
+    crypto: CryptoAttribute | None
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    accepted: bool
+    status: int = 200
+    reason: str = "OK"
+    choices: tuple[MediaChoice, ...] = ()
+
+
+def refuse(reason: str, status: int = 488) -> PolicyDecision:
+    return PolicyDecision(False, status, reason)
+
+
+def evaluate_offer(
+    offer: SessionDescription,
+    *,
+    require_srtp: bool,
+    allow_null_cipher: bool,
+    suites: tuple[str, ...],
+) -> PolicyDecision:
+    """Pick, for every supported m-line, the first offered crypto the policy allows."""
+    choices: list[MediaChoice] = []
+    for index, m in enumerate(offer.media):
+        if m.media not in SUPPORTED_MEDIA or m.port == 0:
+            continue
+        secure_proto = "SAVP" in m.proto
+        if not secure_proto:
+            if require_srtp:
+                return refuse(f"m={m.media} offers {m.proto}: SRTP (RTP/SAVP) is required")
+            choices.append(MediaChoice(index, m, None))
+            continue
+        usable = [c for c in m.crypto if c.suite in suites and (allow_null_cipher or not c.is_null)]
+        if not usable:
+            null = [c for c in m.crypto if c.is_null]
+            why = "null encryption is not allowed" if null else "no supported crypto suite"
+            return refuse(f"m={m.media}: {why}")
+        choices.append(MediaChoice(index, m, usable[0]))
+    if not choices:
+        return refuse("no supported media stream in the offer")
+    return PolicyDecision(True, choices=tuple(choices))

@@ -1,0 +1,1 @@
+"""Verdicts, the pytest plugin that records them, and the report writers."""

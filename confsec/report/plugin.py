@@ -1,0 +1,253 @@
+"""pytest plugin: turns scenario outcomes into conformance verdicts and writes verdicts.json.
+
+Verdicts are computed on the worker that ran the scenario (`pytest_runtest_makereport`) and travel
+in `report.user_properties`, which pytest-xdist serialises; the controller only aggregates
+(`pytest_runtest_logreport`). So `pytest -n 2` and `pytest` give the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from confsec import __version__
+from confsec.report.verdicts import (
+    Inconclusive,
+    NotApplicable,
+    Verdict,
+    classify,
+    combine,
+)
+from confsec.requirements import REQUIREMENTS
+
+_VERDICT = "confsec_verdict"
+_META = "confsec_meta"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("confsec", "confsec conformance run")
+    group.addoption(
+        "--reports",
+        default=None,
+        help="directory for verdicts.json (default: reports/ beside conftest.py)",
+    )
+    group.addoption(
+        "--req",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only the scenarios of this requirement (repeatable), e.g. --req R2",
+    )
+    group.addoption(
+        "--confsec-progress",
+        action="store_true",
+        default=False,
+        help="print one line per scenario with its verdict (used by `confsec run`)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "req(id): the requirement a scenario verifies (@req:R4)")
+    config.addinivalue_line(
+        "markers", "pics(capability): optional capability the scenario needs (@pics:mutual_tls)"
+    )
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(VerdictCollector(config), "confsec-verdicts")
+
+
+def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
+    """`@req:R4` -> mark.req("R4"), `@pics:x` -> mark.pics("x"); the rest as pytest-bdd does."""
+    kind, sep, value = tag.partition(":")
+    if sep and kind in ("req", "pics"):
+        getattr(pytest.mark, kind)(value)(function)
+        return True
+    return None
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    return [m.args[0] for m in item.iter_markers("req") if m.args]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = {r.upper() for r in config.getoption("--req")}
+    collector: VerdictCollector | None = config.pluginmanager.get_plugin("confsec-verdicts")
+    keep, drop = [], []
+    for item in items:
+        reqs = requirement_ids(item)
+        if wanted and not wanted.intersection(reqs):
+            drop.append(item)
+            if collector is not None:
+                collector.deselected_reqs.update(reqs)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None] | pytest.TestReport:
+    report: pytest.TestReport = yield
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, pytest.skip.Exception):
+        verdict = Verdict.NOT_APPLICABLE
+    elif report.failed and exc is None:
+        verdict = Verdict.ERROR
+    else:
+        verdict = classify(exc)
+        if call.when != "call" and verdict is Verdict.FAIL:
+            # An assertion in a fixture is the suite's trouble, not a finding.
+            verdict = Verdict.ERROR
+    if isinstance(exc, Inconclusive | NotApplicable):
+        # pytest has no such outcome: show it as skipped, with the verdict in the reason.
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {exc}")
+    reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
+    report.user_properties.append((_VERDICT, (call.when, str(verdict), reason[:2000])))
+    if call.when == "setup":
+        scenario = getattr(item, "obj", None)
+        bdd = getattr(scenario, "__scenario__", None)
+        meta = {
+            "reqs": requirement_ids(item),
+            "pics": [m.args[0] for m in item.iter_markers("pics") if m.args],
+            "scenario": getattr(bdd, "name", item.name),
+            "feature": getattr(getattr(bdd, "feature", None), "name", ""),
+            "params": dict(getattr(item, "callspec", None).params)
+            if getattr(item, "callspec", None)
+            else {},
+        }
+        report.user_properties.append((_META, json.loads(json.dumps(meta, default=str))))
+    return report
+
+
+@dataclass
+class ScenarioResult:
+    nodeid: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, tuple[Verdict, str]] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        call = self.phases.get("call")
+        setup = self.phases.get("setup")
+        teardown = self.phases.get("teardown")
+        if setup and setup[0] is not Verdict.PASS:
+            return setup[0]
+        if call is None:
+            return Verdict.ERROR
+        if call[0] is Verdict.PASS and teardown and teardown[0] is not Verdict.PASS:
+            return Verdict.ERROR
+        return call[0]
+
+    @property
+    def reason(self) -> str:
+        for when in ("setup", "call", "teardown"):
+            if when in self.phases and self.phases[when][1]:
+                return self.phases[when][1]
+        return ""
+
+
+class VerdictCollector:
+    """Aggregates per-scenario verdicts on the controller and writes verdicts.json."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.results: dict[str, ScenarioResult] = {}
+        self.deselected_reqs: set[str] = set()
+        self.started = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        res = self.results.setdefault(report.nodeid, ScenarioResult(report.nodeid))
+        res.duration_s += report.duration
+        for key, value in report.user_properties:
+            if key == _VERDICT and value[0] == report.when:
+                res.phases[report.when] = (Verdict(value[1]), value[2])
+            elif key == _META:
+                res.meta = value
+        if report.when == "teardown" and self.config.getoption("--confsec-progress"):
+            reqs = ",".join(res.meta.get("reqs", [])) or "-"
+            done = sum(1 for r in self.results.values() if "teardown" in r.phases)
+            total = getattr(self.config, "_confsec_total", "?")
+            line = f"[{done}/{total}] {reqs:<6} {res.verdict:<14} {res.meta.get('scenario', '')}"
+            print(line, file=sys.stderr, flush=True)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.config._confsec_total = len(session.items)  # type: ignore[attr-defined]
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not any(r.meta.get("reqs") for r in self.results.values()):
+            return  # not a conformance run (e.g. the project's own tests)
+        out = reports_dir(self.config)
+        out.mkdir(parents=True, exist_ok=True)
+        doc = build_verdicts(
+            self.results.values(),
+            self.deselected_reqs,
+            started=self.started,
+            extra=getattr(self.config, "_confsec_run_info", {}),
+        )
+        (out / "verdicts.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def reports_dir(config: pytest.Config) -> Path:
+    opt = config.getoption("--reports")
+    return Path(opt) if opt else Path(config.rootpath) / "reports"
+
+
+def build_verdicts(
+    results: Any, deselected_reqs: set[str], *, started: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """verdicts.json: one object per catalogued requirement, covered or not."""
+    by_req: dict[str, list[ScenarioResult]] = {r.id: [] for r in REQUIREMENTS}
+    for res in results:
+        for req in res.meta.get("reqs", []):
+            by_req.setdefault(req, []).append(res)
+    requirements = []
+    for req in REQUIREMENTS:
+        scen = by_req[req.id]
+        if scen:
+            verdict = str(combine(s.verdict for s in scen))
+        elif req.id in deselected_reqs:
+            verdict = "not run"
+        else:
+            verdict = str(Verdict.NOT_COVERED)
+        requirements.append(
+            {
+                "id": req.id,
+                "strength": req.strength,
+                "title": req.title,
+                "verdict": verdict,
+                "scenarios": [
+                    {
+                        "name": s.meta.get("scenario", s.nodeid),
+                        "feature": s.meta.get("feature", ""),
+                        "nodeid": s.nodeid,
+                        "params": s.meta.get("params", {}),
+                        "verdict": str(s.verdict),
+                        "reason": s.reason,
+                        "duration_s": round(s.duration_s, 3),
+                    }
+                    for s in scen
+                ],
+            }
+        )
+    counts: dict[str, int] = {}
+    for r in requirements:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    return {
+        "suite": {"name": "confsec", "version": __version__},
+        **extra,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 3),
+        "summary": counts,
+        "requirements": requirements,
+    }

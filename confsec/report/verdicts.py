@@ -1,0 +1,73 @@
+"""The verdict model of conformance testing, kept distinct end to end.
+
+pytest knows passed/failed/skipped/error; a conformance report needs five verdicts (ETSI/TTCN-3:
+pass, fail, inconc, none, error). Steps signal the ones pytest lacks by raising `Inconclusive` or
+`NotApplicable`; `classify()` maps any exception to its verdict in one place so that the pytest
+plugin, the CLI and the tests agree on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from confsec.errors import ConfsecError, PeerTimeout, RemoteProtocolError, TransportError
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"
+    ERROR = "error"
+    NOT_COVERED = "not covered"
+
+
+class NonConformance(AssertionError, ConfsecError):
+    """The system under test did something the requirement forbids: verdict fail."""
+
+
+class Inconclusive(ConfsecError):
+    """The check could not judge (the system did something outside what the check observes)."""
+
+
+class NotApplicable(ConfsecError):
+    """The system does not claim the optional capability this check is about."""
+
+
+# Worst first: a definite finding outranks trouble of our own, which outranks "could not tell".
+_RANK = {
+    Verdict.FAIL: 0,
+    Verdict.ERROR: 1,
+    Verdict.INCONCLUSIVE: 2,
+    Verdict.PASS: 3,
+    Verdict.NOT_APPLICABLE: 4,
+    Verdict.NOT_COVERED: 5,
+}
+
+
+def classify(exc: BaseException | None) -> Verdict:
+    """The verdict a scenario gets when its steps end with `exc` (None: they all passed).
+
+    A timeout or a lost connection to the system under test is inconclusive unless a step turned
+    it into a finding: the suite could not observe what the check needs, which says nothing about
+    conformance. A protocol violation by the peer is likewise inconclusive here; steps that check
+    for a specific behaviour raise NonConformance themselves.
+    """
+    if exc is None:
+        return Verdict.PASS
+    if isinstance(exc, AssertionError):
+        return Verdict.FAIL
+    if isinstance(exc, NotApplicable):
+        return Verdict.NOT_APPLICABLE
+    if isinstance(exc, Inconclusive | PeerTimeout | TransportError | RemoteProtocolError):
+        return Verdict.INCONCLUSIVE
+    return Verdict.ERROR
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """The verdict of a requirement from those of its scenarios (empty: not covered)."""
+    vs = list(verdicts)
+    if not vs:
+        return Verdict.NOT_COVERED
+    return min(vs, key=_RANK.__getitem__)

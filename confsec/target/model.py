@@ -1,0 +1,92 @@
+"""The system under test as the suite sees it.
+
+A `Target` is built either from a target profile (a later issue adds TOML profiles) or from the
+embedded reference deployment. Secrets are held here and nowhere else; `repr` never shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user the suite may log in as. `name` is the participant name used in the Gherkin."""
+
+    name: str
+    username: str
+    password: str = field(repr=False)
+    display_name: str = ""
+    client_cert: Path | None = None
+    client_key: Path | None = field(default=None, repr=False)
+
+    def aor(self, domain: str) -> str:
+        return f"sips:{self.username}@{domain}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The capability statement (PICS): optional features the system claims.
+
+    A scenario tagged `@pics:<name>` is not applicable unless the capability is claimed.
+    """
+
+    mutual_tls: bool = False
+    video: bool = True
+    group_keys: bool = False
+    event_package: bool = False
+    floor_control: bool = False
+    key_management: str = "sdes"
+    mixing: str = "mixing"
+    srtp_suites: tuple[str, ...] = (
+        "AES_CM_128_HMAC_SHA1_80",
+        "AES_CM_128_HMAC_SHA1_32",
+        "AEAD_AES_128_GCM",
+    )
+
+    def claims(self, pics: str) -> bool:
+        value = getattr(self, pics, None)
+        return bool(value)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines that turn a hung system under test into a verdict."""
+
+    connect: float = 5.0
+    transaction: float = 8.0
+    media: float = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    domain: str
+    host: str
+    port: int
+    factory_uri: str
+    ca_file: Path
+    accounts: dict[str, Account]
+    capabilities: Capabilities = Capabilities()
+    timeouts: Timeouts = Timeouts()
+    transport: str = "tls"
+
+    @property
+    def dest(self) -> tuple[str, str, int]:
+        return (self.transport, self.host, self.port)
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            from confsec.errors import ConfigError
+
+            raise ConfigError(
+                f"the target has no account for participant {name!r}; "
+                f"known: {', '.join(sorted(self.accounts))}"
+            ) from None
+
+    def secrets(self) -> list[str]:
+        """Every secret the target profile holds (for the report scanner)."""
+        return [a.password for a in self.accounts.values()]

@@ -1,0 +1,11 @@
+"""Registers confsec's pytest plugin, fixtures and step definitions.
+
+The step modules are star-imported here (pytest-bdd finds steps through fixtures; keeping them
+out of test modules avoids double collection, pytest-bdd #630).
+"""
+
+pytest_plugins = ["confsec.report.plugin", "fixtures.target"]
+
+from steps.authentication import *  # noqa: E402, F403
+from steps.conference import *  # noqa: E402, F403
+from steps.media import *  # noqa: E402, F403

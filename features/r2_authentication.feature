@@ -1,0 +1,38 @@
+@req:R2
+Feature: Mutual authentication of participants and service (R2)
+  TR 33.829 clause 5.1.3: all conference participants shall be securely authenticated;
+  participants authenticate the conference service and the service authenticates them
+  (observation O7). The service proves itself with a TLS certificate for its domain; participants
+  prove themselves with SIP digest (SHA-256, RFC 8760) over that TLS connection and, where the
+  service claims mutual TLS, with a client certificate.
+
+  Background:
+    Given the conference service is reachable over SIPS
+
+  Scenario: The service presents a certificate valid for its domain
+    When alice opens a TLS connection to the service
+    Then the service certificate validates for the service domain
+
+  Scenario: A participant with valid credentials is admitted
+    Given alice has created a secure conference
+    When bob joins the conference with a secure offer
+    Then bob is admitted with SRTP
+
+  Scenario: A request without credentials is challenged and refused
+    When alice creates a conference through the factory URI without credentials
+    Then the service challenges with a SHA-256 digest
+    And alice is refused with 401
+
+  Scenario: A wrong password is refused
+    When alice creates a conference through the factory URI with a wrong password
+    Then alice is refused with 401 or 403
+
+  Scenario: A replayed digest nonce is refused
+    Given alice has created a secure conference
+    When mallory replays alice's authorization in a new INVITE to the factory URI
+    Then mallory is refused with 401 or 403
+
+  @pics:mutual_tls
+  Scenario: A client without a certificate is refused where mutual TLS is claimed
+    When mallory connects to the service without a client certificate
+    Then the service refuses the TLS connection

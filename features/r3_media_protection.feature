@@ -1,0 +1,48 @@
+@req:R3
+Feature: Mandatory media protection (R3)
+  TR 33.829 clause 5.1.3: all participants in a secure conference shall use media protection.
+  Plain RTP (RTP/AVP) and null encryption are refused, every packet on the wire is SRTP that
+  authenticates under the negotiated key, and no participant is admitted unprotected.
+
+  Background:
+    Given the conference service is reachable over SIPS
+
+  Scenario: A plain RTP offer to the factory is refused
+    When alice creates a conference through the factory URI with a plain RTP offer
+    Then alice is refused with 488
+
+  Scenario: A plain RTP join to a secure conference is refused
+    Given alice has created a secure conference
+    When carol joins the conference with a plain RTP offer
+    Then carol is refused with 488
+
+  Scenario Outline: A null cipher offer is refused
+    When alice creates a conference through the factory URI with a <offer> offer
+    Then alice is refused with 488
+
+    Examples:
+      | offer             |
+      | NULL_HMAC_SHA1_80 |
+      | UNENCRYPTED_SRTP  |
+
+  Scenario Outline: Participants exchange protected media with <suite>
+    Given alice has created a secure conference using <suite>
+    And bob has joined the conference using <suite>
+    And carol has joined the conference using <suite>
+    When every participant sends its tone for 1 second
+    Then every media packet each participant received authenticates under the negotiated key
+    And every participant hears the others' tones and not its own
+
+    Examples:
+      | suite                   |
+      | AES_CM_128_HMAC_SHA1_80 |
+      | AES_CM_128_HMAC_SHA1_32 |
+      | AEAD_AES_128_GCM        |
+
+  Scenario: Unprotected media from an admitted participant does not reach the others
+    Given alice has created a secure conference
+    And bob has joined the conference
+    And carol has joined the conference
+    When carol sends plain RTP instead of SRTP while the others send their tones for 1 second
+    Then alice does not hear carol's tone
+    And bob does not hear carol's tone

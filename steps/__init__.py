@@ -1,0 +1,1 @@
+"""Step definitions: thin adapters from Gherkin lines to `confsec.behaviour`."""

@@ -1,0 +1,240 @@
+"""MediaLeg on real loopback sockets: SRTP tones, plain RTP, wrong keys, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from confsec.errors import PeerTimeout, TransportError
+from confsec.media.endpoint import MediaLeg
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.rtp import RtpPacket, build_rtp
+from confsec.media.srtp import new_master_key, new_receiver, new_sender
+from confsec.media.tone import ToneGenerator, tone_for
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+A_SEND = StreamId("alice", "bob", "audio", "send")
+B_RECV = StreamId("bob", "alice", "audio", "recv")
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def legs() -> tuple[MediaLeg, MediaLeg]:
+    a = await MediaLeg.open()
+    b = await MediaLeg.open()
+    a.set_remote(b.local_addr)
+    b.set_remote(a.local_addr)
+    return a, b
+
+
+@pytest.mark.parametrize("suite", ["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"])
+def test_srtp_tones_flow_and_are_heard(suite: str) -> None:
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(suite)
+        a, b = await legs()
+        b.set_receiver(new_receiver(ledger, B_RECV, suite, key, salt))
+        seen: list[int] = []
+        b.on_packet = lambda data, addr, t: seen.append(len(data))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        a.start_sending(
+            new_sender(ledger, A_SEND, suite, key, salt),
+            ssrc=0x0A11CE,
+            frames=ToneGenerator([440, 660]),
+            count=25,
+        )
+        await b.wait_for_packets(25, timeout=5, authenticated=True)
+        await a.wait_sending_done(timeout=5)
+        elapsed = loop.time() - start
+        s = b.stats
+        assert (s.received, s.authenticated, s.auth_failed, s.replayed, s.malformed) == (
+            25,
+            25,
+            0,
+            0,
+            0,
+        )
+        assert a.stats.sent == 25 and s.ssrcs == {0x0A11CE} and s.peers == {a.local_addr}
+        # 25 packets at 50/s: the last leaves 0.48 s after the first (no drift, no burst).
+        assert 0.45 <= elapsed < 1.5
+        assert s.first_arrival is not None and s.last_arrival is not None
+        assert 0.4 <= s.last_arrival - s.first_arrival < 1.5
+        assert b.heard_tones([440, 660, 880], seconds=0.5) == {440.0, 660.0}
+        ratios = b.tone_ratios([440, 660, 880], seconds=0.5)
+        assert ratios[880.0] < 0.001
+        raw = b.raw_packets
+        assert len(raw) == 25 and seen == [len(p) for _, _, p in raw]
+        first = RtpPacket.parse(raw[0][2][: -b._receiver.profile.auth_tag_len])
+        assert first.marker and first.ssrc == 0x0A11CE
+        assert ledger.findings() == []
+        rows = {r.stream: r for r in ledger.entries()}
+        assert rows[A_SEND].packets_seen == 25 and rows[B_RECV].packets_seen == 25
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_plain_rtp_against_srtp_receiver_counts_auth_failures() -> None:
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+        a.start_sending(None, ssrc=7, frames=ToneGenerator(440), count=10, pps=200)
+        await b.wait_for_packets(10, timeout=5)
+        s = b.stats
+        assert s.received == 10 and s.authenticated == 0 and s.auth_failed == 10
+        assert b.heard_tones([440]) == set()  # nothing decoded from unauthenticated packets
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_wrong_key_counts_auth_failures() -> None:
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        other, _ = new_master_key(SUITE)
+        a, b = await legs()
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, other, salt))
+        a.start_sending(new_sender(ledger, A_SEND, SUITE, key, salt), ssrc=8, count=10, pps=200)
+        await b.wait_for_packets(10, timeout=5)
+        assert (b.stats.authenticated, b.stats.auth_failed) == (0, 10)
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_replay_garbage_and_rtcp_are_classified() -> None:
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+        tx = new_sender(ledger, A_SEND, SUITE, key, salt)
+        packet = tx.protect(build_rtp(0, 1, 0, 9, b"\xff" * 160))
+        a.send_raw(packet)
+        a.send_raw(packet)  # replay
+        a.send_raw(b"hello, not RTP")  # garbage
+        a.send_raw(bytes([0x80, 200, 0, 6]) + bytes(24))  # an RTCP SR on the muxed port
+        await b.wait_for_packets(4, timeout=5)
+        s = b.stats
+        assert (s.authenticated, s.replayed, s.malformed, s.rtcp) == (1, 1, 1, 1)
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_plain_receiver_accepts_rtp_for_negative_tests() -> None:
+    async def main() -> None:
+        a, b = await legs()
+        a.start_sending(None, ssrc=5, frames=ToneGenerator(tone_for(3)), count=30, pps=500)
+        await b.wait_for_packets(30, timeout=5)
+        assert b.stats.plain == 30
+        assert b.heard_tones([tone_for(k) for k in range(6)], seconds=0.5) == {tone_for(3)}
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_wait_for_packets_times_out_cleanly() -> None:
+    async def main() -> None:
+        a, b = await legs()
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        with pytest.raises(PeerTimeout, match="0 of 3 packets"):
+            await b.wait_for_packets(3, timeout=0.2)
+        assert 0.15 <= loop.time() - t < 1.0
+        assert b._waiters == []
+        # Already satisfied: returns at once.
+        await b.wait_for_packets(0, timeout=0.01)
+        a.close()
+        b.close()
+        with pytest.raises(TransportError):
+            await b.wait_for_packets(1, timeout=0.1)
+
+    run(main())
+
+
+def test_close_wakes_waiters() -> None:
+    async def main() -> None:
+        _, b = await legs()
+        waiter = asyncio.ensure_future(b.wait_for_packets(1, timeout=5))
+        await asyncio.sleep(0)
+        b.close()
+        with pytest.raises(TransportError):
+            await waiter
+
+    run(main())
+
+
+def test_stop_sending_and_restart() -> None:
+    async def main() -> None:
+        a, b = await legs()
+        a.start_sending(None, ssrc=1, pps=100)
+        await b.wait_for_packets(3, timeout=5)
+        a.stop_sending()
+        assert not a.sending
+        sent = a.stats.sent
+        await asyncio.sleep(0.1)
+        assert a.stats.sent == sent
+        a.start_sending(None, ssrc=2, count=2, pps=100)
+        await a.wait_sending_done(timeout=5)
+        await b.wait_for_packets(sent + 2, timeout=5)
+        assert b.stats.ssrcs == {1, 2}
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_send_error_is_kept() -> None:
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        tx = new_sender(ledger, A_SEND, SUITE, key, salt)
+        a.start_sending(tx, ssrc=1, frames=iter([b"x" * 1500]), count=1)
+        with pytest.raises(Exception, match="too long"):
+            await a.wait_sending_done(timeout=5)
+        assert a.send_error is not None and not a.sending
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_bounded_records() -> None:
+    async def main() -> None:
+        a = await MediaLeg.open()
+        b = await MediaLeg.open(raw_limit=5, audio_seconds=0.1)
+        a.set_remote(b.local_addr)
+        a.start_sending(None, ssrc=3, count=40, pps=1000)
+        await b.wait_for_packets(40, timeout=5)
+        assert len(b.raw_packets) == 5
+        assert b.audio(3, seconds=10).size <= 800 + 160
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_open_refuses_a_taken_port() -> None:
+    async def main() -> None:
+        a = await MediaLeg.open()
+        with pytest.raises(TransportError):
+            await MediaLeg.open(port=a.local_addr[1])
+        a.close()
+
+    run(main())

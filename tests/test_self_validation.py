@@ -1,0 +1,104 @@
+"""Self-validation: the suite passes the compliant reference and fails on every defect switch.
+
+Each run is a real `confsec run` in a child process against the embedded reference on loopback,
+exactly as a user would start it. For every defect switch, the scenarios of its requirement must
+fail and the run must exit non-zero; `EXPECTED_FAILURES` pins which scenarios catch it, so a check
+that silently stops catching its defect turns this test red.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from confsec.reference.defects import DEFECTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# defect -> scenarios of its requirement that must fail (others of that requirement may pass).
+EXPECTED_FAILURES: dict[str, set[str]] = {
+    "factory-ignores-secure": {"A user creates a secure conference through the factory URI"},
+    "no-isfocus": {"A user creates a secure conference through the factory URI"},
+    "policy-not-applied": {"Participants who join later are held to the secure policy"},
+    "accept-unauthenticated": {"A request without credentials is challenged and refused"},
+    "accept-any-password": {"A wrong password is refused"},
+    "accept-replayed-nonce": {"A replayed digest nonce is refused"},
+    "wrong-domain-cert": {"The service presents a certificate valid for its domain"},
+    "no-client-cert-required": {
+        "A client without a certificate is refused where mutual TLS is claimed"
+    },
+    "accept-plain-rtp": {
+        "A plain RTP offer to the factory is refused",
+        "A plain RTP join to a secure conference is refused",
+    },
+    "accept-null-cipher": {"A null cipher offer is refused"},
+    "mixer-sends-plain-rtp": {"Participants exchange protected media with <suite>"},
+    "mixer-mixes-unauthenticated": {
+        "Unprotected media from an admitted participant does not reach the others"
+    },
+    "reuse-key-across-participants": {
+        "No key stream is shared between participants",
+        "The ledger shows a distinct key stream for every stream",
+    },
+    "reuse-key-across-directions": {
+        "No key stream is shared between the two directions of a leg",
+        "The ledger shows a distinct key stream for every stream",
+    },
+    "reuse-key-across-media": {
+        "No key stream is shared between audio and video",
+        "The ledger shows a distinct key stream for every stream",
+    },
+}
+
+
+def confsec_run(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
+    reports = tmp_path / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "confsec.cli", "run", "--reports", str(reports), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    verdicts_file = reports / "verdicts.json"
+    doc = json.loads(verdicts_file.read_text()) if verdicts_file.exists() else {}
+    return proc.returncode, doc, proc.stdout + proc.stderr
+
+
+def by_id(doc: dict) -> dict[str, dict]:
+    return {r["id"]: r for r in doc["requirements"]}
+
+
+def test_every_defect_has_an_expectation() -> None:
+    assert set(EXPECTED_FAILURES) == {d.name for d in DEFECTS}
+
+
+def test_compliant_reference_passes(tmp_path: Path) -> None:
+    code, doc, output = confsec_run(tmp_path)
+    assert doc, output
+    reqs = by_id(doc)
+    for rid in ("R1", "R2", "R3", "R4"):
+        assert reqs[rid]["verdict"] == "pass", (rid, reqs[rid], output[-3000:])
+        assert reqs[rid]["scenarios"], rid
+    for rid in ("R5", "R6", "R7", "R8", "O1", "O2", "O3", "O4", "O5", "O6", "O7"):
+        assert reqs[rid]["verdict"] == "not covered", rid
+        assert reqs[rid]["scenarios"] == []
+    assert code == 0, output[-3000:]
+    assert (tmp_path / "reports" / "junit.xml").is_file()
+    assert any((tmp_path / "reports" / "allure-results").iterdir())
+
+
+@pytest.mark.parametrize("defect", [d.name for d in DEFECTS])
+def test_defect_is_caught(tmp_path: Path, defect: str) -> None:
+    requirement = next(d.requirement for d in DEFECTS if d.name == defect)
+    code, doc, output = confsec_run(tmp_path, "--defect", defect, "--req", requirement)
+    assert doc, output
+    req = by_id(doc)[requirement]
+    assert req["verdict"] == "fail", (defect, req, output[-3000:])
+    failed = {s["name"] for s in req["scenarios"] if s["verdict"] == "fail"}
+    assert EXPECTED_FAILURES[defect] <= failed, (defect, failed, output[-3000:])
+    assert code == 1, output[-3000:]
