@@ -6,9 +6,6 @@ Feature: Mutual authentication of participants and service (R2)
   prove themselves with SIP digest (SHA-256, RFC 8760) over that TLS connection and, where the
   service claims mutual TLS, with a client certificate.
 
-  Background:
-    Given the conference service is reachable over SIPS
-
   Scenario: The service presents a certificate valid for its domain
     When alice opens a TLS connection to the service
     Then the service certificate validates for the service domain

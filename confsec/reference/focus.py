@@ -229,10 +229,9 @@ class Focus:
                 proto = "RTP/AVP"
             if rx is not None and SRTP_SUITES[rx.suite].null_cipher:
                 rx = tx = None  # the accept-null-cipher defect: nothing to protect with
-            host, port = ports[m.media]
             answer_media.append(
                 MediaDescription.build(
-                    m.media, port=port, proto=proto, formats=[pt], attributes=attrs
+                    m.media, port=ports[m.media][1], proto=proto, formats=[pt], attributes=attrs
                 )
             )
             streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc))

@@ -114,19 +114,24 @@ def pytest_runtest_makereport(
     reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
     report.user_properties.append((_VERDICT, (call.when, str(verdict), reason[:2000])))
     if call.when == "setup":
-        scenario = getattr(item, "obj", None)
-        bdd = getattr(scenario, "__scenario__", None)
+        template = _scenario_template(item)
+        callspec = getattr(item, "callspec", None)
         meta = {
             "reqs": requirement_ids(item),
             "pics": [m.args[0] for m in item.iter_markers("pics") if m.args],
-            "scenario": getattr(bdd, "name", item.name),
-            "feature": getattr(getattr(bdd, "feature", None), "name", ""),
-            "params": dict(getattr(item, "callspec", None).params)
-            if getattr(item, "callspec", None)
-            else {},
+            "scenario": template.name if template else item.name,
+            "feature": template.feature.name if template else "",
+            "params": dict(callspec.params.get("_pytest_bdd_example", {})) if callspec else {},
         }
         report.user_properties.append((_META, json.loads(json.dumps(meta, default=str))))
     return report
+
+
+def _scenario_template(item: pytest.Item) -> Any:
+    """pytest-bdd's scenario (name, feature) behind a collected test, if it is one."""
+    from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+    return scenario_wrapper_template_registry.get(getattr(item, "obj", None))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -483,6 +484,25 @@ def test_headers_coerced_and_message_frozen() -> None:
     with pytest.raises(AttributeError):
         req.method = "BYE"  # type: ignore[misc]
     assert req.header("i") == "1"
+
+
+def test_replace_on_parsed_message_drops_raw_and_checks() -> None:
+    parsed = parse_message(sample("invite_sdp.sip"))
+    edited = dataclasses.replace(parsed, body=b"")
+    assert edited.raw is None
+    assert edited.to_bytes().endswith(b"Content-Length: 0\r\n\r\n")
+    with pytest.raises(LocalProtocolError):
+        dataclasses.replace(parsed, method="BAD METHOD")
+
+
+def test_parsed_message_is_not_held_to_build_rules() -> None:
+    # A NUL in a value is refused when building but is evidence when received.
+    data = b"OPTIONS sip:a@b SIP/2.0\r\nX-Odd: a\x00b\r\n\r\n"
+    msg = parse_message(data)
+    assert msg.headers.get("X-Odd") == "a\x00b"
+    assert msg.raw == data
+    with pytest.raises(LocalProtocolError):
+        Request("OPTIONS", "sip:a@b", msg.headers)
 
 
 def test_equality_ignores_raw() -> None:

@@ -13,6 +13,7 @@ from ._errors import SipParseError
 
 __all__ = [
     "TOKEN_BYTES",
+    "format_params",
     "is_token",
     "parse_params",
     "quote",

@@ -250,7 +250,8 @@ class Request(_MessageBase):
     Checked when built (method token, absoluteURI, version, header names and values) unless
     `unchecked=True`, which also stops `to_bytes()` from fixing Content-Length, so that a step
     can send exactly the malformed bytes it wants. `raw` holds the bytes a parsed message came
-    from (None when built); a message carrying `raw` is not checked again.
+    from; it is None on a built message, including one made with `dataclasses.replace()` from a
+    parsed one (which is then checked like any other built message).
     """
 
     method: str
@@ -260,14 +261,14 @@ class Request(_MessageBase):
     version: str = "SIP/2.0"
     _: KW_ONLY
     unchecked: bool = field(default=False, compare=False)
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, Headers):
             object.__setattr__(self, "headers", Headers(self.headers))
         if isinstance(self.body, (bytearray, memoryview)):
             object.__setattr__(self, "body", bytes(self.body))
-        if self.unchecked or self.raw is not None:
+        if self.unchecked:
             return
         if not is_token(self.method):
             raise LocalProtocolError(f"bad method {self.method!r}")
@@ -293,14 +294,14 @@ class Response(_MessageBase):
     version: str = "SIP/2.0"
     _: KW_ONLY
     unchecked: bool = field(default=False, compare=False)
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, Headers):
             object.__setattr__(self, "headers", Headers(self.headers))
         if isinstance(self.body, (bytearray, memoryview)):
             object.__setattr__(self, "body", bytes(self.body))
-        if self.unchecked or self.raw is not None:
+        if self.unchecked:
             return
         if type(self.status) is not int or not 100 <= self.status <= 699:
             raise LocalProtocolError(f"bad status code {self.status!r}")
@@ -316,6 +317,21 @@ class Response(_MessageBase):
 
 
 Message: TypeAlias = Request | Response
+
+
+def from_wire(cls: type[Request] | type[Response], raw: bytes, *values: object) -> Message:
+    """Make a message from parsed fields without the builder's checks (the parser made them).
+
+    Bypasses `__init__` so that `raw` (not an init argument, so that `dataclasses.replace()`
+    cannot carry stale bytes over to an edited message) can be set.
+    """
+    msg = object.__new__(cls)
+    names = ("method", "uri") if cls is Request else ("status", "reason")
+    for name, value in zip((*names, "headers", "body", "version"), values, strict=True):
+        object.__setattr__(msg, name, value)
+    object.__setattr__(msg, "unchecked", False)
+    object.__setattr__(msg, "raw", raw)
+    return msg
 
 
 def make_response(

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from ._errors import SipParseError
 from ._grammar import TOKEN_BYTES, is_token
 from ._headers import Headers, header_key
-from ._message import Message, Request, Response, _check_uri, _is_version
+from ._message import Message, Request, Response, _check_uri, _is_version, from_wire
 
 __all__ = [
     "MAX_HEADERS",
@@ -174,12 +174,8 @@ def parse_head(
 def build_message(head: Head, body: bytes, raw: bytes) -> Message:
     """Make the Request or Response value; parsed values skip the builder's checks."""
     kind, a, b, version = head.start
-    headers = Headers._trusted(head.headers)
-    if kind == "request":
-        assert isinstance(a, str)
-        return Request(a, b, headers, body, version, raw=raw)
-    assert isinstance(a, int)
-    return Response(a, b, headers, body, version, raw=raw)
+    cls = Request if kind == "request" else Response
+    return from_wire(cls, raw, a, b, Headers._trusted(head.headers), body, version)
 
 
 def parse_message(
