@@ -71,6 +71,16 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """Under `confsec run` the per-scenario lines replace pytest's progress dots."""
+    if config.getoption("--confsec-progress") and (report.when == "call" or not report.passed):
+        return report.outcome, "", report.outcome.upper()
+    return None
+
+
 def requirement_ids(item: pytest.Item) -> list[str]:
     return [m.args[0] for m in item.iter_markers("req") if m.args]
 

@@ -257,7 +257,8 @@ class Request(_MessageBase):
     method: str
     uri: str
     headers: Headers
-    body: bytes = b""
+    # Bodies carry SDES keys (a=crypto inline:): never in a repr, which ends up in reports.
+    body: bytes = field(default=b"", repr=False)
     version: str = "SIP/2.0"
     _: KW_ONLY
     unchecked: bool = field(default=False, compare=False)
@@ -290,7 +291,8 @@ class Response(_MessageBase):
     status: int
     reason: str
     headers: Headers
-    body: bytes = b""
+    # Bodies carry SDES keys (a=crypto inline:): never in a repr, which ends up in reports.
+    body: bytes = field(default=b"", repr=False)
     version: str = "SIP/2.0"
     _: KW_ONLY
     unchecked: bool = field(default=False, compare=False)

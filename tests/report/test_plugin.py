@@ -1,0 +1,103 @@
+"""The five verdicts stay distinct from the steps to verdicts.json (pytester, in-process).
+
+A tiny feature with one scenario per verdict is run through the real plugin; this pins the
+mapping pass / fail / inconclusive / not applicable / error and the per-requirement roll-up,
+including a requirement with no scenario (not covered).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FEATURE = """\
+@req:R1
+Feature: Verdict mapping
+  Scenario: passes
+    Given the step does "nothing"
+
+  Scenario: fails
+    Given the step does "fail"
+
+  Scenario: cannot judge
+    Given the step does "inconclusive"
+
+  Scenario: not claimed
+    Given the step does "not-applicable"
+
+  Scenario: breaks
+    Given the step does "crash"
+"""
+
+FEATURE_R2 = """\
+@req:R2
+Feature: Second requirement
+  Scenario: only passes
+    Given the step does "nothing"
+
+  @pics:floor_control
+  Scenario: optional capability
+    Given the step does "nothing"
+"""
+
+STEPS = """\
+import pytest
+from pytest_bdd import given, parsers, scenarios
+from confsec.report.verdicts import Inconclusive, NonConformance, NotApplicable
+
+pytest_plugins = ["confsec.report.plugin"]
+
+@pytest.fixture(autouse=True)
+def _pics(request):
+    if any(m.args[0] == "floor_control" for m in request.node.iter_markers("pics")):
+        raise NotApplicable("the target does not claim floor_control")
+
+@given(parsers.parse('the step does "{what}"'))
+def step(what):
+    if what == "fail":
+        raise NonConformance("the system did the forbidden thing")
+    if what == "inconclusive":
+        raise Inconclusive("no answer to judge")
+    if what == "not-applicable":
+        raise NotApplicable("capability not claimed")
+    if what == "crash":
+        raise RuntimeError("bug in the suite")
+"""
+
+
+@pytest.fixture
+def verdicts(pytester: pytest.Pytester) -> dict:
+    pytester.makefile(".feature", verdicts=FEATURE, second=FEATURE_R2)
+    pytester.makeconftest(STEPS)
+    pytester.makepyfile(test_bdd='from pytest_bdd import scenarios\nscenarios(".")\n')
+    pytester.makeini("[pytest]\nbdd_features_base_dir = .\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--reports", "out")
+    result.assert_outcomes(passed=2, failed=2, skipped=3)
+    return json.loads((pytester.path / "out" / "verdicts.json").read_text())
+
+
+def test_each_scenario_keeps_its_own_verdict(verdicts: dict) -> None:
+    r1 = next(r for r in verdicts["requirements"] if r["id"] == "R1")
+    got = {s["name"]: s["verdict"] for s in r1["scenarios"]}
+    assert got == {
+        "passes": "pass",
+        "fails": "fail",
+        "cannot judge": "inconclusive",
+        "not claimed": "not applicable",
+        "breaks": "error",
+    }
+    reasons = {s["name"]: s["reason"] for s in r1["scenarios"]}
+    assert "forbidden thing" in reasons["fails"]
+    assert "RuntimeError" in reasons["breaks"]
+
+
+def test_requirements_roll_up_and_gaps_are_listed(verdicts: dict) -> None:
+    by_id = {r["id"]: r for r in verdicts["requirements"]}
+    assert by_id["R1"]["verdict"] == "fail"  # a finding outranks the rest
+    assert by_id["R2"]["verdict"] == "pass"  # pass + not applicable
+    assert [s["verdict"] for s in by_id["R2"]["scenarios"]] == ["pass", "not applicable"]
+    assert by_id["R3"]["verdict"] == "not covered"
+    assert len(verdicts["requirements"]) == 15
