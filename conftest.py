@@ -8,4 +8,7 @@ pytest_plugins = ["confsec.report.plugin", "fixtures.target"]
 
 from steps.authentication import *  # noqa: E402, F403
 from steps.conference import *  # noqa: E402, F403
+from steps.events import *  # noqa: E402, F403
+from steps.floor import *  # noqa: E402, F403
 from steps.media import *  # noqa: E402, F403
+from steps.rekeying import *  # noqa: E402, F403

@@ -9,17 +9,23 @@ notion of inconclusive or not applicable.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from confsec import __version__
 from confsec.errors import ConfigError
 from confsec.reference.defects import DEFECTS, parse_defects
+from confsec.report import manifest
+from confsec.report.conformance import SEVERITIES, assess
+from confsec.report.finalize import clean, default_signing_key, finalize
+from confsec.report.waivers import Waiver, load_waivers
 from confsec.requirements import REQUIREMENTS
+from confsec.target.cli import add_target_commands as _add_target_commands
+from confsec.target.cli import check_target as _check_target
 
 EXIT_CONFORMANT = 0
 EXIT_NONCONFORMANT = 1
@@ -36,13 +42,18 @@ EPILOG = textwrap.dedent(
       confsec run -n 2                          spread scenarios over two processes
       confsec list defects                      the defect switches of the reference
       confsec list requirements                 R1-R8 and O1-O7 with their strength
+      confsec run --waivers waivers.toml        accepted deviations ([[waiver]] entries)
+      confsec run --fail-on critical            only a failed `shall` requirement fails the run
+      confsec report                            rebuild reports/ (findings, auditor, Allure HTML)
+      confsec verify reports                    check the signed manifest, name altered files
 
-    exit codes:
-      0 conformant: every applicable requirement that was run passed
-      1 non-conformant: at least one fail verdict
-      2 inconclusive: no fail, but at least one inconclusive verdict
-      3 usage or configuration error
-      4 tool or environment error (error verdicts, or the run itself broke)
+    exit codes (confsec run / confsec report):
+      0 conformant: every applicable requirement that was run passed (or was waived)
+      1 non-conformant: a fail verdict at or above the --fail-on severity
+      2 inconclusive: no fail and no error, but at least one inconclusive verdict
+      3 usage or configuration error (bad option, target profile or waiver file)
+      4 tool or environment error (error verdicts, unreachable target, the run broke)
+    confsec verify: 0 intact, 1 a file was altered, missing or added, 3 usage error
     """
 )
 
@@ -95,8 +106,37 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--processes", default=None, metavar="N", help="pytest-xdist processes (or 'auto')"
     )
     run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression on scenarios")
+    _add_report_options(run)
+    run.add_argument(
+        "--evidence",
+        default=None,
+        metavar="DIR",
+        help="raw evidence bundle (full pcap, TLS key log, SRTP keys); default: evidence/ "
+        "beside the reports directory",
+    )
     run.add_argument(
         "pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra arguments for pytest"
+    )
+
+    run.add_argument(
+        "--target",
+        default=None,
+        metavar="FILE",
+        help="target profile (TOML) of the system under test",
+    )
+    _add_target_commands(sub)  # confsec.target.cli: reference serve, analyze (issue 6)
+
+    rpt = sub.add_parser(
+        "report",
+        help="rebuild findings, auditor report and the one-file Allure HTML from a reports dir",
+    )
+    rpt.add_argument("--reports", default="reports", metavar="DIR", help="default: reports")
+    rpt.add_argument("--evidence", default=None, metavar="DIR", help="default: beside reports")
+    _add_report_options(rpt)
+    ver = sub.add_parser("verify", help="check a reports or evidence directory's signed manifest")
+    ver.add_argument("directory", metavar="DIR")
+    ver.add_argument(
+        "--public-key", default=None, metavar="PEM", help="require this signer (Ed25519 PEM)"
     )
 
     lst = sub.add_parser("list", help="list requirements, defects or scenarios")
@@ -104,12 +144,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--waivers", default=None, metavar="FILE", help="TOML file of accepted deviations"
+    )
+    p.add_argument(
+        "--fail-on",
+        default="minor",
+        choices=SEVERITIES,
+        help="lowest severity of a fail that makes the run non-conformant (default: minor, "
+        "i.e. any fail; critical = only shall requirements)",
+    )
+    p.add_argument(
+        "--signing-key",
+        default=None,
+        metavar="PEM",
+        help="Ed25519 key that signs the manifests (default: ~/.config/confsec/signing-key.pem, "
+        "created on first use)",
+    )
+    p.add_argument(
+        "--no-allure-html",
+        dest="allure_html",
+        action="store_false",
+        help="skip the one-file Allure HTML",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "verify":
+            return cmd_verify(args)
+        if args.command in ("reference", "analyze", "probe"):
+            return args.handler(args)
         if args.command == "list":
             return cmd_list(args)
     except ConfigError as exc:
@@ -129,8 +202,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_CONFORMANT
 
 
+def _waivers(args: argparse.Namespace) -> list[Waiver]:
+    """The waiver file, checked in full before anything runs (a mistake is a usage error)."""
+    return load_waivers(args.waivers) if args.waivers else []
+
+
+def _evidence_dir(args: argparse.Namespace, reports: Path) -> Path:
+    return Path(args.evidence).resolve() if args.evidence else reports.parent / "evidence"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     defects = parse_defects(args.defect)
+    waivers = _waivers(args)
+    target_label = _check_target(args, defects)  # validates the profile before pytest starts
     known = {r.id for r in REQUIREMENTS}
     bad = [r for r in args.req if r.upper() not in known]
     if bad:
@@ -138,8 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = project_root()
     reports = Path(args.reports).resolve()
     reports.mkdir(parents=True, exist_ok=True)
+    evidence = _evidence_dir(args, reports)
+    clean(reports, evidence)
+    evidence.mkdir(parents=True, exist_ok=True)
     verdicts_file = reports / "verdicts.json"
-    verdicts_file.unlink(missing_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -156,6 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "--confsec-progress",
         "--reports",
         str(reports),
+        "--evidence",
+        str(evidence),
         "--alluredir",
         str(reports / "allure-results"),
         "--clean-alluredir",
@@ -164,6 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "-o",
         "junit_family=xunit2",
     ]
+    if args.target:
+        cmd += ["--target", str(Path(args.target).resolve())]
     for name in sorted(defects):
         cmd += ["--defect", name]
     for req in args.req:
@@ -174,7 +264,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd += ["-k", args.keyword]
     cmd += args.pytest_args
     label = f"defects: {', '.join(sorted(defects))}" if defects else "compliant"
-    print(f"confsec {__version__}: running against the embedded reference ({label})", flush=True)
+    print(
+        f"confsec {__version__}: running against {target_label or 'the embedded reference'} "
+        f"({label})",
+        flush=True,
+    )
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(cmd, cwd=root, env=env)
     if not verdicts_file.exists():
@@ -183,21 +277,66 @@ def cmd_run(args: argparse.Namespace) -> int:
             "see the output above",
             file=sys.stderr,
         )
-        return EXIT_USAGE if proc.returncode in (3, 4) else EXIT_ERROR
-    doc = json.loads(verdicts_file.read_text())
-    print_summary(doc, reports)
-    return exit_code(doc)
+        return EXIT_USAGE if proc.returncode == 4 else EXIT_ERROR  # pytest 4 = usage error
+    return _finish(args, reports, evidence, waivers, root)
 
 
-def exit_code(doc: dict) -> int:
-    verdicts = {r["verdict"] for r in doc["requirements"]}
-    if "fail" in verdicts:
-        return EXIT_NONCONFORMANT
-    if "error" in verdicts:
-        return EXIT_ERROR
-    if "inconclusive" in verdicts:
-        return EXIT_INCONCLUSIVE
-    return EXIT_CONFORMANT
+def _finish(
+    args: argparse.Namespace, reports: Path, evidence: Path, waivers: list[Waiver], root: Path
+) -> int:
+    """Waivers, findings, auditor report, Allure HTML and manifests; then the summary."""
+    started = time.perf_counter()
+    outcome = finalize(
+        reports,
+        evidence,
+        root=root,
+        argv=args.argv,
+        waivers=waivers,
+        fail_on=args.fail_on,
+        signing_key=Path(args.signing_key) if args.signing_key else default_signing_key(),
+        parameters={
+            "defects": list(getattr(args, "defect", [])),
+            "requirements selected": list(getattr(args, "req", [])) or "all",
+            "fail on": args.fail_on,
+            "waivers": str(args.waivers) if args.waivers else "none",
+            "target profile": str(getattr(args, "target", None) or "embedded reference"),
+        },
+        allure_html=args.allure_html,
+    )
+    print_summary(outcome.doc, reports)
+    for note in outcome.notes:
+        print(f"confsec: note: {note}", file=sys.stderr)
+    timing = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items())
+    print(f"reports written in {time.perf_counter() - started:.2f}s ({timing})")
+    print(f"overall: {outcome.assessment.label}: {outcome.assessment.statement}")
+    return outcome.assessment.exit_code
+
+
+def exit_code(doc: dict, fail_on: str = "minor") -> int:
+    """The exit code for a verdicts document (see `confsec.report.conformance.assess`)."""
+    return assess(doc, fail_on).exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    waivers = _waivers(args)
+    reports = Path(args.reports).resolve()
+    if not (reports / "verdicts.json").is_file():
+        raise ConfigError(f"{reports}: no verdicts.json (run `confsec run` first)")
+    return _finish(args, reports, _evidence_dir(args, reports), waivers, project_root())
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory")
+    trusted = manifest.load_public_key(Path(args.public_key)) if args.public_key else None
+    problems = manifest.verify(directory, trusted)
+    if not problems:
+        print(f"{directory}: intact (every file matches the signed manifest)")
+        return EXIT_CONFORMANT
+    for problem in problems:
+        print(f"{directory}: {problem}", file=sys.stderr)
+    return EXIT_NONCONFORMANT
 
 
 def print_summary(doc: dict, reports: Path) -> None:
@@ -219,7 +358,10 @@ def print_summary(doc: dict, reports: Path) -> None:
     print("-" * 96)
     summary = ", ".join(f"{v}: {n}" for v, n in sorted(doc["summary"].items()))
     print(f"requirements by verdict: {summary}")
-    print(f"reports: {reports}/verdicts.json, junit.xml, allure-results/")
+    print(
+        f"reports: {reports}/ auditor-report.html, auditor-report.json, findings.json, "
+        "verdicts.json, junit.xml, allure-results/, allure-report/index.html, MANIFEST.json"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

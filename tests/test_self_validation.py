@@ -20,7 +20,11 @@ from confsec.reference.defects import DEFECTS
 ROOT = Path(__file__).resolve().parent.parent
 
 # defect -> scenarios of its requirement that must fail (others of that requirement may pass).
+# Defects no scenario can see: `confsec analyze` catches them on a capture (tests/analyze/).
+CAUGHT_BY_CAPTURE = {"key-channel-in-clear"}
+
 EXPECTED_FAILURES: dict[str, set[str]] = {
+    "key-channel-in-clear": set(),
     "factory-ignores-secure": {"A user creates a secure conference through the factory URI"},
     "no-isfocus": {"A user creates a secure conference through the factory URI"},
     "policy-not-applied": {"Participants who join later are held to the secure policy"},
@@ -52,6 +56,39 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
         "No key stream is shared between audio and video",
         "The ledger shows a distinct key stream for every stream",
     },
+    "group-key-to-non-member": {"A party outside the conference obtains no group key"},
+    "group-key-equals-unicast": {"The common stream has a key stream of its own"},
+    "no-rekey-on-leave": {
+        "Keys the leaver held decrypt nothing sent after the leave (forward security)",
+        "Every stream is rekeyed when a participant leaves",
+        "A conference of <size> participants is rekeyed within a second of a leave",
+    },
+    "no-rekey-on-join": {
+        "Keys the joiner receives decrypt nothing sent before the join (backward security)",
+        "Every stream is rekeyed when a participant joins",
+    },
+    "rekey-reuses-salt": {"New keys and salts are fresh"},
+    "rekey-partial": {
+        "Keys the leaver held decrypt nothing sent after the leave (forward security)",
+        "Every stream is rekeyed when a participant leaves",
+        "Every stream is rekeyed when a participant joins",
+    },
+    "notify-plain-transport": {"NOTIFY stays on TLS when the subscriber's Contact names plain UDP"},
+    "subscribe-without-auth": {
+        "A SUBSCRIBE without credentials gets no conference state",
+        "An authenticated user who is not a participant gets no conference state",
+    },
+    "identity-from-header": {
+        "The conference state shows authenticated identities, not claimed ones"
+    },
+    "bfcp-plain-tcp": {"A plain TCP/BFCP offer is refused"},
+    "bfcp-fingerprint-mismatch": {
+        "The floor control server presents the certificate its fingerprint names"
+    },
+    "bfcp-foreign-user-id": {"A floor request for another participant's user id is refused"},
+    "bfcp-crash-on-malformed": {
+        "Malformed BFCP gets an Error or a close and the server keeps serving the others"
+    },
 }
 
 
@@ -81,10 +118,10 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
     code, doc, output = confsec_run(tmp_path)
     assert doc, output
     reqs = by_id(doc)
-    for rid in ("R1", "R2", "R3", "R4"):
+    for rid in ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "O2", "O3", "O4", "O5", "O7"):
         assert reqs[rid]["verdict"] == "pass", (rid, reqs[rid], output[-3000:])
         assert reqs[rid]["scenarios"], rid
-    for rid in ("R5", "R6", "R7", "R8", "O1", "O2", "O3", "O4", "O5", "O6", "O7"):
+    for rid in ("O1", "O6"):
         assert reqs[rid]["verdict"] == "not covered", rid
         assert reqs[rid]["scenarios"] == []
     assert code == 0, output[-3000:]
@@ -94,6 +131,8 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("defect", [d.name for d in DEFECTS])
 def test_defect_is_caught(tmp_path: Path, defect: str) -> None:
+    if defect in CAUGHT_BY_CAPTURE:
+        pytest.skip("caught by `confsec analyze` (tests/analyze/test_o1_key_channel.py)")
     requirement = next(d.requirement for d in DEFECTS if d.name == defect)
     code, doc, output = confsec_run(tmp_path, "--defect", defect, "--req", requirement)
     assert doc, output

@@ -8,6 +8,7 @@ be tested against hand-made observations and each has a defect switch that makes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from confsec.report.verdicts import Inconclusive, NonConformance
 if TYPE_CHECKING:
     from confsec.behaviour.conference import CallOutcome, TlsProbe
     from confsec.behaviour.participant import Participant
-    from confsec.media.ledger import KeyStreamLedger, KeyStreamReuse
+    from confsec.media.ledger import KeyStreamLedger, KeyStreamReuse, LedgerRow
 
 # RFC 3261 21.4.26 / 21.6.4: both say "the offer is not acceptable".
 NOT_ACCEPTABLE = {488, 606}
@@ -234,9 +235,22 @@ def no_key_stream_reuse(ledger: KeyStreamLedger, scope: str) -> None:
 
 
 def every_stream_observed(ledger: KeyStreamLedger) -> None:
+    """Every key in the ledger carried packets, so reuse could be judged on the wire.
+
+    A key that a rekey (R6) replaced before it was used leaves no key stream behind: a silent
+    row is fine when the same stream has a later epoch (label `... epoch-N`).
+    """
     rows = ledger.entries()
     if not rows:
         raise Inconclusive("the ledger recorded no streams")
-    silent = [str(r.stream) for r in rows if r.packets_seen == 0]
+
+    def base(r: LedgerRow) -> tuple[str, ...]:
+        s = r.stream
+        return (s.owner, s.peer, s.media, s.direction, re.sub(r"\s*epoch-\d+$", "", s.label))
+
+    last = {base(r): i for i, r in enumerate(rows)}
+    silent = [
+        str(r.stream) for i, r in enumerate(rows) if r.packets_seen == 0 and last[base(r)] == i
+    ]
     if silent:
         raise Inconclusive(f"no packets seen on {', '.join(silent)}: reuse cannot be excluded")

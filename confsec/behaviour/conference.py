@@ -9,14 +9,16 @@ hanging it.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context
+from confsec.behaviour.rekeying import attach
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
-from confsec.codec.sip import Response, SipStream, parse_name_addr
+from confsec.codec.sip import Request, Response, SipStream, parse_name_addr
 from confsec.errors import ConfsecError, PeerTimeout, TlsVerificationError, TransportError
 from confsec.media.ledger import KeyStreamLedger
 from confsec.media.tone import tone_for
@@ -158,12 +160,13 @@ class ConferenceRun:
             server_hostname=self.target.domain,
         )
         tones = {n: tone_for(i) for i, n in enumerate(PARTICIPANT_ORDER)}
-        if name not in tones:
-            tones[name] = tone_for(len(tones))
+        if name not in tones:  # guests of large conferences: the next free tone each
+            extra = sum(1 for n in self.participants if n not in PARTICIPANT_ORDER)
+            tones[name] = tone_for(len(PARTICIPANT_ORDER) + extra)
         p = Participant(name, account, self.target, ua, self.ledger, tones[name], all_tones={})
         self.participants[name] = p
         for q in self.participants.values():
-            q.all_tones = {n: tones[n] for n in self.participants}
+            q.all_tones = {n: o.tone_hz for n, o in self.participants.items()}
         return p
 
     async def _invite(self, name: str, uri: str, spec: OfferSpec, credentials: str) -> CallOutcome:
@@ -188,6 +191,7 @@ class ConferenceRun:
             self._record(out, call.response)
             if out.status is not None and 200 <= out.status < 300 and out.answer is not None:
                 p.apply_answer(out.answer)
+                attach(p, call.dialog, out.answer)  # dialog for BYE and rekeys (R6)
         self.outcomes[name] = out
         self.last_outcome = out
         if out.status is None or not 200 <= out.status < 300:
@@ -258,8 +262,11 @@ class ConferenceRun:
             return probe
         probe.handshake_ok = True
         sslobj = writer.get_extra_info("ssl_object")
-        if sslobj is not None:
-            probe.peer = peer_identity(sslobj)
+        try:
+            # The peer may already have closed (a refused client certificate): no identity then.
+            probe.peer = peer_identity(sslobj) if sslobj is not None else None
+        except (ValueError, OSError, ssl.SSLError):
+            probe.closed_by_peer = True
         try:
             if send_request:
                 writer.write(_options_request(self.target))
@@ -308,6 +315,17 @@ class ConferenceRun:
                 p.stop_media()
 
     async def _close(self) -> None:
+        """Stop media and leave with BYE, all at once: otherwise the reference keeps mixing for
+        the legs of a finished scenario for the rest of the run, and leaving one by one would
+        make it rekey the others once per leaver."""
+        for p in self.participants.values():
+            p.stop_media()
+        live = [
+            p.dialog
+            for p in self.participants.values()
+            if p.dialog is not None and not p.dialog.is_terminated
+        ]
+        await asyncio.gather(*(d.bye(timeout=5) for d in live), return_exceptions=True)
         for p in self.participants.values():
             try:
                 await p.close()
@@ -321,17 +339,16 @@ class ConferenceRun:
 
 
 def _options_request(target: Target) -> bytes:
-    import secrets
-
-    tag = secrets.token_hex(4)
-    branch = "z9hG4bK" + secrets.token_hex(8)
-    return (
-        f"OPTIONS {target.factory_uri} SIP/2.0\r\n"
-        f"Via: SIP/2.0/TLS 127.0.0.1:9;branch={branch};rport\r\n"
-        f"Max-Forwards: 70\r\n"
-        f"From: <sips:probe@{target.domain}>;tag={tag}\r\n"
-        f"To: <{target.factory_uri}>\r\n"
-        f"Call-ID: {secrets.token_hex(8)}@confsec\r\n"
-        f"CSeq: 1 OPTIONS\r\n"
-        f"Content-Length: 0\r\n\r\n"
-    ).encode()
+    """An OPTIONS for the raw TLS probe, built with the codec (no UA: the probe watches TLS)."""
+    return Request(
+        "OPTIONS",
+        target.factory_uri,
+        [
+            ("Via", f"SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK{secrets.token_hex(8)};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sips:probe@{target.domain}>;tag={secrets.token_hex(4)}"),
+            ("To", f"<{target.factory_uri}>"),
+            ("Call-ID", f"{secrets.token_hex(8)}@confsec"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    ).to_bytes()

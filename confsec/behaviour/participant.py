@@ -12,7 +12,9 @@ import secrets
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from confsec.behaviour.rekeying import common_offer_line, stream_kind, stream_label
 from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId
@@ -21,7 +23,12 @@ from confsec.media.tone import ToneGenerator
 from confsec.net.ua import UserAgent
 from confsec.target.model import Account, Target
 
+if TYPE_CHECKING:
+    from confsec.behaviour.rekeying import RekeyRecord
+    from confsec.net.dialog import Dialog
+
 PAYLOAD_TYPES = {"audio": 0, "video": 96}
+RECENT_PACKETS = 500  # per leg, ~10 s at 50 pps: what rekeying is judged on (R6)
 NULL_OFFERS = {"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"}
 
 
@@ -33,6 +40,8 @@ class OfferSpec:
     suite: str = "AES_CM_128_HMAC_SHA1_80"
     media: tuple[str, ...] = ("audio",)
     session_params: tuple[str, ...] = ()
+    common: bool = False
+    """Also offer to receive the group-keyed common stream (R5), if the target claims it."""
 
     @classmethod
     def named(cls, name: str) -> OfferSpec:
@@ -57,6 +66,8 @@ class OfferSpec:
             spec = cls(suite=words[words.index("using") + 1])
         if "video" in words:
             spec = cls(suite=spec.suite, media=("audio", "video"))
+        if "common" in words:  # '... with the common stream'
+            spec = cls(suite=spec.suite, media=spec.media, common=True)
         return spec
 
 
@@ -82,6 +93,10 @@ class Participant:
     send_crypto: dict[str, CryptoAttribute] = field(default_factory=dict)
     ssrcs: dict[str, int] = field(default_factory=dict)
     offer_spec: OfferSpec | None = None
+    dialog: Dialog | None = None
+    """The dialog with the focus once admitted: BYE to leave, re-INVITEs (rekeys) come in it."""
+    rekeys: list[RekeyRecord] = field(default_factory=list)
+    """Every re-INVITE that brought new keys (confsec.behaviour.rekeying)."""
 
     # -- offer / answer ------------------------------------------------------------------------
 
@@ -91,7 +106,7 @@ class Participant:
         self.offer_spec = spec
         media = []
         for tag, kind in enumerate(spec.media, start=1):
-            leg = await MediaLeg.open(host="127.0.0.1", port=0)
+            leg = await MediaLeg.open(host="127.0.0.1", port=0, recent_limit=RECENT_PACKETS)
             self.legs[kind] = leg
             self.ssrcs[kind] = _fresh_ssrc(self.ssrcs.values())
             attrs: list[tuple[str, str | None]] = []
@@ -124,16 +139,18 @@ class Participant:
                     attributes=attrs,
                 )
             )
+        if spec.common and spec.secure and self.target.capabilities.group_keys:
+            media.append(await common_offer_line(self, spec.suite))
         return SessionDescription.build(self.name, "127.0.0.1", media=media).to_bytes()
 
     def apply_answer(self, answer: SessionDescription, peer: str = "focus") -> None:
         """Point each leg at the focus's media address and install both directions' keys."""
         for m in answer.media:
-            leg = self.legs.get(m.media)
+            leg = self.legs.get(stream_kind(m))
             if leg is None or m.port == 0:
                 continue
             leg.set_remote((m.connection_address or self.target.host, m.port))
-            sent = self.send_crypto.get(m.media)
+            sent = self.send_crypto.get(stream_kind(m))
             received = next((c for c in m.crypto if not c.is_null), None) if m.crypto else None
             if sent is not None and not sent.is_null and sent.suite not in NULL_OFFERS:
                 leg.sender = new_sender(
@@ -147,7 +164,7 @@ class Participant:
                 leg.set_receiver(
                     new_receiver(
                         self.ledger,
-                        StreamId(self.name, peer, m.media, "recv"),
+                        StreamId(self.name, peer, m.media, "recv", stream_label(m)),
                         received.suite,
                         received.key,
                         received.salt,
@@ -158,7 +175,7 @@ class Participant:
 
     def start_media(self, *, plain: bool = False) -> None:
         for kind, leg in self.legs.items():
-            if leg.remote is None:
+            if leg.remote is None or kind == "common":  # the common stream is receive-only
                 continue
             frames = ToneGenerator(self.tone_hz).frames() if kind == "audio" else _video_frames()
             leg.start_sending(

@@ -127,8 +127,19 @@ class MediaLeg(asyncio.DatagramProtocol):
         audio_seconds: float = 5.0,
         raw_limit: int = 64,
         ssrc_limit: int = 1024,
+        recent_limit: int = 0,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._previous: SrtpReceiver | None = None
+        self._seq_next: int | None = None
+        self.receiver_set_at: float | None = None
+        """Loop time of the last `set_receiver()`."""
+        self.first_authenticated_at: float | None = None
+        """Loop time of the first packet that authenticated under the current receiver (not
+        the previous one kept during a rekey): when a new key was first seen in use."""
+        self.recent: deque[RawPacket] | None = deque(maxlen=recent_limit) if recent_limit else None
+        """The last `recent_limit` datagrams (time, source, bytes): what forward and backward
+        security are judged on, by trying old keys on packets actually received."""
         self._transport: asyncio.DatagramTransport | None = None
         self.local_addr: Addr = ()
         self.remote: Addr | None = None
@@ -215,9 +226,22 @@ class MediaLeg(asyncio.DatagramProtocol):
         """Where the pacing job and `send_raw()` send to."""
         self.remote = tuple(addr)
 
-    def set_receiver(self, receiver: SrtpReceiver | None) -> None:
-        """The SRTP receiver that checks incoming packets; None accepts plain RTP."""
+    def set_receiver(self, receiver: SrtpReceiver | None, *, keep_previous: bool = False) -> None:
+        """The SRTP receiver that checks incoming packets; None accepts plain RTP.
+
+        `keep_previous` (a rekey): packets that fail under the new receiver are tried under the
+        one it replaces, since the peer switches keys when it gets our answer, a little later.
+        """
+        self._previous = self._receiver if keep_previous else None
         self._receiver = receiver
+        self.receiver_set_at = self._loop.time()
+        self.first_authenticated_at = None
+
+    def replace_sender(self, sender: SrtpSender | None) -> None:
+        """Switch the running pacing job (and `self.sender`) to a new SRTP sender (a rekey)."""
+        self.sender = sender
+        if self._job is not None:
+            self._job.sender = sender
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -251,7 +275,12 @@ class MediaLeg(asyncio.DatagramProtocol):
         job.frames = frames if frames is not None else _silence(int(clock_rate / pps))
         job.pps = float(pps)
         job.count = count
-        job.seq0 = random.getrandbits(16) if start_seq is None else start_seq
+        if start_seq is None:
+            # A restarted stream continues its sequence numbers (RFC 3550 5.1): a sender that
+            # is still the same SRTP session refuses an index that went back (libsrtp's
+            # "replay check failed (index too old)").
+            start_seq = random.getrandbits(16) if self._seq_next is None else self._seq_next
+        job.seq0 = start_seq
         job.ts0 = random.getrandbits(32) if start_ts is None else start_ts
         job.ts_step = round(clock_rate / pps)
         job.marker_first = marker_first
@@ -295,6 +324,7 @@ class MediaLeg(asyncio.DatagramProtocol):
 
     def _finish(self, job: _SendJob, exc: BaseException | None = None) -> None:
         job.handle.cancel()
+        self._seq_next = (job.seq0 + job.k) & 0xFFFF
         if not job.done.done():
             if exc is None:
                 job.done.set_result(None)
@@ -342,6 +372,8 @@ class MediaLeg(asyncio.DatagramProtocol):
         self._last = now
         if len(self._raw) < self._raw_limit:
             self._raw.append((now, addr, data))
+        if self.recent is not None:
+            self.recent.append((now, addr, data))
         if addr not in self._peers and len(self._peers) < self._ssrc_limit:
             self._peers.add(addr)
         if self.on_packet is not None:
@@ -367,6 +399,12 @@ class MediaLeg(asyncio.DatagramProtocol):
         rx = self._receiver
         if rx is not None:
             plain = rx.try_unprotect(data)
+            if plain is None and self._previous is not None:
+                plain = self._previous.try_unprotect(data)
+                if plain is None:
+                    rx = self._previous
+            elif plain is not None and self.first_authenticated_at is None:
+                self.first_authenticated_at = self._last
             if plain is None:
                 status = rx.last_status
                 if status == AUTH_FAILED:

@@ -79,6 +79,70 @@ DEFECTS: tuple[Defect, ...] = (
         "R4",
         "the focus uses one key, salt and SSRC for audio and video of a participant",
     ),
+    # O1: the focus -> mixer key interface (confsec/reference/keychannel.py); caught by
+    # `confsec analyze` on a capture of that interface, not by a scenario.
+    Defect(
+        "key-channel-in-clear",
+        "O1",
+        "the focus hands media keys to the mixer over plain TCP instead of TLS",
+    ),
+    # R5: group keys (confsec/reference/rekey.py, keys.py)
+    Defect(
+        "group-key-to-non-member",
+        "R5",
+        "an INVITE to the conference URI gets the group key in early media before authentication",
+    ),
+    Defect(
+        "group-key-equals-unicast",
+        "R5",
+        "the common stream's group key is the key the focus sends to one participant with",
+    ),
+    # R6: rekeying on join and leave (confsec/reference/rekey.py, keys.py)
+    Defect("no-rekey-on-leave", "R6", "no rekey when a participant leaves: the leaver's keys stay"),
+    Defect(
+        "no-rekey-on-join", "R6", "no rekey when a participant joins: it gets the old group key"
+    ),
+    Defect(
+        "rekey-reuses-salt", "R6", "a rekey gives new master keys but keeps the old master salts"
+    ),
+    Defect(
+        "rekey-partial",
+        "R6",
+        "a rekey renews the unicast streams but leaves the common stream on its old group key",
+    ),
+    # R7: conference event package (confsec/reference/events.py)
+    Defect(
+        "notify-plain-transport",
+        "R7",
+        "NOTIFY follows the subscriber's Contact onto plain UDP/TCP instead of its TLS connection",
+    ),
+    Defect(
+        "subscribe-without-auth",
+        "R7",
+        "SUBSCRIBE to the conference state is accepted without authentication or membership",
+    ),
+    Defect(
+        "identity-from-header",
+        "R7",
+        "the conference state shows the From display name and URI, not the authenticated user",
+    ),
+    # R8: floor control (confsec/reference/floor.py)
+    Defect("bfcp-plain-tcp", "R8", "a plain TCP/BFCP offer is accepted and served without TLS"),
+    Defect(
+        "bfcp-fingerprint-mismatch",
+        "R8",
+        "the BFCP answer's a=fingerprint is not the certificate the floor server presents",
+    ),
+    Defect(
+        "bfcp-foreign-user-id",
+        "R8",
+        "a floor request that carries another participant's user id is accepted",
+    ),
+    Defect(
+        "bfcp-crash-on-malformed",
+        "R8",
+        "malformed BFCP takes the floor control server down for everyone",
+    ),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in DEFECTS}

@@ -17,12 +17,16 @@ from confsec.codec.digest import DigestServer
 from confsec.net.tls import server_context
 from confsec.net.ua import UserAgent
 from confsec.pki import TestPki
+from confsec.reference import keychannel
+from confsec.reference.floor import FloorServer
 from confsec.reference.focus import Focus, FocusConfig
 from confsec.reference.mixer import Mixer
 from confsec.target.model import Account, Capabilities, Target
 
 DOMAIN = "conference.example.test"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
+# Accounts for the larger conferences of the R6/O2 size outline (guest09 .. guest64).
+USERS += tuple(f"guest{n:02d}" for n in range(9, 65))
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ReferenceDeployment:
             config.host,
         )
         self.port = 0
+        self.floor = FloorServer(config.host, config.defects)
+        self.focus.floor = self.floor
 
     async def start(self) -> None:
         which = "other-domain" if "wrong-domain-cert" in self.defects else "service"
@@ -83,11 +89,31 @@ class ReferenceDeployment:
             user_agent_header="confsec-reference/0.1",
         )
         self.port = self.ua.address("tls")[2]
+        # O1: the focus reaches the mixer over a real (TLS) connection, see keychannel.py.
+        self.key_channel = await keychannel.start_for(self)
+        self.focus.mixer = self.key_channel.client
+        await self._start_floor(cert.cert, cert.key)
 
     async def stop(self) -> None:
+        if getattr(self, "key_channel", None) is not None:
+            await self.key_channel.close()
         self.mixer.close()
+        await self.floor.close()
         if self.ua is not None:
             await self.ua.close()
+
+    async def _start_floor(self, cert: Path, key: Path) -> None:
+        """BFCP over TLS (R8): the service certificate; the defect advertises another one's."""
+        wrong = "bfcp-fingerprint-mismatch" in self.defects
+        advertised = self.pki.server("other-domain").cert if wrong else cert
+        ctx = server_context(
+            cert,
+            key,
+            ca_file=self.pki.ca_cert,
+            require_client_cert=True,
+            keylog_file=self.config.keylog_file,
+        )
+        await self.floor.start(ctx, str(cert), str(advertised))
 
     def target(self) -> Target:
         accounts = {
@@ -109,7 +135,13 @@ class ReferenceDeployment:
             factory_uri=self.focus.config.factory_uri,
             ca_file=self.pki.ca_cert,
             accounts=accounts,
-            capabilities=Capabilities(mutual_tls=self.config.mutual_tls),
+            capabilities=Capabilities(
+                mutual_tls=self.config.mutual_tls,
+                event_package=True,
+                floor_control=True,
+                group_keys=True,
+                rekey_batching_window_s=self.focus.config.rekey_window,
+            ),
         )
 
 

@@ -22,19 +22,22 @@ from confsec.codec.sdp import (
     parse_sdp,
 )
 from confsec.codec.sip import parse_uri
+from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager, SrtpKeys
 from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
 from confsec.reference.policy import SUPPORTED_MEDIA, PolicyDecision, evaluate_offer
+from confsec.reference.rekey import DEFAULT_WINDOW_S, Rekeyer, common_answer_line, is_common
 
 if TYPE_CHECKING:
     from confsec.net.dialog import Dialog
     from confsec.net.ua import IncomingRequest
+    from confsec.reference.floor import FloorServer
 
 log = logging.getLogger(__name__)
 
 SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
 
 
 @dataclass
@@ -58,6 +61,7 @@ class FocusConfig:
     domain: str
     factory_user: str = "conf-factory"
     defects: frozenset[str] = frozenset()
+    rekey_window: float = DEFAULT_WINDOW_S  # joins/leaves batched into one rekey (R6, O2)
 
     @property
     def factory_uri(self) -> str:
@@ -74,7 +78,12 @@ class Focus:
         self.mixer = mixer
         self.host = host
         self.keys = KeyManager(config.defects)
+        self.rekey = Rekeyer(
+            self.keys, lambda: self.mixer, config.defects, config.rekey_window, host
+        )
         self.conferences: dict[str, Conference] = {}
+        self.events = ConferenceEvents(self)  # RFC 4575 package (R7), confsec/reference/events.py
+        self.floor: FloorServer | None = None  # BFCP (R8), set by the deployment
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -83,12 +92,17 @@ class Focus:
         if r.method == "OPTIONS":
             await req.respond(200, headers=[("Allow", ALLOW)])
             return
+        if r.method == "SUBSCRIBE":
+            await self.events.handle(req)
+            return
         if r.method != "INVITE":
             await req.respond(405, headers=[("Allow", ALLOW)])
             return
         if not req.flow.secure:
             await req.respond(403, "SIPS required")
             return
+        if "group-key-to-non-member" in self.defects:
+            await self.rekey.leak_to(req)  # the R5 defect: early media before authentication
         user = await self._authenticate(req)
         if user is None:
             return
@@ -124,7 +138,10 @@ class Focus:
                 challenge = self.digest.challenge(stale=result.reason == "stale-nonce")
                 await req.respond(401, headers=[("WWW-Authenticate", challenge.to_header())])
             else:
-                await req.respond(403, f"Forbidden ({result.reason})")
+                # One answer for every failure: the reason (unknown user, bad response...) stays
+                # in the log, or the status line would tell an attacker which users exist.
+                log.info("digest refused for %s: %s", r.uri, result.reason)
+                await req.respond(403, "Forbidden")
             return None
         return result.username
 
@@ -181,10 +198,15 @@ class Focus:
             await req.respond(488, "An SDP offer is required")
             return None
         try:
-            return parse_sdp(r.body)
+            offer = parse_sdp(r.body)
         except SdpParseError as exc:
             await req.respond(400, f"Bad SDP: {exc}"[:120])
             return None
+        refusal = self.floor.check_offer(offer) if self.floor is not None else None
+        if refusal is not None:
+            await req.respond(488, refusal)
+            return None
+        return offer
 
     async def _admit(
         self,
@@ -195,7 +217,9 @@ class Focus:
         decision: PolicyDecision,
     ) -> None:
         leg_id = f"{conf.conference_id}/{user}/{secrets.token_hex(3)}"
-        kinds = tuple(c.media.media for c in decision.choices)
+        kinds = tuple("common" if is_common(c.media) else c.media.media for c in decision.choices)
+        suite = next((c.crypto.suite for c in decision.choices if c.crypto), SECURE_SUITES[0])
+        epoch, group, group_ssrc = self.rekey.joining(conf.conference_id, suite)
         ports = await self.mixer.allocate(conf.conference_id, leg_id, kinds)
         streams: list[StreamSetup] = []
         answer_media: list[MediaDescription] = []
@@ -203,9 +227,14 @@ class Focus:
         for index, m in enumerate(offer.media):
             choice = chosen.get(index)
             if choice is None:
-                answer_media.append(
-                    MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats)
-                )
+                floor = self.floor.answer(conf.conference_id, user, m) if self.floor else None
+                rejected = MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats)
+                answer_media.append(floor or rejected)
+                continue
+            if is_common(m):  # the group-keyed common stream (R5), see reference/rekey.py
+                remote = (m.connection_address or req.flow.remote[0], m.port)
+                answer_media.append(common_answer_line(m, ports["common"][1], group, group_ssrc))
+                streams.append(StreamSetup("common", 0, remote, None, group, group_ssrc, epoch))
                 continue
             pt = SUPPORTED_MEDIA[m.media]
             attrs: list[tuple[str, str | None]] = [("sendrecv", None)]
@@ -234,7 +263,7 @@ class Focus:
                     m.media, port=ports[m.media][1], proto=proto, formats=[pt], attributes=attrs
                 )
             )
-            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc))
+            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch))
         self.mixer.install(LegSetup(conf.conference_id, leg_id, tuple(streams)))
         answer = SessionDescription.build("focus", self.host, media=answer_media)
         contact = f"<{conf.uri}>" if "no-isfocus" in self.defects else f"<{conf.uri}>;isfocus"
@@ -246,6 +275,8 @@ class Focus:
         )
         leg = Leg(leg_id, user, dialog)
         conf.legs[leg_id] = leg
+        self.rekey.admitted(conf.conference_id, leg_id, user, dialog, answer, streams, epoch)
+        self.events.joined(conf, leg, req.request)
         if dialog is not None:
             dialog.on_request = self._in_dialog_handler(conf, leg)
 
@@ -261,6 +292,8 @@ class Focus:
 
     def _leave(self, conf: Conference, leg: Leg) -> None:
         conf.legs.pop(leg.leg_id, None)
+        self.rekey.left(conf.conference_id, leg.leg_id)
+        self.events.left(conf, leg)
         self.mixer.release(conf.conference_id, leg.leg_id)
         if not conf.legs:
             self.conferences.pop(conf.conference_id, None)

@@ -3,6 +3,11 @@
 The focus chooses the key and SSRC of every stream it sends, one fresh (key, salt, SSRC) per leg,
 medium and direction, and never hands out a key it has seen before (its own or one a participant
 offered). The R4 defect switches live here, each one a visible branch.
+
+Rekeying (R6) and group keys (R5) come from here too: `rekey()` gives a leg's stream a fresh key
+for a new epoch, `group_key()` the key of a conference's common stream. Their defect switches
+(`rekey-reuses-salt`, `group-key-equals-unicast`) are branches here as well, so that the focus's
+signalling code stays the same whether the keys are good or bad.
 """
 
 from __future__ import annotations
@@ -95,3 +100,25 @@ class KeyManager:
             session_params=(),
         )
         return IssuedStream(answer, SrtpKeys(suite, key, salt), ssrc)
+
+    def rekey(self, previous: SrtpKeys) -> SrtpKeys:
+        """A fresh key for a stream's next epoch (same suite).
+
+        Defect `rekey-reuses-salt`: the new epoch keeps the previous master salt, so the key
+        material is not all fresh (R6 freshness).
+        """
+        key, salt = self._fresh_key(previous.suite)
+        if "rekey-reuses-salt" in self.defects:
+            salt = previous.salt
+        return SrtpKeys(previous.suite, key, salt)
+
+    def group_key(self, suite: str, unicast: SrtpKeys | None = None) -> tuple[SrtpKeys, int]:
+        """The key and SSRC of a common stream's new epoch.
+
+        Defect `group-key-equals-unicast`: the group key is `unicast`, a key the focus already
+        uses towards one participant (R5: the common stream must have its own key stream).
+        """
+        if "group-key-equals-unicast" in self.defects and unicast is not None:
+            return unicast, self._fresh_ssrc()
+        key, salt = self._fresh_key(suite)
+        return SrtpKeys(suite, key, salt), self._fresh_ssrc()

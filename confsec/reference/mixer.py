@@ -4,6 +4,12 @@ Audio is *mixed*: every inbound stream is decrypted, each participant gets the s
 (mix-minus, so nobody hears themselves), re-encrypted under that participant's own key. Video is
 *switched*: a frame from one participant is re-encrypted for every other participant.
 
+The *common stream* (R5, O3) is the full mix of everyone, protected once under the conference's
+group key and SSRC and fanned out as identical packets to every leg that asked for it (a medium
+named "common"). During a rekey the legs move to the new group key one by one (when each leg's
+re-INVITE completes), so the mixer keeps one group sender per key epoch still in use and protects
+each tick once per epoch, never once per leg.
+
 The mixer never chooses keys. The focus hands them over through `MixerControl`, the explicit
 focus -> mixer key interface that observation O1 is about (a later issue moves it onto a
 protected channel and captures it).
@@ -43,6 +49,8 @@ class StreamSetup:
     rx: SrtpKeys | None  # the participant's sending key; None = plain RTP admitted
     tx: SrtpKeys | None  # the focus's sending key for this participant; None = plain RTP
     tx_ssrc: int
+    epoch: int = 1
+    """The conference key epoch these keys belong to (rekeying, R6): names ledger records."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ class _Stream(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if not self.installed:
+        if not self.installed or self.media == "common":  # the common stream is send-only
             return
         self.mixer.stats.received += 1
         payload = self._payload(data)
@@ -139,9 +147,25 @@ class _Stream(asyncio.DatagramProtocol):
         self.mixer.stats.sent += 1
 
 
+class _Group:
+    """One group-key sender of a conference's common stream: one key epoch, one SSRC."""
+
+    __slots__ = ("key", "sender", "seq", "ssrc", "ts")
+
+    def __init__(self, key: tuple[bytes, bytes, int], sender: SrtpSender, ssrc: int):
+        self.key = key
+        self.sender = sender
+        self.ssrc = ssrc
+        self.seq = 0
+        self.ts = 0
+
+
 @dataclass
 class _Conference:
     legs: dict[str, dict[str, _Stream]] = field(default_factory=dict)
+    groups: dict[tuple[bytes, bytes, int], _Group] = field(default_factory=dict)
+    members: dict[str, _Group] = field(default_factory=dict)
+    """leg id -> the group sender its common stream currently uses."""
 
 
 class Mixer:
@@ -161,6 +185,7 @@ class Mixer:
         self._conferences: dict[str, _Conference] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         self._next_tick = 0.0
+        self._paused = False
 
     async def allocate(
         self, conference_id: str, leg_id: str, media: tuple[str, ...]
@@ -193,12 +218,15 @@ class Mixer:
             stream = streams.get(s.media)
             if stream is None:
                 continue
+            if s.media == "common":
+                self._install_common(conf, setup, stream, s)
+                continue
             stream.remote = s.remote
             stream.payload_type = s.payload_type
             stream.tx_ssrc = s.tx_ssrc
             stream.secure_rx = s.rx is not None
             stream.secure_tx = s.tx is not None and "mixer-sends-plain-rtp" not in self.defects
-            label = setup.leg_id
+            label = f"{setup.leg_id} epoch-{s.epoch}"
             stream.rx = (
                 new_receiver(self.ledger, StreamId("mixer", label, s.media, "recv"), *_k(s.rx))
                 if s.rx
@@ -211,10 +239,41 @@ class Mixer:
             )
             stream.installed = True
 
+    def _install_common(
+        self, conf: _Conference, setup: LegSetup, stream: _Stream, s: StreamSetup
+    ) -> None:
+        """Point a leg's common stream at the group sender of its key (made on first use)."""
+        stream.remote = s.remote
+        stream.payload_type = s.payload_type
+        stream.tx_ssrc = s.tx_ssrc
+        stream.secure_rx = False
+        stream.secure_tx = s.tx is not None and "mixer-sends-plain-rtp" not in self.defects
+        if s.tx is None:
+            conf.members.pop(setup.leg_id, None)
+            stream.installed = False
+            return
+        ident = (s.tx.key, s.tx.salt, s.tx_ssrc)
+        group = conf.groups.get(ident)
+        if group is None:
+            sid = StreamId("mixer", setup.conference_id, "audio", "send", f"common epoch-{s.epoch}")
+            group = _Group(ident, new_sender(self.ledger, sid, *_k(s.tx)), s.tx_ssrc)
+            conf.groups[ident] = group
+        conf.members[setup.leg_id] = group
+        stream.installed = True
+        self._forget_unused_groups(conf)
+
+    @staticmethod
+    def _forget_unused_groups(conf: _Conference) -> None:
+        used = {id(g) for g in conf.members.values()}
+        for ident in [i for i, g in conf.groups.items() if id(g) not in used]:
+            del conf.groups[ident]
+
     def release(self, conference_id: str, leg_id: str) -> None:
         conf = self._conferences.get(conference_id)
         if conf is None:
             return
+        conf.members.pop(leg_id, None)
+        self._forget_unused_groups(conf)
         for stream in conf.legs.pop(leg_id, {}).values():
             stream.installed = False
             if stream.transport:
@@ -240,8 +299,20 @@ class Mixer:
             if leg_id != source.leg_id and (out := streams.get(source.media)) is not None:
                 out.send(payload, ts_step=3000)
 
+    def pause(self) -> None:
+        """Stop sending (benchmarks/scale.py quiesces the media to count packets exactly)."""
+        self._paused = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._conferences:
+            self._ensure_ticking()
+
     def _ensure_ticking(self) -> None:
-        if self._tick_handle is None:
+        if self._tick_handle is None and not self._paused:
             loop = asyncio.get_running_loop()
             self._next_tick = loop.time() + TICK_S
             self._tick_handle = loop.call_at(self._next_tick, self._tick)
@@ -273,6 +344,26 @@ class Mixer:
                 continue
             out = np.clip(total - own, -32768, 32767).astype(np.int16)
             stream.send(pcmu_encode(out))
+        if conf.members:
+            self._send_common(conf, pcmu_encode(np.clip(total, -32768, 32767).astype(np.int16)))
+
+    def _send_common(self, conf: _Conference, payload: bytes) -> None:
+        """Protect the full mix once per group epoch and fan the same bytes out to its legs."""
+        packets: dict[int, bytes] = {}
+        for leg_id, group in conf.members.items():
+            stream = conf.legs.get(leg_id, {}).get("common")
+            if stream is None or stream.transport is None or stream.remote is None:
+                continue
+            packet = packets.get(id(group))
+            if packet is None:
+                group.seq = (group.seq + 1) & 0xFFFF
+                group.ts = (group.ts + FRAME_SAMPLES) & 0xFFFFFFFF
+                packet = build_rtp(stream.payload_type, group.seq, group.ts, group.ssrc, payload)
+                if stream.secure_tx:
+                    packet = group.sender.protect(packet)
+                packets[id(group)] = packet
+            stream.transport.sendto(packet, stream.remote)
+            self.stats.sent += 1
 
 
 def _k(keys: SrtpKeys) -> tuple[str, bytes, bytes]:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from confsec import __version__
+from confsec.evidence import scenario_slug
+from confsec.report.allure_labels import register_markers, requirement_marks, severity_of
 from confsec.report.verdicts import (
     Inconclusive,
     NotApplicable,
@@ -58,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "pics(capability): optional capability the scenario needs (@pics:mutual_tls)"
     )
+    register_markers(config)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(VerdictCollector(config), "confsec-verdicts")
 
@@ -67,6 +70,9 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
     kind, sep, value = tag.partition(":")
     if sep and kind in ("req", "pics"):
         getattr(pytest.mark, kind)(value)(function)
+        if kind == "req":
+            for mark in requirement_marks(value):
+                mark(function)
         return True
     return None
 
@@ -150,6 +156,7 @@ class ScenarioResult:
     meta: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, tuple[Verdict, str]] = field(default_factory=dict)
     duration_s: float = 0.0
+    finished: float = 0.0
 
     @property
     def verdict(self) -> Verdict:
@@ -180,10 +187,12 @@ class VerdictCollector:
         self.results: dict[str, ScenarioResult] = {}
         self.deselected_reqs: set[str] = set()
         self.started = time.time()
+        self._tty = sys.stderr.isatty()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         res = self.results.setdefault(report.nodeid, ScenarioResult(report.nodeid))
         res.duration_s += report.duration
+        res.finished = max(res.finished, report.start + report.duration)
         for key, value in report.user_properties:
             if key == _VERDICT and value[0] == report.when:
                 res.phases[report.when] = (Verdict(value[1]), value[2])
@@ -194,7 +203,20 @@ class VerdictCollector:
             done = sum(1 for r in self.results.values() if "teardown" in r.phases)
             total = getattr(self.config, "_confsec_total", "?")
             line = f"[{done}/{total}] {reqs:<6} {res.verdict:<14} {res.meta.get('scenario', '')}"
-            print(line, file=sys.stderr, flush=True)
+            # On a terminal the "running" status line is overwritten; in CI logs (no TTY) only
+            # this one plain line per scenario appears.
+            clear = "\r\033[K" if self._tty else ""
+            print(clear + line, file=sys.stderr, flush=True)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        """On a TTY, show the scenario now running on one line that the next result replaces."""
+        if not (self._tty and self.config.getoption("--confsec-progress")):
+            return
+        done = sum(1 for r in self.results.values() if "teardown" in r.phases)
+        total = getattr(self.config, "_confsec_total", "?")
+        name = location[2] if location else nodeid
+        sys.stderr.write(f"\r\033[K[{done}/{total}] running {name[:100]}")
+        sys.stderr.flush()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.config._confsec_total = len(session.items)  # type: ignore[attr-defined]
@@ -209,8 +231,19 @@ class VerdictCollector:
             self.deselected_reqs,
             started=self.started,
             extra=getattr(self.config, "_confsec_run_info", {}),
+            reports=out,
         )
         (out / "verdicts.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _evidence_path(reports: Path | None, nodeid: str) -> str | None:
+    """The scenario's evidence directory relative to reports/, if the run wrote one."""
+    rel = f"evidence/{scenario_slug(nodeid)}"
+    return rel if reports is not None and (reports / rel).is_dir() else None
 
 
 def reports_dir(config: pytest.Config) -> Path:
@@ -219,7 +252,12 @@ def reports_dir(config: pytest.Config) -> Path:
 
 
 def build_verdicts(
-    results: Any, deselected_reqs: set[str], *, started: float, extra: dict[str, Any]
+    results: Any,
+    deselected_reqs: set[str],
+    *,
+    started: float,
+    extra: dict[str, Any],
+    reports: Path | None = None,
 ) -> dict[str, Any]:
     """verdicts.json: one object per catalogued requirement, covered or not."""
     by_req: dict[str, list[ScenarioResult]] = {r.id: [] for r in REQUIREMENTS}
@@ -239,6 +277,8 @@ def build_verdicts(
             {
                 "id": req.id,
                 "strength": req.strength,
+                "severity": severity_of(req.id),
+                "clause": req.clause,
                 "title": req.title,
                 "verdict": verdict,
                 "scenarios": [
@@ -250,6 +290,8 @@ def build_verdicts(
                         "verdict": str(s.verdict),
                         "reason": s.reason,
                         "duration_s": round(s.duration_s, 3),
+                        "finished": _iso(s.finished or time.time()),
+                        "evidence": _evidence_path(reports, s.nodeid),
                     }
                     for s in scen
                 ],

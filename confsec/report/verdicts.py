@@ -21,6 +21,8 @@ class Verdict(enum.StrEnum):
     NOT_APPLICABLE = "not applicable"
     ERROR = "error"
     NOT_COVERED = "not covered"
+    WAIVED = "waived"
+    """A fail covered by an unexpired waiver (an accepted deviation): shown, never failing."""
 
 
 class NonConformance(AssertionError, ConfsecError):
@@ -40,9 +42,10 @@ _RANK = {
     Verdict.FAIL: 0,
     Verdict.ERROR: 1,
     Verdict.INCONCLUSIVE: 2,
-    Verdict.PASS: 3,
-    Verdict.NOT_APPLICABLE: 4,
-    Verdict.NOT_COVERED: 5,
+    Verdict.WAIVED: 3,
+    Verdict.PASS: 4,
+    Verdict.NOT_APPLICABLE: 5,
+    Verdict.NOT_COVERED: 6,
 }
 
 

@@ -44,9 +44,14 @@ class Capabilities:
         "AES_CM_128_HMAC_SHA1_32",
         "AEAD_AES_128_GCM",
     )
+    rekey_batching_window_s: float = 0.0
+    creation_modes: tuple[str, ...] = ("dial-in-factory",)
 
     def claims(self, pics: str) -> bool:
-        value = getattr(self, pics, None)
+        # Creation modes are claimed by name (`@pics:dial-out`), the rest by attribute.
+        if pics in self.creation_modes:
+            return True
+        value = getattr(self, pics.replace("-", "_"), None)
         return bool(value)
 
 
@@ -57,6 +62,25 @@ class Timeouts:
     connect: float = 5.0
     transaction: float = 8.0
     media: float = 5.0
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A signalling listener the target declares (probed by the insecure-surface checks)."""
+
+    transport: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """How to perform one operator action (upper tester): a shell command or an entry point."""
+
+    action: str
+    command: str | None = None
+    entry_point: str | None = None
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,11 @@ class Target:
     capabilities: Capabilities = Capabilities()
     timeouts: Timeouts = Timeouts()
     transport: str = "tls"
+    prearranged_uris: tuple[str, ...] = ()
+    listeners: tuple[Listener, ...] = ()
+    adapters: dict[str, AdapterSpec] = field(default_factory=dict)
+    probe_dictionary: Path | None = None
+    profile: Path | None = None
 
     @property
     def dest(self) -> tuple[str, str, int]:

@@ -1,0 +1,17 @@
+"""Capture analysis (`confsec analyze`): R3, R4 and O1 judged from a recorded capture."""
+
+from confsec.analyze.checks import Analyzer, Finding, SrtpKey
+from confsec.analyze.command import analyze, judge, load_keys, write_reports
+from confsec.analyze.pcap import Packet, packets
+
+__all__ = [
+    "Analyzer",
+    "Finding",
+    "Packet",
+    "SrtpKey",
+    "analyze",
+    "judge",
+    "load_keys",
+    "packets",
+    "write_reports",
+]

@@ -1,0 +1,285 @@
+"""The conference event package of the reference focus (RFC 4575 over RFC 6665), secured (R7).
+
+What makes it secure, and what each defect switch undoes:
+
+- SUBSCRIBE is authenticated with the focus's own digest over TLS and authorised: only a user
+  with a leg in that conference may subscribe; anyone else gets 401/403 and no state at all
+  (`subscribe-without-auth` admits anyone, with the state).
+- NOTIFY goes back only over the TLS connection the SUBSCRIBE came on; the subscriber's Contact
+  is never dialled, since it may name plain UDP/TCP (`notify-plain-transport` honours a plain
+  Contact). When that connection is gone, the subscription ends instead of falling back.
+- The identities in the state are the authenticated user names, not what From claims
+  (`identity-from-header` shows the From display name and URI).
+
+The focus calls `handle` for SUBSCRIBE and `joined`/`left` as legs come and go; everything else
+about the package lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from confsec.codec.conference_info import CONTENT_TYPE, ConferenceInfo, Endpoint, User
+from confsec.codec.sip import parse_uri
+from confsec.errors import ConfsecError
+from confsec.net.dialog import Dialog, contact_uri
+
+if TYPE_CHECKING:
+    from confsec.codec.sip import Request
+    from confsec.net.transport import Flow
+    from confsec.net.ua import IncomingRequest
+    from confsec.reference.focus import Conference, Focus, Leg
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPIRES = 600
+NOTIFY_TIMEOUT = 8.0
+
+
+@dataclass
+class Member:
+    """How one leg appears in the conference state."""
+
+    entity: str
+    display: str | None
+    endpoint: str
+
+
+@dataclass
+class Subscription:
+    conference_id: str
+    user: str
+    dialog: Dialog
+    contact: str
+    expires: int
+    version: int = 0
+
+
+@dataclass
+class _ConferenceState:
+    members: dict[str, Member] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    version: int = 0
+
+
+class ConferenceEvents:
+    """Subscriptions and notifications of every conference of one focus."""
+
+    def __init__(self, focus: Focus) -> None:
+        self.focus = focus
+        self.defects = focus.defects
+        self.states: dict[str, _ConferenceState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- hooks from the focus ------------------------------------------------------------------
+
+    def joined(self, conf: Conference, leg: Leg, request: Request) -> None:
+        state = self.states.setdefault(conf.conference_id, _ConferenceState())
+        member = self._member(leg, request)
+        state.members[leg.leg_id] = member
+        self._broadcast(conf, (_user(member, "full"),))
+
+    def left(self, conf: Conference, leg: Leg) -> None:
+        state = self.states.get(conf.conference_id)
+        if state is None:
+            return
+        member = state.members.pop(leg.leg_id, None)
+        if member is not None:
+            still_there = any(m.entity == member.entity for m in state.members.values())
+            self._broadcast(conf, (_user(member, "full" if still_there else "deleted"),))
+        if not conf.legs:
+            for sub in state.subscriptions:
+                self._spawn(self._notify(sub, None, "terminated;reason=noresource"))
+            self.states.pop(conf.conference_id, None)
+
+    async def handle(self, req: IncomingRequest) -> None:
+        """A SUBSCRIBE out of dialog (RFC 6665 4.2)."""
+        r = req.request
+        event = (r.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != "conference":
+            await req.respond(489, "Bad Event", headers=[("Allow-Events", "conference")])
+            return
+        if not req.flow.secure:
+            await req.respond(403, "SIPS required")
+            return
+        if "subscribe-without-auth" in self.defects:
+            user = parse_uri(r.from_.uri).user or "anonymous"
+        else:
+            user = await self.focus._authenticate(req)
+            if user is None:
+                return
+        try:
+            uri = parse_uri(r.uri)
+        except ConfsecError:
+            await req.respond(400, "Bad Request-URI")
+            return
+        conf = self.focus.conferences.get(uri.user or "")
+        if conf is None:
+            await req.respond(404, "No such conference")
+            return
+        participants = {leg.user for leg in conf.legs.values()}
+        if user not in participants and "subscribe-without-auth" not in self.defects:
+            await req.respond(403, "Only participants may subscribe to this conference")
+            return
+        expires = _expires(r.headers.get("Expires"))
+        await req.respond(200, headers=[("Expires", str(expires))])
+        dialog = self._dialog(req)
+        sub = Subscription(
+            conf.conference_id, user, dialog, r.headers.get("Contact") or "", expires
+        )
+        state = self.states.setdefault(conf.conference_id, _ConferenceState())
+        if expires == 0:
+            self._spawn(self._notify(sub, self._full(conf), "terminated;reason=timeout"))
+            return
+        state.subscriptions.append(sub)
+        dialog.on_request = self._in_dialog(conf, sub)
+        self._spawn(self._notify(sub, self._full(conf), f"active;expires={expires}"))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _member(self, leg: Leg, request: Request) -> Member:
+        domain = self.focus.config.domain
+        endpoint = f"sips:{leg.leg_id.rsplit('/', 1)[-1]}@{domain}"
+        if "identity-from-header" in self.defects:
+            from_ = request.from_
+            return Member(from_.uri.split(";")[0], from_.display, endpoint)
+        return Member(f"sips:{leg.user}@{domain}", leg.user, endpoint)
+
+    def _full(self, conf: Conference) -> ConferenceInfo:
+        state = self.states.setdefault(conf.conference_id, _ConferenceState())
+        users = tuple(_user(m, "full") for m in state.members.values())
+        return ConferenceInfo(
+            entity=conf.uri,
+            version=0,
+            state="full",
+            display_text=f"conference of {conf.creator}",
+            user_count=len(users),
+            active=True,
+            users=users,
+        )
+
+    def _broadcast(self, conf: Conference, users: tuple[User, ...]) -> None:
+        state = self.states.get(conf.conference_id)
+        if state is None:
+            return
+        count = len({m.entity for m in state.members.values()})
+        update = ConferenceInfo(conf.uri, 0, "partial", user_count=count, users=users)
+        for sub in list(state.subscriptions):
+            self._spawn(self._notify(sub, update, f"active;expires={sub.expires}"))
+
+    # -- SIP -----------------------------------------------------------------------------------
+
+    def _dialog(self, req: IncomingRequest) -> Dialog:
+        """The subscription's dialog (RFC 6665 4.1.2.1), bound to the request's TLS flow."""
+        r = req.request
+        contact = r.headers.get("Contact")
+        dialog = Dialog(
+            req.ua,
+            role="uas",
+            call_id=r.call_id,
+            local_tag=req.to_tag,
+            remote_tag=r.from_.tag or "",
+            local_uri=r.to.uri,
+            remote_uri=r.from_.uri,
+            local_seq=secrets.randbelow(2**16) + 1,
+            remote_seq=r.cseq[0],
+            remote_target=contact_uri(contact) if contact else r.from_.uri,
+            route_set=r.headers.get_all("Record-Route"),
+            flow=req.flow,
+            secure=True,
+        )
+        req.ua.dialogs[dialog.id] = dialog
+        return dialog
+
+    def _in_dialog(self, conf: Conference, sub: Subscription):
+        async def handler(req: IncomingRequest) -> None:
+            if req.method != "SUBSCRIBE":
+                await req.respond(405)
+                return
+            expires = _expires(req.request.headers.get("Expires"))
+            await req.respond(200, headers=[("Expires", str(expires))])
+            if expires == 0:
+                self._drop(sub)
+                self._spawn(self._notify(sub, self._full(conf), "terminated;reason=timeout"))
+            else:
+                sub.expires = expires
+                self._spawn(self._notify(sub, self._full(conf), f"active;expires={expires}"))
+
+        return handler
+
+    def _drop(self, sub: Subscription) -> None:
+        state = self.states.get(sub.conference_id)
+        if state is not None and sub in state.subscriptions:
+            state.subscriptions.remove(sub)
+        sub.dialog.ua._forget_dialog(sub.dialog)
+
+    async def _flow_for(self, sub: Subscription) -> Flow | None:
+        ua = sub.dialog.ua
+        if "notify-plain-transport" in self.defects and sub.contact:
+            dest = ua.destination_for(sub.contact)
+            if dest[0] != "tls":
+                return await ua.resolve(dest, "")
+        if ua.transport.is_open(sub.dialog.flow):
+            return sub.dialog.flow
+        return None  # never dial the Contact: it may name a plain transport
+
+    async def _notify(self, sub: Subscription, info: ConferenceInfo | None, state: str) -> None:
+        body = b""
+        if info is not None:
+            sub.version += 1
+            info = ConferenceInfo(
+                info.entity,
+                sub.version,
+                info.state,
+                info.display_text,
+                info.subject,
+                info.user_count,
+                info.active,
+                info.users,
+            )
+            body = info.to_bytes()
+        try:
+            flow = await self._flow_for(sub)
+            if flow is None:
+                log.info("subscription of %s ended: its TLS connection is gone", sub.user)
+                self._drop(sub)
+                return
+            dialog = sub.dialog
+            request = dialog.build_request(
+                "NOTIFY",
+                flow,
+                cseq=dialog.next_seq(),
+                body=body,
+                headers=[("Event", "conference"), ("Subscription-State", state)],
+                content_type=CONTENT_TYPE if body else None,
+            )
+            handle = dialog.ua.transactions.start_client(request, flow)
+            response = await handle.wait(NOTIFY_TIMEOUT)
+        except (ConfsecError, OSError) as exc:
+            log.info("NOTIFY to %s failed: %s", sub.user, exc)
+            self._drop(sub)
+            return
+        # A 481 may only mean the NOTIFY overtook the subscriber's 200 (RFC 6665 4.1.2.4
+        # allows that order); timeouts and transport failures end the subscription above.
+        log.debug("NOTIFY to %s answered %s", sub.user, response.status)
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _user(member: Member, state: str) -> User:
+    endpoints = () if state == "deleted" else (Endpoint(member.endpoint, "full", "connected"),)
+    return User(member.entity, state, member.display, (), endpoints)
+
+
+def _expires(value: str | None) -> int:
+    try:
+        return max(0, min(int(value), 3600)) if value is not None else DEFAULT_EXPIRES
+    except ValueError:
+        return DEFAULT_EXPIRES

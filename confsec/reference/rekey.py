@@ -1,0 +1,332 @@
+"""Rekeying and group keys in the focus of the reference deployment (R5, R6, O2, O3).
+
+Key epochs. Each conference has a key epoch. A join or a leave opens a new epoch: a fresh group
+key for the common stream and, for every remaining leg, fresh keys for every stream in both
+directions. With SDES the new keys travel in a re-INVITE over each participant's own dialog (its
+own TLS connection): the focus offers its new sending keys, the participant answers with its
+new sending keys, and only then are both installed in the mixer (`MixerControl.install`, the one
+focus -> mixer key interface).
+
+Backward security needs the joiner never to see a key that protected earlier media, so a join
+opens the new epoch *before* the joiner is answered: the 200 OK already carries the new group
+key, while the others move to it by re-INVITE. Forward security needs the leaver's keys retired,
+so a leave opens a new epoch and every remaining leg is re-INVITEd.
+
+Batching (O2: joins and leaves come in bursts at the start and end of a conference). Events
+inside `window` seconds share one re-INVITE round. A joiner inside the window gets the pending
+epoch's key directly; a leaver who held the pending epoch's key forces yet another fresh epoch,
+so a batch never keeps a key a leaver saw. The window is stated in the capability statement
+(`Capabilities.rekey_batch_window`).
+
+The common stream is an SDP m-line with `a=label:common` that the participant offers
+`recvonly`; the focus answers it `sendonly` with the group key in its `a=crypto` (RFC 4568: the
+answerer's key is the one it sends with), so every participant gets the same key over its own
+protected signalling, and nobody who has no dialog gets it at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from confsec.codec.sdp import (
+    CryptoAttribute,
+    MediaDescription,
+    SdpParseError,
+    SessionDescription,
+    parse_sdp,
+)
+from confsec.codec.sip import parse_uri
+from confsec.errors import ConfsecError
+from confsec.reference.keys import KeyManager, SrtpKeys
+from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
+
+if TYPE_CHECKING:
+    from confsec.net.dialog import Dialog
+    from confsec.net.ua import IncomingRequest
+
+log = logging.getLogger(__name__)
+
+COMMON_LABEL = "common"
+DEFAULT_WINDOW_S = 0.05
+
+
+def is_common(m: MediaDescription) -> bool:
+    """The m-line of the group-keyed common stream (`a=label:common`)."""
+    return any(n == "label" and v == COMMON_LABEL for n, v in m.attributes)
+
+
+@dataclass
+class _Leg:
+    leg_id: str
+    user: str
+    dialog: Dialog | None
+    answer: SessionDescription
+    streams: list[StreamSetup]
+    epoch: int
+    held: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Conf:
+    conference_id: str
+    epoch: int = 0
+    group: SrtpKeys | None = None
+    group_ssrc: int = 0
+    pending: bool = False
+    legs: dict[str, _Leg] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class RekeyRound:
+    """What one re-INVITE round did (for the benchmark and the logs)."""
+
+    conference_id: str
+    epoch: int
+    started: float
+    legs: int = 0
+    ok: int = 0
+    failed: int = 0
+    ended: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    """Per leg: seconds from the round's start to that leg's keys being installed."""
+
+
+class Rekeyer:
+    """Key epochs of every conference of one focus; sends the re-INVITE rounds."""
+
+    def __init__(
+        self,
+        keys: KeyManager,
+        mixer: Callable[[], MixerControl],
+        defects: frozenset[str] = frozenset(),
+        window: float = DEFAULT_WINDOW_S,
+        host: str = "127.0.0.1",
+        reinvite_timeout: float = 8.0,
+    ):
+        self.keys = keys
+        self.mixer = mixer
+        """The focus's current key interface (the deployment may swap in the O1 key channel
+        after the focus is built, so it is looked up at every install)."""
+        self.defects = defects
+        self.window = window
+        self.host = host
+        self.reinvite_timeout = reinvite_timeout
+        self.rounds: list[RekeyRound] = []
+        self.signalling_messages = 0
+        """SIP messages the rounds exchanged (re-INVITE, 200 OK, ACK per leg)."""
+        self._confs: dict[str, _Conf] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- events from the focus -----------------------------------------------------------------
+
+    def joining(self, conference_id: str, suite: str) -> tuple[int, SrtpKeys, int]:
+        """A participant is being admitted: the epoch, group key and SSRC to answer it with."""
+        conf = self._confs.setdefault(conference_id, _Conf(conference_id))
+        if conf.group is None:
+            self._new_epoch(conf, suite)
+        elif conf.legs and "no-rekey-on-join" not in self.defects:
+            if not conf.pending:
+                self._new_epoch(conf, suite)
+            self._schedule(conf)
+        assert conf.group is not None
+        return conf.epoch, conf.group, conf.group_ssrc
+
+    def admitted(
+        self,
+        conference_id: str,
+        leg_id: str,
+        user: str,
+        dialog: Dialog | None,
+        answer: SessionDescription,
+        streams: list[StreamSetup],
+        epoch: int,
+    ) -> None:
+        conf = self._confs.setdefault(conference_id, _Conf(conference_id))
+        conf.legs[leg_id] = _Leg(leg_id, user, dialog, answer, streams, epoch, {epoch})
+        if conf.epoch > epoch and not conf.pending:  # a newer epoch began meanwhile
+            self._schedule(conf)
+
+    def left(self, conference_id: str, leg_id: str) -> None:
+        conf = self._confs.get(conference_id)
+        if conf is None:
+            return
+        leaver = conf.legs.pop(leg_id, None)
+        if not conf.legs:
+            self._confs.pop(conference_id, None)
+            return
+        if leaver is None or "no-rekey-on-leave" in self.defects or conf.group is None:
+            return
+        if not conf.pending or conf.epoch in leaver.held:
+            self._new_epoch(conf, conf.group.suite)
+        self._schedule(conf)
+
+    async def leak_to(self, req: IncomingRequest) -> None:
+        """The `group-key-to-non-member` defect: before authenticating an INVITE to a conference
+        URI, answer 183 with early-media SDP that carries the current group key."""
+        try:
+            conf = self._confs.get(parse_uri(req.request.uri).user or "")
+        except ConfsecError:
+            return
+        if conf is None or conf.group is None:
+            return
+        line = MediaDescription.build("audio", port=9, proto="RTP/SAVP", formats=["0"])
+        line = common_answer_line(line.with_attribute("label", COMMON_LABEL), 9, conf.group, 0)
+        sdp = SessionDescription.build("focus", self.host, media=[line]).to_bytes()
+        await req.respond(183, body=sdp, content_type="application/sdp")
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- epochs and rounds ---------------------------------------------------------------------
+
+    def _new_epoch(self, conf: _Conf, suite: str) -> None:
+        unicast = None
+        if conf.legs:  # the group-key-equals-unicast defect takes the first leg's key
+            first = next(iter(conf.legs.values()))
+            unicast = next((s.tx for s in first.streams if s.media == "audio" and s.tx), None)
+        conf.group, conf.group_ssrc = self.keys.group_key(suite, unicast)
+        conf.epoch += 1
+
+    def _schedule(self, conf: _Conf) -> None:
+        if conf.pending:
+            return
+        conf.pending = True
+        task = asyncio.get_running_loop().create_task(self._round_later(conf))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _round_later(self, conf: _Conf) -> None:
+        await asyncio.sleep(self.window)
+        async with conf.lock:
+            conf.pending = False
+            target = conf.epoch
+            stale = [leg for leg in conf.legs.values() if leg.epoch < target]
+            if not stale:
+                return
+            rnd = RekeyRound(conf.conference_id, target, time.monotonic(), legs=len(stale))
+            await asyncio.gather(*(self._rekey_leg(conf, leg, target, rnd) for leg in stale))
+            rnd.ended = time.monotonic()
+            self.rounds.append(rnd)
+            if len(self.rounds) > 10000:
+                del self.rounds[:-10000]
+            log.info(
+                "conference %s epoch %d: %d/%d legs rekeyed in %.1f ms",
+                conf.conference_id,
+                target,
+                rnd.ok,
+                rnd.legs,
+                (rnd.ended - rnd.started) * 1000,
+            )
+
+    async def _rekey_leg(self, conf: _Conf, leg: _Leg, epoch: int, rnd: RekeyRound) -> None:
+        if leg.dialog is None or leg.dialog.is_terminated:
+            return
+        assert conf.group is not None
+        new_streams: list[StreamSetup] = []
+        media: list[MediaDescription] = []
+        accepted = iter(leg.streams)
+        for m in leg.answer.media:
+            if not _keyed(m):  # rejected lines, and BFCP (R8): offered again unchanged
+                media.append(m)
+                continue
+            s = next(accepted)
+            if s.media == "common":
+                keep_old = "rekey-partial" in self.defects
+                tx = s.tx if keep_old else conf.group
+                ssrc = s.tx_ssrc if keep_old else conf.group_ssrc
+            else:
+                tx = self.keys.rekey(s.tx) if s.tx is not None else None
+                ssrc = s.tx_ssrc
+            new_streams.append(replace(s, tx=tx, tx_ssrc=ssrc, epoch=epoch))
+            media.append(_offer_line(m, tx, ssrc, s.media == "common"))
+        offer = SessionDescription.build("focus", self.host, media=media)
+        try:
+            response = await leg.dialog.reinvite(offer.to_bytes(), timeout=self.reinvite_timeout)
+        except Exception as exc:  # a participant that went away must not stop the round
+            log.info("re-INVITE of %s failed: %s", leg.leg_id, exc)
+            rnd.failed += 1
+            return
+        self.signalling_messages += 3
+        if not 200 <= response.status < 300 or not response.body:
+            rnd.failed += 1
+            return
+        try:
+            answer = parse_sdp(response.body)
+        except SdpParseError:
+            rnd.failed += 1
+            return
+        new_streams = _take_answer(new_streams, leg.answer, answer)
+        if leg.leg_id not in conf.legs:  # left while the re-INVITE was under way
+            return
+        self.mixer().install(LegSetup(conf.conference_id, leg.leg_id, tuple(new_streams)))
+        leg.streams = new_streams
+        leg.epoch = epoch
+        leg.held.add(epoch)
+        leg.answer = offer
+        rnd.ok += 1
+        rnd.latencies.append(time.monotonic() - rnd.started)
+
+
+def _keyed(m: MediaDescription) -> bool:
+    """An accepted RTP m-line: one of the leg's `StreamSetup`s, in the same order."""
+    return m.port != 0 and "RTP" in m.proto
+
+
+def _offer_line(
+    old: MediaDescription, tx: SrtpKeys | None, ssrc: int, common: bool
+) -> MediaDescription:
+    """The focus's re-INVITE m-line: same medium and port, the epoch's sending key and SSRC."""
+    attrs: list[tuple[str, str | None]] = []
+    if tx is not None:
+        crypto = CryptoAttribute(1, tx.suite, tx.key, tx.salt, None, None, ())
+        attrs.append(("crypto", crypto.to_value()))
+    attrs.append(("sendonly" if common else "sendrecv", None))
+    for name, value in old.attributes:
+        if name in ("rtcp-mux", "label"):
+            attrs.append((name, value))
+    attrs.append(("ssrc", f"{ssrc} cname:focus"))
+    return MediaDescription.build(
+        old.media, port=old.port, proto=old.proto, formats=old.formats, attributes=attrs
+    )
+
+
+def _take_answer(
+    streams: list[StreamSetup], previous: SessionDescription, answer: SessionDescription
+) -> list[StreamSetup]:
+    """The participant's new sending keys (its answer's a=crypto) become the mixer's rx keys."""
+    accepted = [i for i, m in enumerate(previous.media) if _keyed(m)]
+    out = []
+    for s, index in zip(streams, accepted, strict=False):
+        m = answer.media[index] if index < len(answer.media) else None
+        crypto = next((c for c in m.crypto if not c.is_null), None) if m is not None else None
+        if s.media != "common" and crypto is not None and s.rx is not None:
+            s = replace(s, rx=SrtpKeys.from_crypto(crypto))
+        out.append(s)
+    return out
+
+
+def common_answer_line(
+    offered: MediaDescription, port: int, group: SrtpKeys, ssrc: int
+) -> MediaDescription:
+    """The focus's answer to a participant's `a=label:common` m-line: the group key, sendonly."""
+    tag = offered.crypto[0].tag if offered.crypto else 1
+    crypto = CryptoAttribute(tag, group.suite, group.key, group.salt, None, None, ())
+    return MediaDescription.build(
+        offered.media,
+        port=port,
+        proto=offered.proto,
+        formats=["0"],
+        attributes=[
+            ("crypto", crypto.to_value()),
+            ("sendonly", None),
+            ("label", COMMON_LABEL),
+            ("ssrc", f"{ssrc} cname:focus"),
+        ],
+    )

@@ -1,0 +1,103 @@
+"""The command-line faces of issue 6: `confsec reference serve`, `confsec analyze`, `--target`.
+
+They live here rather than in `confsec/cli.py` so that the main CLI only gains a few hooks; the
+heavy imports (the reference, the capture analyser) happen when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from confsec.errors import ConfigError
+
+
+def add_target_commands(sub: Any) -> None:
+    """Register `reference serve` and `analyze` on the main parser's subcommands."""
+    ref = sub.add_parser("reference", help="run the embedded reference as a stand-alone target")
+    ref_sub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    serve = ref_sub.add_parser(
+        "serve", help="start the reference in the foreground and write its target profile"
+    )
+    serve.add_argument("--defect", action="append", default=[], metavar="NAME")
+    serve.add_argument("--write-profile", default=None, metavar="FILE", help="profile to write")
+    serve.add_argument(
+        "--env-file", default=None, metavar="FILE", help="where to write the password variables"
+    )
+    serve.add_argument("--workdir", default=None, metavar="DIR", help="PKI and key logs")
+    ref.set_defaults(handler=_cmd_serve)
+
+    ana = sub.add_parser("analyze", help="check a capture a vendor recorded (R3, R4, O1)")
+    ana.add_argument("capture", metavar="CAPTURE.pcap")
+    ana.add_argument("--keylog", default=None, metavar="FILE", help="TLS key log (NSS format)")
+    ana.add_argument("--keys", default=None, metavar="FILE", help="SRTP keys (JSON or inline)")
+    ana.add_argument(
+        "--o1-port",
+        action="append",
+        default=[],
+        type=int,
+        metavar="PORT",
+        help="TCP/UDP port of an AS/MRFC/MRFP interface to judge for O1 (repeatable)",
+    )
+    ana.add_argument("--reports", default="reports", metavar="DIR", help="output directory")
+    ana.set_defaults(handler=_cmd_analyze)
+
+    probe = sub.add_parser("probe", help="sipvicious on UDP listeners, own probes over TLS")
+    probe.add_argument("--target", required=True, metavar="FILE", help="target profile (TOML)")
+    probe.add_argument("--reports", default="reports", metavar="DIR", help="output directory")
+    probe.add_argument("--timeout", type=float, default=60.0, help="per sipvicious run, seconds")
+    probe.set_defaults(handler=_cmd_probe)
+
+
+def check_target(args: argparse.Namespace, defects: frozenset[str]) -> str | None:
+    """Validate `--target` before pytest starts, so a bad profile costs no child process."""
+    if not getattr(args, "target", None):
+        return None
+    from confsec.target.profile import load_profile
+
+    if defects:
+        raise ConfigError("--defect switches the embedded reference; it cannot go with --target")
+    target = load_profile(args.target)
+    return f"{target.name} ({args.target})"
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from confsec.reference.defects import parse_defects
+    from confsec.reference.serve import serve
+
+    return serve(
+        parse_defects(args.defect),
+        Path(args.write_profile) if args.write_profile else None,
+        Path(args.env_file) if args.env_file else None,
+        Path(args.workdir) if args.workdir else None,
+    )
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from confsec.analyze.command import run_analyze
+
+    return run_analyze(args)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from confsec.target.probes import run_probes
+    from confsec.target.profile import load_profile
+
+    target = load_profile(args.target)
+    reports = Path(args.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    found = run_probes(target, str(reports / "probe-tls-keylog.txt"), args.timeout)
+    (reports / "probes.json").write_text(json.dumps([f.as_dict() for f in found], indent=2))
+    for f in found:
+        print(f"{f.severity:<13} {f.probe:<16} {f.listener:<24} {f.sentence}")
+    udp = sum(ln.transport == "udp" for ln in target.listeners)
+    print(
+        f"probed {udp} UDP listeners and the TLS service; {len(found)} findings; "
+        f"{reports / 'probes.json'}"
+    )
+    if any(f.severity == "fail" for f in found):
+        return 1
+    return 2 if any(f.severity == "inconclusive" for f in found) else 0

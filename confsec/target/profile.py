@@ -1,0 +1,441 @@
+"""Target profiles: a TOML file that describes a system under test the suite did not build.
+
+A vendor points confsec at a deployment with a profile instead of the embedded reference. The
+profile is the only input the suite trusts about the target, so every mistake in it is reported
+before any traffic is sent, as a `ConfigError` that names the file, the key and what is wrong
+(`profile.toml: accounts.alice.password_env: the environment variable CONFSEC_ALICE is not set`).
+Secrets never appear in the file: an account names the environment variable that holds its
+password, and an inline `password` is refused, because profiles get committed and mailed.
+
+Relative paths (CA bundle, client certificates, dictionaries) are resolved against the
+directory of the profile, so that a profile and its PKI can move together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from confsec.errors import ConfigError
+from confsec.target.model import (
+    Account,
+    AdapterSpec,
+    Capabilities,
+    Listener,
+    Target,
+    Timeouts,
+)
+
+__all__ = ["CREATION_MODES", "KEY_MANAGEMENT", "load_profile", "profile_text"]
+
+KEY_MANAGEMENT = ("sdes", "mikey-ticket", "dtls-srtp")
+CREATION_MODES = ("dial-in-factory", "dial-in-prearranged", "dial-out")
+MIXING = ("mixing", "switching")
+TRANSPORTS = ("tls", "tcp", "udp")
+KNOWN_SUITES = (
+    "AES_CM_128_HMAC_SHA1_80",
+    "AES_CM_128_HMAC_SHA1_32",
+    "AEAD_AES_128_GCM",
+    "AEAD_AES_256_GCM",
+)
+ACTIONS = ("add-participant", "remove-participant", "start-conference", "end-conference")
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIP_URI = re.compile(r"sips?:[^\s<>]+")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+_TOP = (
+    "target",
+    "signalling",
+    "conference",
+    "tls",
+    "accounts",
+    "timeouts",
+    "capabilities",
+    "listeners",
+    "probes",
+    "adapters",
+)
+
+
+class _Reader:
+    """Typed access to one table of the profile, with errors that carry the dotted key."""
+
+    def __init__(self, file: Path, data: Mapping[str, Any], prefix: str = ""):
+        self.file = file
+        self.data = data
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def error(self, name: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.key(name)}: {what}")
+
+    def unknown(self, allowed: tuple[str, ...]) -> None:
+        """Misspelt keys are errors: a typo must not silently disable a check."""
+        for name in self.data:
+            if name not in allowed:
+                raise self.error(name, f"unknown key (allowed here: {', '.join(allowed)})")
+
+    def table(self, name: str, required: bool = False) -> _Reader:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self.error(name, "missing table")
+            value = {}
+        if not isinstance(value, dict):
+            raise self.error(name, f"must be a table, not {_kind(value)}")
+        return _Reader(self.file, value, f"{self.key(name)}.")
+
+    def get(
+        self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
+    ) -> Any:
+        if name not in self.data:
+            if required:
+                raise self.error(name, "missing (required)")
+            return default
+        value = self.data[name]
+        # bool is an int in Python; a profile saying `port = true` is still wrong.
+        if isinstance(value, bool) and bool not in _as_tuple(kind):
+            raise self.error(name, f"must be {_names(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise self.error(name, f"must be {_names(kind)}, not {_kind(value)}")
+        return value
+
+    def string(self, name: str, default: str | None = None, required: bool = False) -> Any:
+        value = self.get(name, str, default, required)
+        if name in self.data and not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def number(self, name: str, default: float, positive: bool = True) -> float:
+        value = float(self.get(name, (int, float), default))
+        if positive and value <= 0:
+            raise self.error(name, f"must be a positive number of seconds, not {value:g}")
+        if value < 0:
+            raise self.error(name, f"must not be negative, not {value:g}")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in allowed:
+            raise self.error(name, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def choices(
+        self, name: str, allowed: tuple[str, ...], default: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        value = self.get(name, list, list(default))
+        for item in value:
+            if not isinstance(item, str) or item not in allowed:
+                raise self.error(name, f"{item!r} is not one of {', '.join(allowed)}")
+        return tuple(value)
+
+    def path(self, name: str, base: Path, required: bool = False) -> Path | None:
+        value = self.string(name, required=required)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            raise self.error(name, f"no such file: {path}")
+        return path
+
+    def port(self, name: str, required: bool = True, default: int | None = None) -> int:
+        value = self.get(name, int, default, required)
+        if value is None or not 1 <= value <= 65535:
+            raise self.error(name, f"must be a port number 1..65535, not {value}")
+        return value
+
+
+def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> Target:
+    """Read and validate a target profile; every problem is a `ConfigError` naming the key."""
+    file = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the target profile: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    base = file.resolve().parent
+    top = _Reader(file, data)
+    top.unknown(_TOP)
+
+    meta = top.table("target", required=True)
+    meta.unknown(("name", "domain"))
+    name = meta.string("name", required=True)
+    domain = meta.string("domain", required=True)
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+        raise meta.error("domain", f"{domain!r} is not a DNS domain name")
+
+    sig = top.table("signalling", required=True)
+    sig.unknown(("host", "port", "transport"))
+    host = sig.string("host", required=True)
+    port = sig.port("port")
+    transport = sig.choice("transport", ("tls",), "tls")
+
+    conf = top.table("conference", required=True)
+    conf.unknown(("factory_uri", "prearranged_uris"))
+    factory_uri = conf.string("factory_uri", default="")
+    prearranged = conf.get("prearranged_uris", list, [])
+    if not factory_uri and not prearranged:
+        raise conf.error("factory_uri", "give a factory URI or prearranged_uris (or both)")
+    if factory_uri and not _SIP_URI.fullmatch(factory_uri):
+        raise conf.error("factory_uri", f"{factory_uri!r} is not a sip: or sips: URI")
+    for i, uri in enumerate(prearranged):
+        if not isinstance(uri, str) or not _SIP_URI.fullmatch(uri):
+            raise conf.error(f"prearranged_uris[{i}]", f"{uri!r} is not a sip: or sips: URI")
+
+    tls = top.table("tls", required=True)
+    tls.unknown(("ca_file",))
+    ca_file = tls.path("ca_file", base, required=True)
+    assert ca_file is not None
+
+    accounts = _accounts(top.table("accounts", required=True), base, env)
+
+    t = top.table("timeouts")
+    t.unknown(("connect", "transaction", "media"))
+    timeouts = Timeouts(
+        connect=t.number("connect", Timeouts.connect),
+        transaction=t.number("transaction", Timeouts.transaction),
+        media=t.number("media", Timeouts.media),
+    )
+
+    capabilities = _capabilities(top.table("capabilities", required=True))
+    if "dial-in-factory" in capabilities.creation_modes and not factory_uri:
+        raise conf.error(
+            "factory_uri", "missing, but capabilities.creation_modes claims dial-in-factory"
+        )
+
+    listeners = _listeners(top, host)
+    probes = top.table("probes")
+    probes.unknown(("dictionary",))
+    dictionary = probes.path("dictionary", base)
+    adapters = _adapters(top.table("adapters"))
+
+    return Target(
+        name=name,
+        domain=domain,
+        host=host,
+        port=port,
+        factory_uri=factory_uri,
+        ca_file=ca_file,
+        accounts=accounts,
+        capabilities=capabilities,
+        timeouts=timeouts,
+        transport=transport,
+        prearranged_uris=tuple(prearranged),
+        listeners=listeners,
+        adapters=adapters,
+        probe_dictionary=dictionary,
+        profile=file.resolve(),
+    )
+
+
+def _accounts(table: _Reader, base: Path, env: Mapping[str, str]) -> dict[str, Account]:
+    if not table.data:
+        raise ConfigError(f"{table.file}: accounts: at least one account is needed")
+    accounts: dict[str, Account] = {}
+    for participant in table.data:
+        a = table.table(participant)
+        if "password" in a.data:
+            raise a.error(
+                "password",
+                "inline secrets are not allowed; name the environment "
+                "variable that holds it with password_env",
+            )
+        a.unknown(("username", "password_env", "display_name", "client_cert", "client_key"))
+        var = a.string("password_env", required=True)
+        if not _ENV_NAME.fullmatch(var):
+            raise a.error("password_env", f"{var!r} is not an environment variable name")
+        if var not in env:
+            raise a.error("password_env", f"the environment variable {var} is not set")
+        cert = a.path("client_cert", base)
+        key = a.path("client_key", base)
+        if (cert is None) != (key is None):
+            raise a.error(
+                "client_key" if key is None else "client_cert",
+                "client_cert and client_key go together",
+            )
+        accounts[participant] = Account(
+            name=participant,
+            username=a.string("username", default=participant),
+            password=env[var],
+            display_name=a.string("display_name", default=participant.capitalize()),
+            client_cert=cert,
+            client_key=key,
+        )
+    return accounts
+
+
+def _capabilities(c: _Reader) -> Capabilities:
+    c.unknown(
+        (
+            "key_management",
+            "group_keys",
+            "rekey_batching_window",
+            "event_package",
+            "floor_control",
+            "media_handling",
+            "creation_modes",
+            "mutual_tls",
+            "video",
+            "srtp_suites",
+        )
+    )
+    km = c.get("key_management", (str, list), "sdes")
+    km_list = [km] if isinstance(km, str) else km
+    for item in km_list:
+        if item not in KEY_MANAGEMENT:
+            raise c.error("key_management", f"{item!r} is not one of {', '.join(KEY_MANAGEMENT)}")
+    if not km_list:
+        raise c.error("key_management", "name at least one key management method")
+    suites = c.get("srtp_suites", list, list(Capabilities.srtp_suites))
+    for s in suites:
+        if s not in KNOWN_SUITES:
+            raise c.error("srtp_suites", f"{s!r} is not one of {', '.join(KNOWN_SUITES)}")
+    return Capabilities(
+        mutual_tls=c.get("mutual_tls", bool, False),
+        video=c.get("video", bool, True),
+        group_keys=c.get("group_keys", bool, False),
+        event_package=c.get("event_package", bool, False),
+        floor_control=c.get("floor_control", bool, False),
+        key_management=km_list[0],
+        mixing=c.choice("media_handling", MIXING, "mixing"),
+        srtp_suites=tuple(suites),
+        rekey_batching_window_s=c.number("rekey_batching_window", 0.0, positive=False),
+        creation_modes=c.choices("creation_modes", CREATION_MODES, ("dial-in-factory",)),
+    )
+
+
+def _listeners(top: _Reader, host: str) -> tuple[Listener, ...]:
+    value = top.get("listeners", list, [])
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise top.error(f"listeners[{i}]", "must be a table ([[listeners]])")
+        r = _Reader(top.file, item, f"listeners[{i}].")
+        r.unknown(("transport", "host", "port"))
+        out.append(
+            Listener(
+                r.choice("transport", TRANSPORTS, "udp"),
+                r.string("host", default=host),
+                r.port("port"),
+            )
+        )
+    return tuple(out)
+
+
+def _adapters(table: _Reader) -> dict[str, AdapterSpec]:
+    out: dict[str, AdapterSpec] = {}
+    for action in table.data:
+        a = table.table(action)
+        a.unknown(("command", "entry_point", "timeout"))
+        command = a.string("command")
+        entry = a.string("entry_point")
+        if (command is None) == (entry is None):
+            raise a.error("command", "give exactly one of command or entry_point")
+        if entry is not None and not _ENTRY_POINT.fullmatch(entry):
+            raise a.error("entry_point", f"{entry!r} is not of the form package.module:function")
+        out[action] = AdapterSpec(action, command, entry, a.number("timeout", 30.0))
+    return out
+
+
+def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
+    """A profile describing `target`, with each account's password named by `env_names`.
+
+    Used by `confsec reference serve` so that the reference can be tested exactly like a
+    third-party target: through a file and environment variables, not in-process objects.
+    """
+    q = _toml_str
+    c = target.capabilities
+    lines = [
+        "# written by `confsec reference serve`; passwords are in the environment variables",
+        "[target]",
+        f"name = {q(target.name)}",
+        f"domain = {q(target.domain)}",
+        "",
+        "[signalling]",
+        f"host = {q(target.host)}",
+        f"port = {target.port}",
+        f"transport = {q(target.transport)}",
+        "",
+        "[conference]",
+        f"factory_uri = {q(target.factory_uri)}",
+        "",
+        "[tls]",
+        f"ca_file = {q(str(target.ca_file))}",
+        "",
+        "[timeouts]",
+        f"connect = {target.timeouts.connect}",
+        f"transaction = {target.timeouts.transaction}",
+        f"media = {target.timeouts.media}",
+        "",
+        "[capabilities]",
+        f"key_management = {q(c.key_management)}",
+        f"mutual_tls = {str(c.mutual_tls).lower()}",
+        f"video = {str(c.video).lower()}",
+        f"group_keys = {str(c.group_keys).lower()}",
+        f"event_package = {str(c.event_package).lower()}",
+        f"floor_control = {str(c.floor_control).lower()}",
+        f"media_handling = {q(c.mixing)}",
+        f"rekey_batching_window = {c.rekey_batching_window_s}",
+        "creation_modes = [" + ", ".join(q(m) for m in c.creation_modes) + "]",
+        "srtp_suites = [" + ", ".join(q(s) for s in c.srtp_suites) + "]",
+    ]
+    for name, a in target.accounts.items():
+        lines += [
+            "",
+            f"[accounts.{name}]",
+            f"username = {q(a.username)}",
+            f"password_env = {q(env_names[name])}",
+            f"display_name = {q(a.display_name or name.capitalize())}",
+        ]
+        if a.client_cert and a.client_key:
+            lines += [
+                f"client_cert = {q(str(a.client_cert))}",
+                f"client_key = {q(str(a.client_key))}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    words = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "an array",
+        dict: "a table",
+    }
+    return " or ".join(words.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def _kind(value: object) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

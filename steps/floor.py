@@ -1,0 +1,83 @@
+"""Steps for R8 (O5): floor control negotiated in SDP and spoken over BFCP/TLS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from confsec.behaviour import floor as fl
+from confsec.behaviour.conference import ConferenceRun
+
+
+@pytest.fixture
+def floor(conf: ConferenceRun) -> Iterator[fl.FloorRun]:
+    run = fl.FloorRun(conf)
+    yield run
+    run.close()
+
+
+@when(parsers.parse("{name} joins offering floor control over {proto}"))
+def joins_offering(floor: fl.FloorRun, name: str, proto: str) -> None:
+    floor.join(name, proto)
+
+
+@given(parsers.parse("{name} is in the conference with floor control over TLS"))
+def in_with_floor(floor: fl.FloorRun, name: str) -> None:
+    fl.answer_secure(floor.join(name, fl.SECURE))
+
+
+@when(parsers.parse("{name} opens the floor control connection"))
+def opens(floor: fl.FloorRun, name: str) -> None:
+    floor.connect(name)
+
+
+@when(parsers.parse("{name} requests the floor with {other}'s user id"))
+def requests_as(floor: fl.FloorRun, name: str, other: str) -> None:
+    fl.hello_answered(floor.hello(name))
+    floor.request_floor(name, as_user=other)
+
+
+@when(parsers.parse("{name} requests the floor and releases it"))
+def request_release(floor: fl.FloorRun, name: str) -> None:
+    floor.request_and_release(name)
+
+
+@when(parsers.parse("{name} sends {count:d} malformed BFCP messages"))
+def sends_malformed(floor: fl.FloorRun, name: str, count: int) -> None:
+    floor.connect(name)
+    floor.send_malformed(name, count)
+
+
+@then(
+    parsers.parse("the answer to {name} carries floor control over TCP/TLS/BFCP with a fingerprint")
+)
+def answer_secure(floor: fl.FloorRun, name: str) -> None:
+    fl.answer_secure(floor.session(name))
+
+
+@then(parsers.parse("floor control over plain TCP is refused to {name}"))
+def plain_refused(floor: fl.FloorRun, name: str) -> None:
+    fl.plain_refused(floor.session(name))
+
+
+@then("the floor control server's certificate matches the fingerprint in the answer")
+def fp_matches(floor: fl.FloorRun) -> None:
+    for s in floor.sessions.values():
+        fl.fingerprint_matches(s)
+
+
+@then(parsers.parse("the floor control server refuses {name}'s request with an Error"))
+def foreign_refused(floor: fl.FloorRun, name: str) -> None:
+    fl.foreign_request_refused(floor.last_answer, name, "another participant")
+
+
+@then(parsers.parse("{name} was granted the floor and then released it over TLS"))
+def granted(floor: fl.FloorRun, name: str) -> None:
+    fl.granted_and_released(floor.session(name))
+
+
+@then("every malformed message was answered with an Error or a close")
+def malformed_handled(floor: fl.FloorRun) -> None:
+    fl.malformed_handled(floor.fuzz_probes)

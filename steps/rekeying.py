@@ -1,0 +1,125 @@
+"""Steps for R5 (group keys), R6 (rekeying on join and leave) and O2 (conference size)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from confsec.behaviour import rekeying
+from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.rekeying import Membership
+
+
+@pytest.fixture
+def membership(conf: ConferenceRun) -> Iterator[Membership]:
+    """Joins, leaves and their timing for one scenario (see confsec.behaviour.rekeying)."""
+    yield Membership(conf)  # conf's teardown stops media and leaves with BYE
+
+
+@given(parsers.parse("a secure conference of {size:d} participants with the common stream"))
+def conference_of_size(membership: Membership, size: int) -> None:
+    membership.create_of_size(size, OfferSpec(common=True))
+
+
+@given("every participant keeps sending its tone")
+def keeps_sending(membership: Membership) -> None:
+    membership.start_media()
+    membership.receive(0.5)
+
+
+@when(parsers.re(r"(?P<name>\w+) joins the conference with the common stream"))
+def joins(membership: Membership, name: str) -> None:
+    membership.join(name, OfferSpec(common=True))
+
+
+@when("the last participant leaves the conference")
+def last_leaves(membership: Membership) -> None:
+    membership.leave(membership.remaining()[-1].name)
+
+
+@when(parsers.re(r"(?P<name>\w+) leaves the conference"))
+def leaves(membership: Membership, name: str) -> None:
+    membership.leave(name)
+
+
+@when(parsers.parse("{joins} join while {leaves} leave, in one burst"))
+def burst(membership: Membership, joins: str, leaves: str) -> None:
+    split = lambda text: [n.strip() for n in text.replace(" and ", ",").split(",") if n.strip()]  # noqa: E731
+    membership.burst(split(joins), split(leaves))
+
+
+@when(parsers.parse("the remaining participants receive {seconds:g} second of media"))
+@when(parsers.parse("the remaining participants receive {seconds:g} seconds of media"))
+def receive(membership: Membership, seconds: float) -> None:
+    membership.receive(seconds)
+
+
+@then("no packet received after the leave authenticates under a key the leaver held")
+def forward_last(membership: Membership) -> None:
+    rekeying.forward_security(membership, membership.last("leave").name)
+
+
+@then(parsers.parse("no packet received after {name} left authenticates under a key {_n} held"))
+def forward(membership: Membership, name: str) -> None:
+    rekeying.forward_security(membership, name)
+
+
+@then(
+    parsers.parse("no packet received before {name} joined authenticates under a key {_n} received")
+)
+def backward(membership: Membership, name: str) -> None:
+    rekeying.backward_security(membership, name)
+
+
+@then("no master key or salt in the ledger repeats an earlier one")
+def fresh(conf: ConferenceRun) -> None:
+    rekeying.keys_fresh(conf.ledger)
+
+
+@then(parsers.parse("every stream of the remaining participants was rekeyed after the {kind}"))
+def complete_last(membership: Membership, request: pytest.FixtureRequest, kind: str) -> None:
+    latencies = rekeying.rekeyed_completely(membership, kind, membership.last(kind).name)
+    request.node.user_properties.append(("rekey_latency", rekeying.latency_summary(latencies)))
+
+
+@then(parsers.parse("every stream of the remaining participants was rekeyed after {name}'s {kind}"))
+def complete(membership: Membership, request: pytest.FixtureRequest, name: str, kind: str) -> None:
+    latencies = rekeying.rekeyed_completely(membership, kind, name)
+    request.node.user_properties.append(("rekey_latency", rekeying.latency_summary(latencies)))
+
+
+@then(
+    parsers.parse(
+        "every remaining participant received media under new keys within {seconds:g} second"
+    )
+)
+def within(membership: Membership, seconds: float) -> None:
+    rekeying.rekey_within(membership, seconds)
+
+
+@then("every participant decrypts the common stream and hears everyone in it")
+def common_decrypted(conf: ConferenceRun) -> None:
+    rekeying.common_stream_decrypted(list(conf.participants.values()))
+
+
+@then("every participant holds the same group key")
+def same_group_key(conf: ConferenceRun) -> None:
+    rekeying.same_group_key(list(conf.participants.values()))
+
+
+@then("the common stream's key shares nothing with any other stream in the ledger")
+def group_key_distinct(conf: ConferenceRun) -> None:
+    rekeying.group_key_distinct(conf.ledger)
+
+
+@when(parsers.parse("{name} invites the conference URI {how}"), target_fixture="attempt")
+def non_member(conf: ConferenceRun, name: str, how: str) -> rekeying.NonMemberAttempt:
+    credentials = "none" if how == "without credentials" else "wrong"
+    return rekeying.try_as_non_member(conf, name, credentials)
+
+
+@then(parsers.parse("{name} receives nothing keyed"))
+def nothing_keyed(attempt: rekeying.NonMemberAttempt) -> None:
+    rekeying.non_member_got_nothing(attempt)

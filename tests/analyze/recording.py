@@ -1,0 +1,69 @@
+"""Recording real loopback captures for the analyser's tests (dumpcap, as a vendor would).
+
+The filter names only the ports of the conference the test drives, so traffic of other tests
+running on the same machine never enters the capture.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from confsec.behaviour.conference import ConferenceRun
+
+
+def need_dumpcap() -> str:
+    path = shutil.which("dumpcap")
+    if path is None:
+        pytest.skip("dumpcap (tshark) is not installed; .ci/run installs it")
+    return path
+
+
+@contextmanager
+def recording(path: Path, bpf: str) -> Iterator[Path]:
+    """dumpcap on lo into a classic pcap file while the block runs."""
+    proc = subprocess.Popen(
+        [need_dumpcap(), "-q", "-i", "lo", "-f", bpf, "-P", "-w", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not (path.exists() and path.stat().st_size >= 24):
+        if proc.poll() is not None:
+            pytest.fail(f"dumpcap failed: {proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("dumpcap did not start capturing")
+        time.sleep(0.05)
+    time.sleep(0.3)  # the file header is written before the socket filter is attached
+    try:
+        yield path
+    finally:
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def media_filter(conf: ConferenceRun, extra_ports: tuple[int, ...] = ()) -> str:
+    """A BPF filter for the media legs of every participant (and any extra ports)."""
+    ports = {leg.local_addr[1] for p in conf.participants.values() for leg in p.legs.values()}
+    ports |= set(extra_ports)
+    return " or ".join(f"port {p}" for p in sorted(ports))
+
+
+def write_keys(conf: ConferenceRun, path: Path) -> Path:
+    rows = [{"suite": r["suite"], "inline": r["inline"]} for r in conf.ledger.keys_for_evidence()]
+    path.write_text(json.dumps(rows))
+    return path

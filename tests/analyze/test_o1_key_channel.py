@@ -1,0 +1,88 @@
+"""O1 on the wire: the reference's focus -> mixer key interface, captured and analysed.
+
+The focus hands every leg's SRTP keys to the mixer over the key channel. Over TLS the capture of
+that port shows only TLS records (O1 passes, with the note that NDS/IP asks for ESP); with the
+`key-channel-in-clear` defect the keys are readable in the capture and O1 fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.runtime import LoopThread
+from confsec.reference.deployment import EmbeddedReference
+from tests.analyze.recording import need_dumpcap, recording
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    lt = LoopThread("o1-test")
+    yield lt
+    lt.close()
+
+
+def capture_key_channel(
+    tmp_path: Path, loop: LoopThread, defects: frozenset[str]
+) -> tuple[Path, int]:
+    need_dumpcap()
+    ref = EmbeddedReference.start(tmp_path / "ref", defects=defects)
+    conf = ConferenceRun(loop, ref.target, keylog=tmp_path / "keylog.txt")
+    port = ref.deployment.key_channel.port
+    try:
+        with recording(tmp_path / "o1.pcap", f"tcp port {port}") as cap:
+            assert conf.create("alice", OfferSpec()).status == 200
+            assert conf.join("bob", OfferSpec()).status == 200
+            conf.exchange_media(0.4)  # the channel carried working keys
+    finally:
+        conf.close()
+        ref.stop()
+    return cap, port
+
+
+def analyze_o1(tmp_path: Path, cap: Path, port: int) -> tuple[int, str, list[str], str]:
+    reports = tmp_path / "reports"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "confsec.cli",
+            "analyze",
+            str(cap),
+            "--o1-port",
+            str(port),
+            "--reports",
+            str(reports),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    verdicts = json.loads((reports / "verdicts.json").read_text())
+    o1 = next(r for r in verdicts["requirements"] if r["id"] == "O1")
+    found = json.loads((reports / "capture-findings.json").read_text())["findings"]
+    return proc.returncode, o1["verdict"], sorted({f["kind"] for f in found}), proc.stdout
+
+
+def test_the_key_channel_runs_over_tls(tmp_path: Path, loop: LoopThread) -> None:
+    cap, port = capture_key_channel(tmp_path, loop, frozenset())
+    rc, verdict, kinds, out = analyze_o1(tmp_path, cap, port)
+    assert (verdict, kinds) == ("pass", []), out
+    assert rc == 0, out
+
+
+def test_the_key_channel_in_clear_is_caught(tmp_path: Path, loop: LoopThread) -> None:
+    cap, port = capture_key_channel(tmp_path, loop, frozenset({"key-channel-in-clear"}))
+    rc, verdict, kinds, out = analyze_o1(tmp_path, cap, port)
+    assert verdict == "fail", out
+    assert kinds == ["key-material-in-clear", "unprotected-interface"], out
+    assert rc == 1

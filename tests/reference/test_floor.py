@@ -1,0 +1,149 @@
+"""The reference's floor control server (confsec/reference/floor.py) over real BFCP/TLS.
+
+The R8 scenarios pin the security properties; here the server's answers are pinned one by one
+with the suite's own client (`confsec.net.bfcp`): the Error codes of RFC 8855 13 for each kind
+of refusal, the binding of a connection to one user and one certificate, queueing and release,
+and that a malformed message leaves the connection usable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.floor import SECURE, FloorRun, FloorSession
+from confsec.behaviour.runtime import LoopThread
+from confsec.codec import bfcp as b
+from confsec.codec.bfcp import Bfcp
+from confsec.net.bfcp import Received
+from confsec.reference.deployment import EmbeddedReference
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedReference]:
+    ref = EmbeddedReference.start(tmp_path_factory.mktemp("ref-floor"))
+    yield ref
+    ref.stop()
+
+
+@pytest.fixture
+def floor(reference: EmbeddedReference, tmp_path: Path) -> Iterator[FloorRun]:
+    loop = LoopThread("test-floor")
+    conf = ConferenceRun(loop, reference.target, keylog=tmp_path / "keylog.txt")
+    assert conf.create("alice", OfferSpec()).status == 200
+    run = FloorRun(conf)
+    yield run
+    run.close()
+    conf.close()
+    loop.close()
+
+
+def _joined(floor: FloorRun, name: str) -> FloorSession:
+    s = floor.join(name, SECURE)
+    assert s.answer is not None and s.answer.port != 0
+    floor.connect(name)
+    assert s.client is not None, s.connect_error
+    return s
+
+
+def _send(floor: FloorRun, s: FloorSession, msg: Bfcp | bytes) -> Received | None:
+    assert s.client is not None
+    return floor.conf.runtime.run(s.client.transact(msg, 5), 10)
+
+
+def _msg(s: FloorSession, primitive: int, *attrs, **kw) -> Bfcp:  # type: ignore[no-untyped-def]
+    assert s.answer is not None
+    fields = {
+        "conference_id": s.answer.conference_id,
+        "user_id": s.answer.user_id,
+        "transaction_id": s.next_txn(),
+        **kw,
+    }
+    return Bfcp(primitive=primitive, attributes=list(attrs), **fields)
+
+
+def _error_code(got: Received | None) -> int | None:
+    if got is None or got.message.primitive != 13:
+        return None
+    return got.message.attr(b.BfcpErrorCode).error_code
+
+
+def test_the_answer_follows_rfc_8856(floor: FloorRun) -> None:
+    s = floor.join("bob", SECURE)
+    a = s.answer
+    assert a is not None and a.proto == SECURE and a.port != 0
+    assert a.attributes["floorctrl"] == "s-only" and a.attributes["setup"] == "passive"
+    assert a.attributes["connection"] == "new" and a.floor_id == 1
+    assert a.fingerprint is not None and a.fingerprint[0] == "SHA-256"
+
+
+def test_hello_then_refusals_carry_the_rfc_error_codes(floor: FloorRun) -> None:
+    bob = _joined(floor, "bob")
+    assert _error_code(_send(floor, bob, _msg(bob, 11, conference_id=999999))) == 1
+    assert _error_code(_send(floor, bob, _msg(bob, 11, user_id=777))) == 2
+    hello = _send(floor, bob, _msg(bob, 11))
+    assert hello is not None and hello.message.primitive == 12
+    assert 1 in hello.message.attr(b.BfcpSupportedPrimitives).primitives
+    assert _error_code(_send(floor, bob, _msg(bob, 9))) == 3  # ChairAction: not served
+    assert _error_code(_send(floor, bob, _msg(bob, 1, b.BfcpFloorId(floor_id=42)))) == 6
+    assert (
+        _error_code(_send(floor, bob, _msg(bob, 2, b.BfcpFloorRequestId(floor_request_id=99)))) == 7
+    )
+    on_behalf = _msg(bob, 1, b.BfcpFloorId(floor_id=1), b.BfcpBeneficiaryId(beneficiary_id=1))
+    assert _error_code(_send(floor, bob, on_behalf)) == 5
+
+
+def test_a_connection_is_bound_to_its_user_and_certificate(floor: FloorRun) -> None:
+    carol = floor.join("carol", SECURE)
+    bob = _joined(floor, "bob")
+    assert carol.answer is not None
+    # bob's certificate is not the one carol's offer named: carol's user id is refused.
+    assert _error_code(_send(floor, bob, _msg(bob, 11, user_id=carol.answer.user_id))) == 5
+    assert _send(floor, bob, _msg(bob, 11)).message.primitive == 12  # type: ignore[union-attr]
+    assert _error_code(_send(floor, bob, _msg(bob, 7, user_id=carol.answer.user_id))) == 5
+
+
+def test_malformed_bfcp_gets_an_error_and_the_connection_stays_usable(floor: FloorRun) -> None:
+    bob = _joined(floor, "bob")
+    bad = bytearray(bytes(_msg(bob, 1, b.BfcpFloorId(floor_id=1, length=9))))
+    assert _error_code(_send(floor, bob, bytes(bad))) == 10
+    wrong_version = bytearray(bytes(_msg(bob, 11)))
+    wrong_version[0] = (5 << 5) | (wrong_version[0] & 0x1F)
+    assert _error_code(_send(floor, bob, bytes(wrong_version))) == 12
+    assert _send(floor, bob, _msg(bob, 11)).message.primitive == 12  # type: ignore[union-attr]
+
+
+def test_requests_queue_and_the_floor_passes_on_release(floor: FloorRun) -> None:
+    bob = _joined(floor, "bob")
+    carol = _joined(floor, "carol")
+    for s in (bob, carol):
+        assert _send(floor, s, _msg(s, 11)).message.primitive == 12  # type: ignore[union-attr]
+    watch = _send(floor, carol, _msg(carol, 7, b.BfcpFloorId(floor_id=1)))
+    assert watch is not None and watch.message.primitive == 8
+    granted = _send(floor, bob, _msg(bob, 1, b.BfcpFloorId(floor_id=1)))
+    pending = _send(floor, carol, _msg(carol, 1, b.BfcpFloorId(floor_id=1)))
+    status = lambda r: r.message.attr(b.BfcpFloorRequestInformation).attributes[0].attributes[0]  # noqa: E731
+    assert status(granted).request_status == 3
+    assert status(pending).request_status == 1
+    rid = granted.message.attr(b.BfcpFloorRequestInformation).floor_request_id  # type: ignore[union-attr]
+    since = len(carol.client.received)  # type: ignore[union-attr]
+    released = _send(floor, bob, _msg(bob, 2, b.BfcpFloorRequestId(floor_request_id=rid)))
+    assert status(released).request_status == 6
+    got = floor.conf.runtime.run(
+        carol.client.wait_for(  # type: ignore[union-attr]
+            lambda m: m.primitive == 4 and m.transaction_id == 0, 5, since
+        ),
+        10,
+    )
+    assert got is not None and status(got).request_status == 3
+
+
+def test_fuzzed_bfcp_gets_an_error_each_on_one_connection(floor: FloorRun) -> None:
+    _joined(floor, "bob")
+    probes = floor.send_malformed("bob", 40, seed=1)
+    assert [p.result for p in probes] == ["error"] * 40
+    again = _joined(floor, "carol")
+    assert _send(floor, again, _msg(again, 11)).message.primitive == 12  # type: ignore[union-attr]
