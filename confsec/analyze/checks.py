@@ -247,18 +247,9 @@ class Analyzer:
             if s.tries >= _TRY_PACKETS or not self.keys:
                 return
             s.tries += 1
-            for k in self.keys:
-                session = _session(k)
-                try:
-                    session.unprotect(data)
-                except pylibsrtp.Error:
-                    continue
-                s.key, s.session = k, session
-                break
-            if s.session is None:
+            if not self._try_keys(s, data):
                 s.failed_before_key.append(p.frame)
                 return
-            self._keyed(s)
             for frame in s.failed_before_key:
                 self._unauthenticated(s, frame)
             self._observe(s, data)
@@ -268,15 +259,16 @@ class Analyzer:
         except pylibsrtp.Error as exc:
             # libsrtp checks replay before authentication: a "replay" says nothing about the
             # tag, so such a packet is checked again on a fresh session of the same key.
-            if not ("replay" in str(exc) and _authenticates(s.key, data)) and not self._rekeyed(
+            if not ("replay" in str(exc) and _authenticates(s.key, data)) and not self._try_keys(
                 s, data
             ):
                 self._unauthenticated(s, p.frame)
                 return
         self._observe(s, data)
 
-    def _rekeyed(self, s: _Stream, data: bytes) -> bool:
-        """A stream may move to a new key on the same SSRC (a rekey): follow it if one fits."""
+    def _try_keys(self, s: _Stream, data: bytes) -> bool:
+        """Find the key `data` authenticates under: a stream's first key, or the new key it moved
+        to on the same SSRC (a rekey). The stream's current key, if any, is not tried again."""
         for k in self.keys:
             if k is s.key:
                 continue
