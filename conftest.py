@@ -10,5 +10,6 @@ from steps.authentication import *  # noqa: E402, F403
 from steps.conference import *  # noqa: E402, F403
 from steps.events import *  # noqa: E402, F403
 from steps.floor import *  # noqa: E402, F403
+from steps.interfaces import *  # noqa: E402, F403
 from steps.media import *  # noqa: E402, F403
 from steps.rekeying import *  # noqa: E402, F403

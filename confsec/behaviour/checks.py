@@ -254,3 +254,35 @@ def every_stream_observed(ledger: KeyStreamLedger) -> None:
     ]
     if silent:
         raise Inconclusive(f"no packets seen on {', '.join(silent)}: reuse cannot be excluded")
+
+
+def interfaces_protected(probes: dict[str, TlsProbe]) -> None:
+    """O1: every internal interface carrying media keys runs TLS with a valid certificate."""
+    if not probes:
+        raise Inconclusive("the capability statement names no internal key interface")
+    problems = []
+    for name, probe in probes.items():
+        if probe.connect_error is not None:
+            raise Inconclusive(f"cannot connect to {name}: {probe.connect_error}")
+        if not probe.handshake_ok:
+            problems.append(
+                f"{name} does not complete TLS ({probe.tls_error}): keys may cross it in the clear"
+            )
+    if problems:
+        raise NonConformance("; ".join(problems))
+
+
+def interfaces_refuse_anonymous(probes: dict[str, TlsProbe]) -> None:
+    """O1 (NDS/IP authenticates both ends): a peer without a certificate is refused."""
+    if not probes:
+        raise Inconclusive("the capability statement names no internal key interface")
+    problems = []
+    for name, probe in probes.items():
+        if probe.connect_error is not None:
+            raise Inconclusive(f"cannot connect to {name}: {probe.connect_error}")
+        if probe.handshake_ok and not probe.closed_by_peer:
+            problems.append(f"{name} accepted a TLS client that presented no certificate")
+        elif not probe.handshake_ok and "certificate" not in (probe.tls_error or "").lower():
+            raise Inconclusive(f"{name}: TLS failed for another reason ({probe.tls_error})")
+    if problems:
+        raise NonConformance("; ".join(problems))

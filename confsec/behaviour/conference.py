@@ -25,7 +25,7 @@ from confsec.media.tone import tone_for
 from confsec.net.tls import PeerCert, peer_identity
 from confsec.net.ua import UserAgent
 from confsec.report.verdicts import Inconclusive
-from confsec.target.model import Account, Target
+from confsec.target.model import Account, InternalInterface, Target
 
 # Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.
 PARTICIPANT_ORDER = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
@@ -70,6 +70,7 @@ class ConferenceRun:
         self.creation: CallOutcome | None = None
         self.conference_uri: str | None = None
         self.last_probe: TlsProbe | None = None
+        self.interface_probes: dict[str, TlsProbe] = {}
         self._extra_uas: list[UserAgent] = []
 
     # -- sync face for the steps ---------------------------------------------------------------
@@ -119,6 +120,22 @@ class ConferenceRun:
         probe = self._run(self._probe(account, send_request), what="TLS probe")
         self.last_probe = probe
         return probe
+
+    def probe_interfaces(self, *, client_cert: bool) -> dict[str, TlsProbe]:
+        """TLS to every internal key interface the capability statement names (O1, O6).
+
+        With `client_cert`, the suite presents a participant's certificate from the target's
+        PKI; without, it waits briefly to see whether the interface closes the connection.
+        """
+        account = next(iter(self.target.accounts.values()), None) if client_cert else None
+        self.interface_probes = {
+            i.name: self._run(
+                self._probe(account, False, where=i, await_close=0.0 if client_cert else 2.0),
+                what=f"TLS probe of {i.name}",
+            )
+            for i in self.target.capabilities.internal_interfaces
+        }
+        return self.interface_probes
 
     def exchange_media(self, seconds: float, plain: set[str] | frozenset[str] = frozenset()):
         """Everyone sends for `seconds`; returns when every leg received that much media."""
@@ -240,25 +257,49 @@ class ConferenceRun:
         self.last_outcome = out
         return out
 
-    async def _probe(self, account: Account | None, send_request: bool) -> TlsProbe:
+    async def _probe(
+        self,
+        account: Account | None,
+        send_request: bool,
+        *,
+        where: InternalInterface | None = None,
+        await_close: float = 0.0,
+    ) -> TlsProbe:
+        """Open TLS to the service (or to the internal interface `where`) and see what happens.
+
+        `send_request` sends an OPTIONS and reads the answer; `await_close` reads for that long
+        to see whether the peer closes, which is how TLS 1.3 shows a refused client certificate.
+        """
         probe = TlsProbe()
         ctx: ssl.SSLContext = client_ssl_context(self.target, account, self.keylog)
         t = self.target.timeouts
+        host, port, name = (
+            (where.host, where.port, where.server_name)
+            if where is not None
+            else (self.target.host, self.target.port, self.target.domain)
+        )
+        if where is not None:
+            # An interface that is not TLS at all resets or stalls the handshake: reach it over
+            # plain TCP first, so that such a failure is judged as "not TLS", not "unreachable".
+            try:
+                _, raw = await asyncio.wait_for(asyncio.open_connection(host, port), t.connect)
+                raw.close()
+            except (OSError, TimeoutError) as exc:
+                probe.connect_error = str(exc) or type(exc).__name__
+                return probe
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.target.host,
-                    self.target.port,
-                    ssl=ctx,
-                    server_hostname=self.target.domain,
-                ),
+                asyncio.open_connection(host, port, ssl=ctx, server_hostname=name),
                 t.connect,
             )
         except ssl.SSLError as exc:
             probe.tls_error = getattr(exc, "verify_message", None) or exc.reason or str(exc)
             return probe
         except (OSError, TimeoutError) as exc:
-            probe.connect_error = str(exc) or type(exc).__name__
+            if where is None:
+                probe.connect_error = str(exc) or type(exc).__name__
+            else:
+                probe.tls_error = f"no TLS handshake ({type(exc).__name__}: {exc})"
             return probe
         probe.handshake_ok = True
         sslobj = writer.get_extra_info("ssl_object")
@@ -268,6 +309,8 @@ class ConferenceRun:
         except (ValueError, OSError, ssl.SSLError):
             probe.closed_by_peer = True
         try:
+            if await_close and not probe.closed_by_peer:
+                probe.closed_by_peer = not await asyncio.wait_for(reader.read(1), await_close)
             if send_request:
                 writer.write(_options_request(self.target))
                 await writer.drain()

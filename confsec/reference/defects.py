@@ -79,12 +79,17 @@ DEFECTS: tuple[Defect, ...] = (
         "R4",
         "the focus uses one key, salt and SSRC for audio and video of a participant",
     ),
-    # O1: the focus -> mixer key interface (confsec/reference/keychannel.py); caught by
-    # `confsec analyze` on a capture of that interface, not by a scenario.
+    # O1: the focus -> mixer key interface (confsec/reference/keychannel.py); caught by the O1
+    # scenarios and by `confsec analyze` on a capture of that interface.
     Defect(
         "key-channel-in-clear",
         "O1",
         "the focus hands media keys to the mixer over plain TCP instead of TLS",
+    ),
+    Defect(
+        "key-channel-no-client-auth",
+        "O1",
+        "the mixer takes key commands from any TLS client, without a client certificate",
     ),
     # R5: group keys (confsec/reference/rekey.py, keys.py)
     Defect(

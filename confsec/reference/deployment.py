@@ -14,14 +14,15 @@ from pathlib import Path
 
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec.digest import DigestServer
+from confsec.errors import ConfigError
 from confsec.net.tls import server_context
 from confsec.net.ua import UserAgent
 from confsec.pki import TestPki
 from confsec.reference import keychannel
 from confsec.reference.floor import FloorServer
-from confsec.reference.focus import Focus, FocusConfig
+from confsec.reference.focus import INTEROP, MD5_INTEROP, Focus, FocusConfig
 from confsec.reference.mixer import Mixer
-from confsec.target.model import Account, Capabilities, Target
+from confsec.target.model import Account, Capabilities, InternalInterface, Target
 
 DOMAIN = "conference.example.test"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
@@ -37,6 +38,8 @@ class ReferenceConfig:
     defects: frozenset[str] = frozenset()
     mutual_tls: bool = True
     keylog_file: Path | None = None
+    interop: frozenset[str] = frozenset()
+    """Interop relaxations (focus.INTEROP) for third-party UAs; off by default, see README."""
     passwords: dict[str, str] = field(
         default_factory=lambda: {u: secrets.token_urlsafe(12) for u in USERS}, repr=False
     )
@@ -50,23 +53,33 @@ class ReferenceDeployment:
         self.config = config
         self.defects = config.defects
         self.ua: UserAgent | None = None
+        unknown = config.interop - INTEROP
+        if unknown:
+            raise ConfigError(f"unknown interop flag(s): {', '.join(sorted(unknown))}")
         self.mixer = Mixer(config.host, config.defects)
-        self.digest = DigestServer(
-            realm=config.domain,
-            users={u: config.passwords[u] for u in config.users},
-            algorithm="SHA-256",
-            check_replay="accept-replayed-nonce" not in config.defects,
-            check_response="accept-any-password" not in config.defects,
-        )
+        self.digest = self._digest_server("SHA-256")
+        md5 = self._digest_server("MD5") if MD5_INTEROP & config.interop else None
         self.focus = Focus(
-            FocusConfig(config.domain, defects=config.defects),
+            FocusConfig(config.domain, defects=config.defects, interop=config.interop),
             self.digest,
             self.mixer,
             config.host,
+            md5_digest=md5,
         )
         self.port = 0
         self.floor = FloorServer(config.host, config.defects)
         self.focus.floor = self.floor
+
+    def _digest_server(self, algorithm: str) -> DigestServer:
+        """One digest challenger; the interop profile adds an MD5 one beside SHA-256."""
+        config = self.config
+        return DigestServer(
+            realm=config.domain,
+            users={u: config.passwords[u] for u in config.users},
+            algorithm=algorithm,
+            check_replay="accept-replayed-nonce" not in config.defects,
+            check_response="accept-any-password" not in config.defects,
+        )
 
     async def start(self) -> None:
         which = "other-domain" if "wrong-domain-cert" in self.defects else "service"
@@ -141,6 +154,14 @@ class ReferenceDeployment:
                 floor_control=True,
                 group_keys=True,
                 rekey_batching_window_s=self.focus.config.rekey_window,
+                internal_interfaces=(
+                    InternalInterface(
+                        "focus-mixer key channel",
+                        self.config.host,
+                        self.key_channel.port,
+                        self.config.domain,
+                    ),
+                ),
             ),
         )
 
@@ -160,10 +181,12 @@ class EmbeddedReference:
         *,
         defects: frozenset[str] = frozenset(),
         evidence_dir: Path | None = None,
+        interop: frozenset[str] = frozenset(),
     ) -> EmbeddedReference:
         pki = TestPki.create(workdir / "pki", DOMAIN, USERS)
         keylog = evidence_dir / "reference-tls-keylog.txt" if evidence_dir else None
-        deployment = ReferenceDeployment(pki, ReferenceConfig(defects=defects, keylog_file=keylog))
+        config = ReferenceConfig(defects=defects, keylog_file=keylog, interop=interop)
+        deployment = ReferenceDeployment(pki, config)
         loop = LoopThread("confsec-reference")
         try:
             loop.run(deployment.start(), timeout=15, what="starting the reference deployment")

@@ -4,6 +4,9 @@ Signalling, policy and key management live here; media lives in the mixer, reach
 `MixerControl`. An INVITE to the factory URI over SIPS with an SRTP offer creates a conference;
 the 200 OK carries the conference URI with `;isfocus`. INVITEs to that URI join it, under the
 same secure policy. Every request is authenticated with SIP digest (SHA-256) over TLS.
+
+`FocusConfig.interop` names relaxations for user agents that cannot meet that (see `INTEROP`);
+empty by default, and a focus with any of them on is no longer what R1/R2 require.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confsec.codec.digest import DigestServer
+from confsec.codec.digest import DigestError, DigestServer, parse_credentials
 from confsec.codec.sdp import (
     SRTP_SUITES,
     MediaDescription,
@@ -38,6 +41,18 @@ log = logging.getLogger(__name__)
 SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
+#: Interop relaxations, off by default, for UAs such as baresip 1.0 (libre) that cannot join a
+#: SIPS-only, SHA-256-only service:
+#: - "digest-md5": challenge with SHA-256 and then MD5 (RFC 8760 §2.4: several challenges, most
+#:   preferred first) and accept an answer to either;
+#: - "digest-md5-only": challenge with MD5 alone. libre 1.1 (baresip 1.0's SIP stack) fails the
+#:   whole 401 with ENOSYS when any of its challenges is not MD5, whatever the order, instead of
+#:   using one it supports (RFC 8760 §2.4), so only this lets it authenticate;
+#: - "sip-over-tls": accept a `sip:` Request-URI when the request came over TLS and answer it
+#:   with a `sip:...;transport=tls` Contact (RFC 3261 12.1.1 asks for a SIPS Contact only when
+#:   the request used a SIPS URI); libre sends in-dialog requests only to `sip:` targets.
+INTEROP = frozenset({"digest-md5", "digest-md5-only", "sip-over-tls"})
+MD5_INTEROP = frozenset({"digest-md5", "digest-md5-only"})
 
 
 @dataclass
@@ -62,6 +77,7 @@ class FocusConfig:
     factory_user: str = "conf-factory"
     defects: frozenset[str] = frozenset()
     rekey_window: float = DEFAULT_WINDOW_S  # joins/leaves batched into one rekey (R6, O2)
+    interop: frozenset[str] = frozenset()  # relaxations from INTEROP; none by default
 
     @property
     def factory_uri(self) -> str:
@@ -71,10 +87,20 @@ class FocusConfig:
 class Focus:
     """Handles out-of-dialog requests for the factory URI and the conference URIs."""
 
-    def __init__(self, config: FocusConfig, digest: DigestServer, mixer: MixerControl, host: str):
+    def __init__(
+        self,
+        config: FocusConfig,
+        digest: DigestServer,
+        mixer: MixerControl,
+        host: str,
+        md5_digest: DigestServer | None = None,
+    ):
         self.config = config
         self.defects = config.defects
+        self.interop = config.interop
         self.digest = digest
+        # The second (MD5) challenger of the "digest-md5" interop profiles; None otherwise.
+        self.md5_digest = md5_digest if MD5_INTEROP & config.interop else None
         self.mixer = mixer
         self.host = host
         self.keys = KeyManager(config.defects)
@@ -111,7 +137,9 @@ class Focus:
         except Exception:
             await req.respond(400, "Bad Request-URI")
             return
-        if uri.scheme != "sips":
+        # Over TLS (checked above) the interop profile also takes sip: (RFC 3261 26.2.2).
+        sip_ok = uri.scheme == "sip" and "sip-over-tls" in self.interop
+        if uri.scheme != "sips" and not sip_ok:
             await req.respond(416, "SIPS URI required")
             return
         if uri.user == self.config.factory_user:
@@ -129,14 +157,12 @@ class Focus:
             return from_user
         value = r.headers.get("Authorization")
         if value is None:
-            challenge = self.digest.challenge()
-            await req.respond(401, headers=[("WWW-Authenticate", challenge.to_header())])
+            await req.respond(401, headers=self._challenges())
             return None
-        result = self.digest.verify(r.method, r.uri, value)
+        result = self._digest_for(value).verify(r.method, r.uri, value)
         if not result.ok:
             if result.reason in ("stale-nonce", "unknown-nonce"):
-                challenge = self.digest.challenge(stale=result.reason == "stale-nonce")
-                await req.respond(401, headers=[("WWW-Authenticate", challenge.to_header())])
+                await req.respond(401, headers=self._challenges(result.reason == "stale-nonce"))
             else:
                 # One answer for every failure: the reason (unknown user, bad response...) stays
                 # in the log, or the status line would tell an attacker which users exist.
@@ -144,6 +170,23 @@ class Focus:
                 await req.respond(403, "Forbidden")
             return None
         return result.username
+
+    def _challenges(self, stale: bool = False) -> list[tuple[str, str]]:
+        """WWW-Authenticate headers: SHA-256, then MD5 (or MD5 alone) as the interop asks."""
+        servers = [self.digest] + ([self.md5_digest] if self.md5_digest is not None else [])
+        if self.md5_digest is not None and "digest-md5-only" in self.interop:
+            servers = [self.md5_digest]
+        return [("WWW-Authenticate", d.challenge(stale=stale).to_header()) for d in servers]
+
+    def _digest_for(self, value: str) -> DigestServer:
+        """The server whose challenge `value` answers: MD5 goes to the interop one, if any."""
+        if self.md5_digest is None:
+            return self.digest
+        try:
+            algorithm = parse_credentials(value).algorithm
+        except DigestError:
+            return self.digest  # it reports the credentials as malformed
+        return self.md5_digest if algorithm == self.md5_digest.algorithm else self.digest
 
     # -- conference life cycle -----------------------------------------------------------------
 
@@ -266,7 +309,15 @@ class Focus:
             streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch))
         self.mixer.install(LegSetup(conf.conference_id, leg_id, tuple(streams)))
         answer = SessionDescription.build("focus", self.host, media=answer_media)
-        contact = f"<{conf.uri}>" if "no-isfocus" in self.defects else f"<{conf.uri}>;isfocus"
+        contact_uri = conf.uri
+        sip_over_tls = req.request.uri.lower().startswith("sip:")  # only with the interop flag
+        if sip_over_tls:
+            # A sip: target the UA can reach without DNS, kept on TLS by transport=tls.
+            host, port = req.flow.local[:2]
+            host = f"[{host}]" if ":" in host else host
+            contact_uri = f"sip:{conf.conference_id}@{host}:{port};transport=tls"
+        isfocus = "" if "no-isfocus" in self.defects else ";isfocus"
+        contact = f"<{contact_uri}>{isfocus}"
         dialog = await req.respond(
             200,
             headers=[("Contact", contact), ("Allow", ALLOW)],
@@ -275,7 +326,16 @@ class Focus:
         )
         leg = Leg(leg_id, user, dialog)
         conf.legs[leg_id] = leg
-        self.rekey.admitted(conf.conference_id, leg_id, user, dialog, answer, streams, epoch)
+        self.rekey.admitted(
+            conf.conference_id,
+            leg_id,
+            user,
+            dialog,
+            answer,
+            streams,
+            epoch,
+            contact if sip_over_tls else None,
+        )
         self.events.joined(conf, leg, req.request)
         if dialog is not None:
             dialog.on_request = self._in_dialog_handler(conf, leg)

@@ -31,6 +31,7 @@ from confsec.reference.mixer import LegSetup, Mixer
 log = logging.getLogger(__name__)
 
 DEFECT = "key-channel-in-clear"
+NO_CLIENT_AUTH_DEFECT = "key-channel-no-client-auth"
 _LIMIT = 1 << 20
 
 
@@ -254,9 +255,19 @@ async def start_for(deployment: Any) -> KeyChannel:
     config = deployment.config
     in_clear = DEFECT in deployment.defects
     cert = deployment.pki.server("service")
+    ca = deployment.pki.ca_cert
     keylog = config.keylog_file
-    server_ctx = None if in_clear else server_context(cert.cert, cert.key, keylog_file=keylog)
-    client_ctx = None if in_clear else client_context(deployment.pki.ca_cert, keylog_file=keylog)
+    # Mutual TLS, as NDS/IP authenticates both ends: a mixer that took key commands from anyone
+    # who can reach its port would let them install their own keys.
+    require_client = NO_CLIENT_AUTH_DEFECT not in deployment.defects
+    server_ctx = (
+        None
+        if in_clear
+        else server_context(
+            cert.cert, cert.key, ca_file=ca, require_client_cert=require_client, keylog_file=keylog
+        )
+    )
+    client_ctx = None if in_clear else client_context(ca, cert.cert, cert.key, keylog_file=keylog)
     return await KeyChannel.start(
         deployment.mixer,
         host=config.host,

@@ -69,6 +69,9 @@ class _Leg:
     streams: list[StreamSetup]
     epoch: int
     held: set[int] = field(default_factory=set)
+    contact: str | None = None
+    """The Contact the focus answered with, when not the UA's own (focus "sip-over-tls"
+    interop): re-INVITEs repeat it, or they would move the peer's remote target to SIPS."""
 
 
 @dataclass
@@ -146,9 +149,10 @@ class Rekeyer:
         answer: SessionDescription,
         streams: list[StreamSetup],
         epoch: int,
+        contact: str | None = None,
     ) -> None:
         conf = self._confs.setdefault(conference_id, _Conf(conference_id))
-        conf.legs[leg_id] = _Leg(leg_id, user, dialog, answer, streams, epoch, {epoch})
+        conf.legs[leg_id] = _Leg(leg_id, user, dialog, answer, streams, epoch, {epoch}, contact)
         if conf.epoch > epoch and not conf.pending:  # a newer epoch began meanwhile
             self._schedule(conf)
 
@@ -248,7 +252,10 @@ class Rekeyer:
             media.append(_offer_line(m, tx, ssrc, s.media == "common"))
         offer = SessionDescription.build("focus", self.host, media=media)
         try:
-            response = await leg.dialog.reinvite(offer.to_bytes(), timeout=self.reinvite_timeout)
+            headers = [("Contact", leg.contact)] if leg.contact else []
+            response = await leg.dialog.reinvite(
+                offer.to_bytes(), headers, timeout=self.reinvite_timeout
+            )
         except Exception as exc:  # a participant that went away must not stop the round
             log.info("re-INVITE of %s failed: %s", leg.leg_id, exc)
             rnd.failed += 1

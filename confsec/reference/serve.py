@@ -33,11 +33,12 @@ def serve(
     env_file: Path | None,
     workdir: Path | None,
     stop: threading.Event | None = None,
+    interop: frozenset[str] = frozenset(),
 ) -> int:
     """Start the reference, write its profile and env file, and run until SIGINT/SIGTERM."""
     work = workdir or Path(tempfile.mkdtemp(prefix="confsec-reference-"))
     work.mkdir(parents=True, exist_ok=True)
-    reference = EmbeddedReference.start(work, defects=defects, evidence_dir=work)
+    reference = EmbeddedReference.start(work, defects=defects, evidence_dir=work, interop=interop)
     stop = stop or threading.Event()
     try:
         target = reference.target
@@ -53,7 +54,7 @@ def serve(
         tmp = profile_path.with_suffix(".tmp")
         tmp.write_text(profile)
         tmp.replace(profile_path)
-        label = ", ".join(sorted(defects)) or "compliant"
+        label = ", ".join(sorted(defects | {f"interop {f}" for f in interop})) or "compliant"
         print(
             f"confsec reference ({label}) listening on sips {target.host}:{target.port}\n"
             f"profile: {profile_path}\nenv file: {env_path} (source it: . {env_path})",

@@ -26,6 +26,14 @@ def add_target_commands(sub: Any) -> None:
         "--env-file", default=None, metavar="FILE", help="where to write the password variables"
     )
     serve.add_argument("--workdir", default=None, metavar="DIR", help="PKI and key logs")
+    serve.add_argument(
+        "--interop",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="relax the focus for third-party UAs: digest-md5, digest-md5-only, sip-over-tls "
+        "(no longer conformant; see the README on baresip)",
+    )
     ref.set_defaults(handler=_cmd_serve)
 
     ana = sub.add_parser("analyze", help="check a capture a vendor recorded (R3, R4, O1)")
@@ -71,6 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         Path(args.write_profile) if args.write_profile else None,
         Path(args.env_file) if args.env_file else None,
         Path(args.workdir) if args.workdir else None,
+        interop=frozenset(args.interop),
     )
 
 

@@ -46,6 +46,9 @@ class Capabilities:
     )
     rekey_batching_window_s: float = 0.0
     creation_modes: tuple[str, ...] = ("dial-in-factory",)
+    internal_interfaces: tuple[InternalInterface, ...] = ()
+    """Interfaces inside the service that carry media keys (O1, O6), where the deployment names
+    them; none named means the O1/O6 scenarios are not applicable."""
 
     def claims(self, pics: str) -> bool:
         # Creation modes are claimed by name (`@pics:dial-out`), the rest by attribute.
@@ -62,6 +65,20 @@ class Timeouts:
     connect: float = 5.0
     transaction: float = 8.0
     media: float = 5.0
+
+
+@dataclass(frozen=True)
+class InternalInterface:
+    """An interface between components of the service that carries media keys (AS -> MRFP).
+
+    `server_name` is the name its TLS certificate must carry; the suite checks that the
+    interface runs TLS and refuses a client that presents no certificate.
+    """
+
+    name: str
+    host: str
+    port: int
+    server_name: str
 
 
 @dataclass(frozen=True)

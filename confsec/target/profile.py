@@ -25,6 +25,7 @@ from confsec.target.model import (
     Account,
     AdapterSpec,
     Capabilities,
+    InternalInterface,
     Listener,
     Target,
     Timeouts,
@@ -292,6 +293,7 @@ def _capabilities(c: _Reader) -> Capabilities:
             "mutual_tls",
             "video",
             "srtp_suites",
+            "internal_interfaces",
         )
     )
     km = c.get("key_management", (str, list), "sdes")
@@ -316,7 +318,27 @@ def _capabilities(c: _Reader) -> Capabilities:
         srtp_suites=tuple(suites),
         rekey_batching_window_s=c.number("rekey_batching_window", 0.0, positive=False),
         creation_modes=c.choices("creation_modes", CREATION_MODES, ("dial-in-factory",)),
+        internal_interfaces=_internal_interfaces(c),
     )
+
+
+def _internal_interfaces(c: _Reader) -> tuple[InternalInterface, ...]:
+    """Interfaces inside the service that carry media keys (O1/O6), as the vendor names them."""
+    out = []
+    for i, item in enumerate(c.get("internal_interfaces", list, [])):
+        if not isinstance(item, dict):
+            raise c.error(f"internal_interfaces[{i}]", "must be a table {name, host, port, ...}")
+        r = _Reader(c.file, item, f"{c.key('internal_interfaces')}[{i}].")
+        r.unknown(("name", "host", "port", "server_name"))
+        out.append(
+            InternalInterface(
+                r.string("name", required=True),
+                r.string("host", required=True),
+                r.port("port"),
+                r.string("server_name", required=True),
+            )
+        )
+    return tuple(out)
 
 
 def _listeners(top: _Reader, host: str) -> tuple[Listener, ...]:
@@ -393,6 +415,13 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
         f"rekey_batching_window = {c.rekey_batching_window_s}",
         "creation_modes = [" + ", ".join(q(m) for m in c.creation_modes) + "]",
         "srtp_suites = [" + ", ".join(q(s) for s in c.srtp_suites) + "]",
+        "internal_interfaces = ["
+        + ", ".join(
+            f"{{name = {q(i.name)}, host = {q(i.host)}, port = {i.port}, "
+            f"server_name = {q(i.server_name)}}}"
+            for i in c.internal_interfaces
+        )
+        + "]",
     ]
     for name, a in target.accounts.items():
         lines += [

@@ -141,6 +141,13 @@ def test_a_valid_profile_gives_a_target(tmp_path: Path) -> None:
             "exactly one of command or entry_point",
         ),
         ('transport = "udp"', 'transport = "sctp"', "listeners[0].transport", "'sctp'"),
+        (
+            "rekey_batching_window = 0.5",
+            'rekey_batching_window = 0.5\ninternal_interfaces = [{name = "key channel", '
+            'host = "127.0.0.1", port = 7000}]',
+            "capabilities.internal_interfaces[0].server_name",
+            "missing",
+        ),
     ],
 )
 def test_a_malformed_profile_names_the_key(
