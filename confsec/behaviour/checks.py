@@ -256,30 +256,31 @@ def every_stream_observed(ledger: KeyStreamLedger) -> None:
         raise Inconclusive(f"no packets seen on {', '.join(silent)}: reuse cannot be excluded")
 
 
-def interfaces_protected(probes: dict[str, TlsProbe]) -> None:
-    """O1: every internal interface carrying media keys runs TLS with a valid certificate."""
+def _judgeable(probes: dict[str, TlsProbe]) -> list[tuple[str, TlsProbe]]:
+    """The interface probes to judge; none named, or one unreachable, leaves it inconclusive."""
     if not probes:
         raise Inconclusive("the capability statement names no internal key interface")
-    problems = []
     for name, probe in probes.items():
         if probe.connect_error is not None:
             raise Inconclusive(f"cannot connect to {name}: {probe.connect_error}")
-        if not probe.handshake_ok:
-            problems.append(
-                f"{name} does not complete TLS ({probe.tls_error}): keys may cross it in the clear"
-            )
+    return list(probes.items())
+
+
+def interfaces_protected(probes: dict[str, TlsProbe]) -> None:
+    """O1: every internal interface carrying media keys runs TLS with a valid certificate."""
+    problems = [
+        f"{name} does not complete TLS ({probe.tls_error}): keys may cross it in the clear"
+        for name, probe in _judgeable(probes)
+        if not probe.handshake_ok
+    ]
     if problems:
         raise NonConformance("; ".join(problems))
 
 
 def interfaces_refuse_anonymous(probes: dict[str, TlsProbe]) -> None:
     """O1 (NDS/IP authenticates both ends): a peer without a certificate is refused."""
-    if not probes:
-        raise Inconclusive("the capability statement names no internal key interface")
     problems = []
-    for name, probe in probes.items():
-        if probe.connect_error is not None:
-            raise Inconclusive(f"cannot connect to {name}: {probe.connect_error}")
+    for name, probe in _judgeable(probes):
         if probe.handshake_ok and not probe.closed_by_peer:
             problems.append(f"{name} accepted a TLS client that presented no certificate")
         elif not probe.handshake_ok and "certificate" not in (probe.tls_error or "").lower():
