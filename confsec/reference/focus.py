@@ -24,7 +24,7 @@ from confsec.codec.sdp import (
     SessionDescription,
     parse_sdp,
 )
-from confsec.codec.sip import parse_uri
+from confsec.codec.sip import SipParseError, parse_uri
 from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager, SrtpKeys
 from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
@@ -134,7 +134,7 @@ class Focus:
             return
         try:
             uri = parse_uri(r.uri)
-        except Exception:
+        except SipParseError:
             await req.respond(400, "Bad Request-URI")
             return
         # Over TLS (checked above) the interop profile also takes sip: (RFC 3261 26.2.2).
