@@ -140,6 +140,10 @@ def certificate_valid_for(probe: TlsProbe | None, domain: str) -> None:
     if probe.connect_error is not None:
         raise TargetUnreachable(f"cannot connect to the service: {probe.connect_error}")
     if not probe.handshake_ok:
+        if not probe.cert_rejected:
+            raise Inconclusive(
+                f"the TLS handshake failed before a certificate could be judged: {probe.tls_error}"
+            )
         raise NonConformance(
             f"the service's certificate does not validate for {domain}: {probe.tls_error}"
         )

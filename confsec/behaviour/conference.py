@@ -19,7 +19,13 @@ from confsec.behaviour.rekeying import attach
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
 from confsec.codec.sip import Request, Response, SipStream, parse_name_addr
-from confsec.errors import ConfsecError, PeerTimeout, TlsVerificationError, TransportError
+from confsec.errors import (
+    ConfsecError,
+    PeerTimeout,
+    TargetUnreachable,
+    TlsVerificationError,
+    TransportError,
+)
 from confsec.media.ledger import KeyStreamLedger
 from confsec.media.tone import tone_for
 from confsec.net.tls import PeerCert, peer_identity
@@ -56,6 +62,8 @@ class TlsProbe:
     peer: PeerCert | None = None
     response_status: int | None = None
     closed_by_peer: bool = False
+    cert_rejected: bool = False
+    """The handshake failed because the suite rejected the peer's certificate (not an alert)."""
 
 
 class ConferenceRun:
@@ -203,6 +211,9 @@ class ConferenceRun:
         except PeerTimeout as exc:
             out.error = f"no answer: {exc}"
         except TransportError as exc:
+            if isinstance(exc.__cause__, ConnectionRefusedError):
+                # Nobody listens: the environment, not the system's behaviour (verdict error).
+                raise TargetUnreachable(f"cannot connect to the service: {exc}") from exc
             out.error = f"transport failure: {exc}"
         else:
             self._record(out, call.response)
@@ -294,6 +305,7 @@ class ConferenceRun:
             )
         except ssl.SSLError as exc:
             probe.tls_error = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            probe.cert_rejected = isinstance(exc, ssl.SSLCertVerificationError)
             return probe
         except (OSError, TimeoutError) as exc:
             if where is None:
