@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,3 +68,31 @@ def write_keys(conf: ConferenceRun, path: Path) -> Path:
     rows = [{"suite": r["suite"], "inline": r["inline"]} for r in conf.ledger.keys_for_evidence()]
     path.write_text(json.dumps(rows))
     return path
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def analyze(tmp_path: Path, capture: Path, *args: str) -> tuple[int, dict, dict, str]:
+    """Run `confsec analyze` on a capture: exit code, verdict by id, findings, output."""
+    reports = tmp_path / "reports"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "confsec.cli",
+            "analyze",
+            str(capture),
+            "--reports",
+            str(reports),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    verdicts = json.loads((reports / "verdicts.json").read_text())
+    findings = json.loads((reports / "capture-findings.json").read_text())
+    by_id = {r["id"]: r["verdict"] for r in verdicts["requirements"]}
+    return proc.returncode, by_id, findings, proc.stdout + proc.stderr

@@ -14,8 +14,6 @@ import base64
 import json
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +27,7 @@ from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_sender
 from confsec.reference.deployment import EmbeddedReference
-from tests.analyze.recording import media_filter, need_dumpcap, recording, write_keys
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.analyze.recording import analyze, media_filter, need_dumpcap, recording, write_keys
 
 
 @pytest.fixture
@@ -47,30 +43,6 @@ def conference(tmp_path: Path, loop: LoopThread, defects: frozenset[str] = froze
     assert conf.create("alice", OfferSpec()).status == 200
     assert conf.join("bob", OfferSpec()).status == 200
     return ref, conf
-
-
-def analyze(tmp_path: Path, capture: Path, *args: str) -> tuple[int, dict, dict, str]:
-    reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "confsec.cli",
-            "analyze",
-            str(capture),
-            "--reports",
-            str(reports),
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    verdicts = json.loads((reports / "verdicts.json").read_text())
-    findings = json.loads((reports / "capture-findings.json").read_text())
-    by_id = {r["id"]: r["verdict"] for r in verdicts["requirements"]}
-    return proc.returncode, by_id, findings, proc.stdout + proc.stderr
 
 
 def kinds(findings: dict) -> set[str]:

@@ -7,9 +7,6 @@ that port shows only TLS records (O1 passes, with the note that NDS/IP asks for 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +15,7 @@ import pytest
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.runtime import LoopThread
 from confsec.reference.deployment import EmbeddedReference
-from tests.analyze.recording import need_dumpcap, recording
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.analyze.recording import analyze, need_dumpcap, recording
 
 
 @pytest.fixture
@@ -49,28 +44,8 @@ def capture_key_channel(
 
 
 def analyze_o1(tmp_path: Path, cap: Path, port: int) -> tuple[int, str, list[str], str]:
-    reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "confsec.cli",
-            "analyze",
-            str(cap),
-            "--o1-port",
-            str(port),
-            "--reports",
-            str(reports),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    verdicts = json.loads((reports / "verdicts.json").read_text())
-    o1 = next(r for r in verdicts["requirements"] if r["id"] == "O1")
-    found = json.loads((reports / "capture-findings.json").read_text())["findings"]
-    return proc.returncode, o1["verdict"], sorted({f["kind"] for f in found}), proc.stdout
+    rc, by_id, findings, out = analyze(tmp_path, cap, "--o1-port", str(port))
+    return rc, by_id["O1"], sorted({f["kind"] for f in findings["findings"]}), out
 
 
 def test_the_key_channel_runs_over_tls(tmp_path: Path, loop: LoopThread) -> None:
