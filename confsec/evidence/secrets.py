@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,16 +87,39 @@ def load_inventory(bundle: Path) -> list[Secret]:
     return [Secret(kind, value) for value, kind in found.items()]
 
 
+# A base64 run long enough to hide a secret: the one-file Allure report carries every result
+# and attachment as base64 JSON (`d("data/attachments/...","eyJ...")`), out of reach of a
+# plain byte search.
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
+_DECODE_DEPTH = 2  # an attachment inside base64 JSON may itself hold base64
+
+
+def _decoded_views(data: bytes, depth: int = _DECODE_DEPTH) -> list[bytes]:
+    """`data` and what every base64 run in it decodes to, `depth` levels down."""
+    views = [data]
+    if depth == 0:
+        return views
+    for m in _BASE64_RUN.finditer(data):
+        run = m.group()
+        try:
+            decoded = base64.b64decode(run + b"=" * (-len(run) % 4))
+        except ValueError:
+            continue
+        views += _decoded_views(decoded, depth - 1)
+    return views
+
+
 def scan(root: Path, secrets: list[Secret]) -> list[tuple[Path, str]]:
     """(file, kind of secret) for every secret found in a file under `root`; empty is good.
 
-    bytes.find per secret is memchr-fast; a run's few thousand secrets over a few MB of reports
-    scan in about a second, and this runs in tests, not in `confsec run`.
+    Each file is searched as it is and as its base64 runs decode. bytes.find per secret is
+    memchr-fast; a run's few thousand secrets over a few MB of reports scan in about a second,
+    and this runs in tests, not in `confsec run`.
     """
     hits: list[tuple[Path, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
+        text = b"\0".join(_decoded_views(path.read_bytes()))
         for s in secrets:
-            if data.find(s.value) >= 0:
+            if text.find(s.value) >= 0:
                 hits.append((path, s.kind))
     return hits
