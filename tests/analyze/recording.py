@@ -10,7 +10,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun
+from tests.cli_runner import confsec
 
 
 def need_dumpcap() -> str:
@@ -70,29 +70,11 @@ def write_keys(conf: ConferenceRun, path: Path) -> Path:
     return path
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def analyze(tmp_path: Path, capture: Path, *args: str) -> tuple[int, dict, dict, str]:
     """Run `confsec analyze` on a capture: exit code, verdict by id, findings, output."""
     reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "confsec.cli",
-            "analyze",
-            str(capture),
-            "--reports",
-            str(reports),
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = confsec("analyze", str(capture), "--reports", str(reports), *args, timeout=120)
     verdicts = json.loads((reports / "verdicts.json").read_text())
     findings = json.loads((reports / "capture-findings.json").read_text())
     by_id = {r["id"]: r["verdict"] for r in verdicts["requirements"]}
-    return proc.returncode, by_id, findings, proc.stdout + proc.stderr
+    return result.code, by_id, findings, result.output

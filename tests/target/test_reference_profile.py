@@ -8,7 +8,6 @@ verdicts of the embedded default. This is the proof that the profile path loses 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_runner import ROOT, confsec_run
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -67,22 +66,14 @@ def served(tmp_path: Path, *defects: str) -> Iterator[tuple[Path, dict[str, str]
 
 
 def run(tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None):
-    reports = tmp_path / name
-    proc = subprocess.run(
-        [sys.executable, "-m", "confsec.cli", "run", "--reports", str(reports), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-    doc = json.loads((reports / "verdicts.json").read_text())
+    result = confsec_run(tmp_path / name, *args, timeout=300, env=env)
+    doc = result.verdicts()
     verdicts = {
         (r["id"], s["name"], json.dumps(s["params"], sort_keys=True)): s["verdict"]
         for r in doc["requirements"]
         for s in r["scenarios"]
     }
-    return proc.returncode, {r["id"]: r["verdict"] for r in doc["requirements"]}, verdicts
+    return result.code, {r["id"]: r["verdict"] for r in doc["requirements"]}, verdicts
 
 
 @pytest.mark.slow

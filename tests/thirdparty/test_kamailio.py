@@ -10,10 +10,7 @@ authentication R2 asks for.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +21,8 @@ from confsec.pki import TestPki
 from confsec.reference.deployment import DOMAIN, USERS, ReferenceConfig, ReferenceDeployment
 from confsec.target.model import Capabilities
 from confsec.target.profile import profile_text
+from tests.cli_runner import confsec_run
 from tests.thirdparty.kamailio import Kamailio, need_kamailio
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -62,30 +58,13 @@ def test_r2_through_kamailio(tmp_path: Path, behind_kamailio) -> None:
     profile = tmp_path / "kamailio.toml"
     profile.write_text(profile_text(target, names))
     env = {**os.environ, **{names[u]: a.password for u, a in target.accounts.items()}}
-    reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "confsec.cli",
-            "run",
-            "--target",
-            str(profile),
-            "--req",
-            "R2",
-            "--reports",
-            str(reports),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    result = confsec_run(
+        tmp_path / "reports", "--target", str(profile), "--req", "R2", timeout=300, env=env
     )
-    doc = json.loads((reports / "verdicts.json").read_text())
+    doc = result.verdicts()
     r2 = next(r for r in doc["requirements"] if r["id"] == "R2")
     verdicts = {s["name"]: s["verdict"] for s in r2["scenarios"]}
-    detail = proc.stdout[-4000:] + "\n--- kamailio ---\n" + kam.log[-3000:]
+    detail = result.output[-4000:] + "\n--- kamailio ---\n" + kam.log[-3000:]
     assert len(verdicts) >= 6, detail
     reasons = {s["name"]: s["reason"] for s in r2["scenarios"]}
     mtls = "A client without a certificate is refused where mutual TLS is claimed"
@@ -95,6 +74,6 @@ def test_r2_through_kamailio(tmp_path: Path, behind_kamailio) -> None:
         # refusal happened, the probe failed to record it. Reported to the lead; not kamailio.
         verdicts[mtls] = "pass"
     assert set(verdicts.values()) == {"pass"}, (verdicts, detail)
-    assert proc.returncode in (0, 4), detail
+    assert result.code in (0, 4), detail
     # The challenge the participants answered was kamailio's, not the reference's.
     assert "Server: confsec-reference" not in kam.log
