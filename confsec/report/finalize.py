@@ -19,9 +19,11 @@ from typing import Any
 
 from confsec.report import manifest
 from confsec.report.allure_html import build_allure_html, find_allure, remote_urls
+from confsec.report.allure_waivers import mark_waived
 from confsec.report.auditor import build_auditor, write_auditor
 from confsec.report.conformance import Assessment, assess
 from confsec.report.findings import build_findings
+from confsec.report.junit import annotate_junit
 from confsec.report.waivers import Waiver, apply_waivers
 
 # Files a run writes into reports/ (cleared before a run so that nothing stale is signed).
@@ -90,6 +92,9 @@ def finalize(
     doc = json.loads(vfile.read_text())
     apply_waivers(doc, waivers, today or dt.date.today())
     vfile.write_text(json.dumps(doc, indent=2) + "\n")
+    if (reports / "junit.xml").is_file():
+        annotate_junit(reports / "junit.xml", doc)
+    mark_waived(reports / "allure-results", doc)
     result = assess(doc, fail_on)
     out = Outcome(result, doc)
     findings = build_findings(doc, result, argv)
