@@ -173,11 +173,13 @@ def tls_refused(probe: TlsProbe | None) -> None:
 
 def media_authenticates(participants: Iterable[Participant]) -> None:
     """R3: every packet each participant received is SRTP that authenticates."""
-    problems = []
+    problems, silent, judged = [], [], 0
     for p in participants:
         for media, stats in p.receive_stats().items():
             if stats.received == 0:
-                raise Inconclusive(f"{p.name} received no {media} packets: nothing to judge")
+                silent.append(f"{p.name} received no {media} packets")
+                continue
+            judged += 1
             bad = stats.received - stats.authenticated
             if bad:
                 problems.append(
@@ -185,8 +187,15 @@ def media_authenticates(participants: Iterable[Participant]) -> None:
                     f"under the negotiated key ({stats.auth_failed} failed authentication, "
                     f"{stats.malformed} not SRTP)"
                 )
+    # A finding on one leg stands even when another leg stayed silent.
     if problems:
         raise NonConformance("; ".join(problems))
+    if silent:
+        raise Inconclusive(f"{'; '.join(silent)}: nothing to judge")
+    if not judged:
+        raise Inconclusive(
+            "no participant has a media stream the target answered: nothing to judge"
+        )
 
 
 def hears_others(participants: Iterable[Participant]) -> None:

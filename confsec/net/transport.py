@@ -220,8 +220,13 @@ class _StreamConnection(asyncio.Protocol):
             if stream.keepalives != pings and self.transport is not None:
                 self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
         except RemoteProtocolError as exc:
-            # Framing is lost: nothing after this point can be trusted to start a message.
+            # Framing is lost: nothing after this point can be trusted to start a message. What
+            # waits on this connection fails now, with the framing error as the reason: after
+            # our close, a peer still sending (a 10 MB body) would only add a TLS error
+            # (application data after close_notify) to `connection_lost`.
             self.layer._deliver_error(exc, self.flow, data)
+            self.closed = True
+            self.layer._deliver_closed(self.flow, exc)
             self.close()
 
     def eof_received(self) -> bool | None:

@@ -7,6 +7,9 @@ thread, so a test can start it, point `confsec run --target` at it through the p
     python -m tests.hostile.hostile_server --mode silence --workdir /tmp/h
     . /tmp/h/target.env && confsec run --target /tmp/h/target.toml --req R1
 
+    python -m tests.hostile.hostile_server --mode srtp-bad-tag --workdir /tmp/h
+    . /tmp/h/target.env && confsec run --target /tmp/h/target.toml --req R3
+
 Modes:
 
 - `silence`: completes the TLS handshake, then reads and never answers;
@@ -18,7 +21,15 @@ Modes:
 - `drip`: answers a plausible 200 OK one byte per second;
 - `huge`: answers a 200 OK that is 10 MB long (a 10 MB body, Content-Length included);
 - `bad-sdp`: answers the INVITE with a well-formed 200 OK whose application/sdp body is not SDP
-  (and every other request with a bodiless 200 OK).
+  (and every other request with a bodiless 200 OK);
+- `srtp-silent`: a plausible focus in signalling (OPTIONS, INVITE, ACK, BYE, re-INVITE; an SDES
+  offer gets 200 OK, a conference URI `;isfocus` and an answer on UDP ports it has bound, with
+  a fresh key for the first acceptable offered suite; plain RTP and null ciphers get 488), that
+  never sends any media;
+- `srtp-bad-tag`: the same focus, sending each participant 50 SRTP packets/s of tone under the
+  key of its answer, with the authentication tag of every packet corrupted.
+
+The `srtp-*` modes live in `srtp_focus.py`.
 """
 
 from __future__ import annotations
@@ -31,9 +42,12 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from confsec.pki import TestPki
+from tests.hostile.srtp_focus import SrtpFocus
 
 __all__ = ["DOMAIN", "MODES", "USERS", "HostileServer", "write_profile"]
 
@@ -50,6 +64,8 @@ MODES = (
     "drip",
     "huge",
     "bad-sdp",
+    "srtp-silent",
+    "srtp-bad-tag",
 )
 CERT_MODES = {"expired": "expired", "other-domain": "other-domain", "self-signed": "self-signed"}
 HUGE = 10 * 1024 * 1024
@@ -72,6 +88,7 @@ class HostileServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.foci: list[SrtpFocus] = []
 
     def __enter__(self) -> HostileServer:
         self.start()
@@ -186,6 +203,35 @@ class HostileServer:
             body = b"this is not SDP {\x00\x01}\r\n<html>hello</html>\r\n"
             writer.write(_response(req, body if req.startswith(b"INVITE ") else b""))
             await writer.drain()
+
+    async def _srtp_silent(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._srtp_focus(send_media=False).serve(reader, writer)
+
+    async def _srtp_bad_tag(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._srtp_focus(send_media=True).serve(reader, writer)
+
+    def _srtp_focus(self, *, send_media: bool) -> SrtpFocus:
+        focus = SrtpFocus(
+            DOMAIN, send_media=send_media, spawn=self._spawn, record=self.requests.append
+        )
+        self.foci.append(focus)
+        return focus
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that `stop()` cancels with the connections (the media senders)."""
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def media_packets(self) -> int:
+        """SRTP packets the `srtp-*` modes sent, over every connection."""
+        return sum(f.packets_sent for f in self.foci)
 
 
 _SDP_LIKE = (

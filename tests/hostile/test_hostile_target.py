@@ -1,11 +1,14 @@
 """`confsec run --target` against a hostile system under test ends, with the verdict that fits.
 
 Each case starts a `HostileServer` in one mode (see hostile_server.py), writes a profile with
-small timeouts (connect 2 s, transaction 3 s, media 3 s) and runs `confsec run --target` for R1
-and R2 in a subprocess. The run must finish well within the subprocess timeout, exit non-zero,
-write verdicts.json, give no `pass` to a check that could not observe what it needs, and give
-each scenario its fitting verdict: error when the target is unreachable, inconclusive when it
-is silent or talks nonsense, fail when its certificate is bad.
+small timeouts (connect 2 s, transaction 3 s, media 3 s) and runs `confsec run --target` for the
+case's requirements (R1 and R2; R3 for the `srtp-*` modes, whose focus is correct in signalling
+and hostile in media) in a subprocess. The run must finish well within the subprocess timeout,
+exit non-zero, write verdicts.json, give no `pass` to a check that could not observe what it
+needs, and give each scenario its fitting verdict: error when the target is unreachable,
+inconclusive when it is silent or talks nonsense (or sends no media), fail when its certificate
+is bad or its SRTP does not authenticate. Where the reason matters (the 1 MiB framing limit, no
+media at all), a case also pins a phrase of it.
 
 A first test checks what must hold for every behaviour (the run ends, exits non-zero, writes
 verdicts.json, passes nothing it could not observe); a second compares every scenario's verdict
@@ -47,10 +50,34 @@ REPLAY = "A replayed digest nonce is refused"
 MUTUAL = "A client without a certificate is refused where mutual TLS is claimed"
 NEEDS_SIP = (CREATE, LATER, ADMITTED, CHALLENGE, WRONG, REPLAY)
 
+# Scenarios of R3 (features/r3_media_protection.feature); outline examples are told apart by
+# their parameters (see `scenario_key`).
+PLAIN_FACTORY = "A plain RTP offer to the factory is refused"
+PLAIN_JOIN = "A plain RTP join to a secure conference is refused"
+NULL_OFFERS = tuple(
+    f"A null cipher offer is refused [{o}]" for o in ("NULL_HMAC_SHA1_80", "UNENCRYPTED_SRTP")
+)
+REFUSALS = (PLAIN_FACTORY, PLAIN_JOIN, *NULL_OFFERS)
+PROTECTED = tuple(
+    f"Participants exchange protected media with {s}"
+    for s in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
+)
+UNPROTECTED = "Unprotected media from an admitted participant does not reach the others"
+
 
 def expect(sip: str, cert: str) -> dict[str, str]:
     """Every scenario that needs a SIP answer gets `sip`, the certificate scenario `cert`."""
     return {**dict.fromkeys(NEEDS_SIP, sip), CERT: cert, MUTUAL: "not applicable"}
+
+
+def expect_r3(protected: str) -> dict[str, str]:
+    """R3 against a focus that signals correctly: refusals pass, media scenarios get
+    `protected`, and nobody hears anyone, so the unprotected-media check cannot judge."""
+    return {
+        **dict.fromkeys(REFUSALS, "pass"),
+        **dict.fromkeys(PROTECTED, protected),
+        UNPROTECTED: "inconclusive",
+    }
 
 
 @dataclass
@@ -60,6 +87,10 @@ class Case:
     reqs: tuple[str, ...] = ("R1", "R2")
     # Scenarios that may pass: they need only what the target does provide (a valid cert).
     may_pass: frozenset[str] = field(default_factory=frozenset)
+    # A phrase each scenario's reason must contain, where the reason matters.
+    reasons: dict[str, str] = field(default_factory=dict)
+    # Whether the hostile server must have sent SRTP (True), none (False), or not a media mode.
+    sends_media: bool | None = None
 
 
 # Silent or babbling targets present a valid certificate: the certificate check can observe it
@@ -74,8 +105,39 @@ CASES = [
     Case("other-domain", expect("inconclusive", "fail")),
     Case("self-signed", expect("inconclusive", "fail")),
     Case("drip", expect("inconclusive", "pass"), may_pass=frozenset({CERT})),
-    Case("huge", expect("inconclusive", "pass"), may_pass=frozenset({CERT})),
+    # Our SIP stream framing takes at most 1 MiB of body: the reason says that limit was hit.
+    Case(
+        "huge",
+        expect("inconclusive", "pass"),
+        may_pass=frozenset({CERT}),
+        reasons=dict.fromkeys(NEEDS_SIP, "exceeds the 1048576 byte limit"),
+    ),
     Case("bad-sdp", expect("inconclusive", "pass"), may_pass=frozenset({CERT})),
+    # A focus that answers SDES offers correctly and refuses plain RTP and null ciphers (those
+    # checks observe that and pass), but sends no media: nothing arrived to judge.
+    Case(
+        "srtp-silent",
+        expect_r3("inconclusive"),
+        reqs=("R3",),
+        may_pass=frozenset(REFUSALS),
+        reasons={
+            **dict.fromkeys(PROTECTED, "received no audio packets: nothing to judge"),
+            UNPROTECTED: "heard no one at all",
+        },
+        sends_media=False,
+    ),
+    # The same focus sending SRTP under the key it announced, every tag corrupted.
+    Case(
+        "srtp-bad-tag",
+        expect_r3("fail"),
+        reqs=("R3",),
+        may_pass=frozenset(REFUSALS),
+        reasons={
+            **dict.fromkeys(PROTECTED, "did not authenticate under the negotiated key"),
+            UNPROTECTED: "heard no one at all",
+        },
+        sends_media=True,
+    ),
 ]
 
 # Behaviours whose exact verdicts reveal a bug in confsec (strict xfail, naming the bug). Both
@@ -91,12 +153,25 @@ class RunResult:
     reports: Path
     output: str
     scenarios: dict[str, tuple[str, str]] = field(default_factory=dict)
+    media_packets: int = 0
+    """SRTP packets the hostile server sent (the `srtp-*` modes)."""
 
 
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def scenario_key(scenario: dict) -> str:
+    """The scenario's name, with an outline's parameters put in: in its `<placeholders>`, or
+    in brackets when the name has none (`A null cipher offer is refused [UNENCRYPTED_SRTP]`)."""
+    name, params = scenario["name"], scenario.get("params") or {}
+    for key, value in params.items():
+        name = name.replace(f"<{key}>", str(value))
+    if params and name == scenario["name"]:
+        name += f" [{', '.join(map(str, params.values()))}]"
+    return name
 
 
 def run_case(case: Case, workdir: Path) -> RunResult:
@@ -135,11 +210,12 @@ def run_case(case: Case, workdir: Path) -> RunResult:
         if server:
             server.stop()
     result = RunResult(rc, wall, reports, str(output))
+    result.media_packets = server.media_packets if server else 0
     verdicts = reports / "verdicts.json"
     if verdicts.is_file():
         for r in json.loads(verdicts.read_text())["requirements"]:
             for s in r["scenarios"]:
-                result.scenarios[s["name"]] = (s["verdict"], s.get("reason") or "")
+                result.scenarios[scenario_key(s)] = (s["verdict"], s.get("reason") or "")
     return result
 
 
@@ -191,7 +267,10 @@ def params(xfail: dict[str, str]) -> list:
 
 def result_of(case: Case, runs: Runs) -> RunResult:
     result = runs.get(case)
-    print(f"\n{case.mode}: confsec run exit {result.returncode} in {result.wall:.1f} s")
+    print(
+        f"\n{case.mode}: confsec run {' '.join(case.reqs)} exit {result.returncode} in "
+        f"{result.wall:.1f} s, {result.media_packets} SRTP packets sent by the target"
+    )
     for name, (verdict, reason) in result.scenarios.items():
         print(f"  {verdict:15} {name}  {reason[:110]}")
     return result
@@ -209,7 +288,7 @@ def test_run_ends_with_reports_and_no_false_pass(case: Case, runs: Runs) -> None
     assert "Traceback" not in result.output, result.output[-3000:]
     assert result.returncode in (1, 2, 4), result.output[-3000:]
     assert (result.reports / "verdicts.json").is_file(), result.output[-3000:]
-    assert set(result.scenarios) == set(case.expected), "every R1/R2 scenario has a verdict"
+    assert set(result.scenarios) == set(case.expected), "every scenario run has a verdict"
     got = {name: v for name, (v, _) in result.scenarios.items()}
     passed = {n for n, v in got.items() if v == "pass"} - case.may_pass
     assert not passed, f"pass without the observation the check needs: {passed}"
@@ -222,3 +301,8 @@ def test_each_scenario_gets_the_fitting_verdict(case: Case, runs: Runs) -> None:
     result = result_of(case, runs)
     got = {name: v for name, (v, _) in result.scenarios.items()}
     assert got == case.expected
+    for name, phrase in case.reasons.items():
+        assert phrase in result.scenarios[name][1], (name, result.scenarios[name][1])
+    if case.sends_media is not None:
+        # The verdicts judge what the target did: it must really have sent (or not sent) SRTP.
+        assert (result.media_packets > 0) == case.sends_media, result.media_packets
