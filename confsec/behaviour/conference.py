@@ -80,6 +80,22 @@ class ConferenceRun:
         self.last_probe: TlsProbe | None = None
         self.interface_probes: dict[str, TlsProbe] = {}
         self._extra_uas: list[UserAgent] = []
+        self.protocol_windows: dict[str, float] = {}
+        """Seconds of windows the checks wait out by design, by kind: media sent for a stated
+        time, the target's rekey batching window, a connection watched for a close. Their sum
+        is the scenario's inherent protocol time, which `benchmarks/suite_time.py` sets the
+        suite's wall time against; everything else a scenario takes is the suite's (or the
+        target's) own cost."""
+
+    def count_window(self, kind: str, seconds: float) -> None:
+        """Account a protocol window of `seconds` this scenario waits for (see above)."""
+        if seconds > 0:
+            self.protocol_windows[kind] = self.protocol_windows.get(kind, 0.0) + seconds
+
+    def keep_ua(self, ua: UserAgent) -> None:
+        """A UA a behaviour module started for this scenario (a probe outside the participants):
+        closed with the run, and its trace goes into the scenario's SIP ladder."""
+        self._extra_uas.append(ua)
 
     # -- sync face for the steps ---------------------------------------------------------------
 
@@ -149,6 +165,7 @@ class ConferenceRun:
         """Everyone sends for `seconds`; returns when every leg received that much media."""
         if not self.participants:
             raise Inconclusive("no participant is in the conference")
+        self.count_window("media", seconds)
         self._run(
             self._exchange(seconds, plain),
             timeout=seconds + self.target.timeouts.media + 5,
@@ -322,7 +339,13 @@ class ConferenceRun:
             probe.closed_by_peer = True
         try:
             if await_close and not probe.closed_by_peer:
-                probe.closed_by_peer = not await asyncio.wait_for(reader.read(1), await_close)
+                watched = asyncio.get_running_loop().time()
+                try:
+                    probe.closed_by_peer = not await asyncio.wait_for(reader.read(1), await_close)
+                finally:
+                    # Watching for the close is waiting on the peer, up to the window.
+                    elapsed = asyncio.get_running_loop().time() - watched
+                    self.count_window("close_watch", min(elapsed, await_close))
             if send_request:
                 writer.write(_options_request(self.target))
                 await writer.drain()
@@ -358,7 +381,9 @@ class ConferenceRun:
         try:
             await asyncio.gather(
                 *(
-                    leg.wait_for_packets(want, seconds + self.target.timeouts.media)
+                    # Counted from now: a leg that sat idle while the mixer sent it silence
+                    # already holds more than `want`, and would not wait for the tones.
+                    leg.wait_for_packets(leg.received + want, seconds + self.target.timeouts.media)
                     for p in active
                     for leg in p.legs.values()
                     if leg.remote is not None

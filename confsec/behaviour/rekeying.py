@@ -250,6 +250,7 @@ class Membership:
 
     def receive(self, seconds: float) -> None:
         """Wait until every remaining participant's every leg got `seconds` more of media."""
+        self.conf.count_window("media", seconds)
         self._run(self._receive(seconds), seconds + self.conf.target.timeouts.media + 5, "media")
 
     def remaining(self) -> list[Participant]:
@@ -289,6 +290,7 @@ class Membership:
         # Settle: every participant that stays and was there before got a re-INVITE after the
         # last event, or the deadline passed (a target that does not rekey is judged on that).
         window = self.conf.target.capabilities.rekey_batching_window_s
+        self.conf.count_window("rekey_batching", window)  # the target waits this long by design
         deadline = max(e.done for e in events) + window + REKEY_DEADLINE_S
         # The focus may rekey before the suite has read the BYE's (or INVITE's) 200 OK, which
         # comes on another connection: keys count from when the request was sent.

@@ -61,9 +61,10 @@ def record_evidence(
     node: pytest.Item, run: Any, reports: Path, bundle: Path, media: list[Any] | None = None
 ) -> Path:
     """Write one scenario's evidence (redacted in reports/, raw in the bundle), attach it."""
+    publish_protocol_windows(node, run)
     slug = scenario_slug(node.nodeid)
     ev = collect(run, media)
-    ev.metrics.update(_measured(getattr(node, "user_properties", [])))
+    ev.metrics.update(measured(getattr(node, "user_properties", [])))
     report_dir = reports / "evidence" / slug
     meta = {"nodeid": node.nodeid, "slug": slug}
     ev.write(report_dir, bundle / "scenarios" / slug, meta)
@@ -71,7 +72,20 @@ def record_evidence(
     return report_dir
 
 
-def _measured(props: list[tuple[str, Any]]) -> dict[str, float]:
+PROTOCOL_WINDOW = "protocol_window_s"
+
+
+def publish_protocol_windows(node: pytest.Item, run: Any) -> None:
+    """Put the scenario's protocol windows (`ConferenceRun.protocol_windows`) on the item, as
+    `("protocol_window_s", {"total": ..., "media": ...})`: they then reach the measured numbers,
+    JUnit properties and, through the teardown report (which xdist carries), verdicts.json."""
+    windows = {k: round(v, 3) for k, v in getattr(run, "protocol_windows", {}).items()}
+    node.user_properties.append(
+        (PROTOCOL_WINDOW, {"total": round(sum(windows.values(), 0.0), 3), **windows})
+    )
+
+
+def measured(props: list[tuple[str, Any]]) -> dict[str, float]:
     """Numbers steps published on the test item (`("rekey_latency", {"max_ms": 12.0})`), so
     that a step can add a measurement without knowing about reports."""
     out: dict[str, float] = {}

@@ -19,7 +19,13 @@ import pytest
 
 from confsec import __version__
 from confsec.evidence import scenario_slug
-from confsec.report.allure_labels import register_markers, requirement_marks, severity_of
+from confsec.report.allure_labels import (
+    PROTOCOL_WINDOW,
+    measured,
+    register_markers,
+    requirement_marks,
+    severity_of,
+)
 from confsec.report.verdicts import (
     Inconclusive,
     NotApplicable,
@@ -157,6 +163,10 @@ class ScenarioResult:
     phases: dict[str, tuple[Verdict, str]] = field(default_factory=dict)
     duration_s: float = 0.0
     finished: float = 0.0
+    protocol_window_s: float = 0.0
+    """Sum of the protocol windows the scenario's checks waited for (its inherent time)."""
+    numbers: dict[str, float] = field(default_factory=dict)
+    """What the steps measured (rekey latency, ...), flattened as `name.key`."""
 
     @property
     def verdict(self) -> Verdict:
@@ -198,6 +208,12 @@ class VerdictCollector:
                 res.phases[report.when] = (Verdict(value[1]), value[2])
             elif key == _META:
                 res.meta = value
+            elif report.when == "teardown":
+                # The item's properties reach every phase's report; the teardown's are complete.
+                if key == PROTOCOL_WINDOW:
+                    res.protocol_window_s = float(value.get("total", 0.0))
+                else:
+                    res.numbers.update(measured([(key, value)]))
         if report.when == "teardown" and self.config.getoption("--confsec-progress"):
             reqs = ",".join(res.meta.get("reqs", [])) or "-"
             done = sum(1 for r in self.results.values() if "teardown" in r.phases)
@@ -290,6 +306,8 @@ def build_verdicts(
                         "verdict": str(s.verdict),
                         "reason": s.reason,
                         "duration_s": round(s.duration_s, 3),
+                        "protocol_window_s": round(s.protocol_window_s, 3),
+                        "numbers": {k: round(v, 3) for k, v in sorted(s.numbers.items())},
                         "finished": _iso(s.finished or time.time()),
                         "evidence": _evidence_path(reports, s.nodeid),
                     }

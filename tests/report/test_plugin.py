@@ -41,6 +41,9 @@ Feature: Second requirement
   @pics:floor_control
   Scenario: optional capability
     Given the step does "nothing"
+
+  Scenario: measures
+    Given the step measures a latency of 12.5 ms in a media window of 1.5 s
 """
 
 STEPS = """\
@@ -54,6 +57,11 @@ pytest_plugins = ["confsec.report.plugin"]
 def _pics(request):
     if any(m.args[0] == "floor_control" for m in request.node.iter_markers("pics")):
         raise NotApplicable("the target does not claim floor_control")
+
+@given(parsers.parse("the step measures a latency of {ms:g} ms in a media window of {s:g} s"))
+def measures(request, ms, s):
+    request.node.user_properties.append(("rekey_latency", {"max_ms": ms, "note": "text"}))
+    request.node.user_properties.append(("protocol_window_s", {"total": s, "media": s}))
 
 @given(parsers.parse('the step does "{what}"'))
 def step(what):
@@ -75,7 +83,7 @@ def verdicts(pytester: pytest.Pytester) -> dict:
     pytester.makepyfile(test_bdd='from pytest_bdd import scenarios\nscenarios(".")\n')
     pytester.makeini("[pytest]\nbdd_features_base_dir = .\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--reports", "out")
-    result.assert_outcomes(passed=2, failed=2, skipped=3)
+    result.assert_outcomes(passed=3, failed=2, skipped=3)
     return json.loads((pytester.path / "out" / "verdicts.json").read_text())
 
 
@@ -98,6 +106,15 @@ def test_requirements_roll_up_and_gaps_are_listed(verdicts: dict) -> None:
     by_id = {r["id"]: r for r in verdicts["requirements"]}
     assert by_id["R1"]["verdict"] == "fail"  # a finding outranks the rest
     assert by_id["R2"]["verdict"] == "pass"  # pass + not applicable
-    assert [s["verdict"] for s in by_id["R2"]["scenarios"]] == ["pass", "not applicable"]
+    assert [s["verdict"] for s in by_id["R2"]["scenarios"]] == ["pass", "not applicable", "pass"]
     assert by_id["R3"]["verdict"] == "not covered"
     assert len(verdicts["requirements"]) == 15
+
+
+def test_measured_numbers_and_protocol_windows_reach_verdicts_json(verdicts: dict) -> None:
+    r2 = next(r for r in verdicts["requirements"] if r["id"] == "R2")
+    s = next(s for s in r2["scenarios"] if s["name"] == "measures")
+    assert s["numbers"] == {"rekey_latency.max_ms": 12.5}
+    assert s["protocol_window_s"] == 1.5
+    passes = next(s for s in r2["scenarios"] if s["name"] == "only passes")
+    assert passes["numbers"] == {} and passes["protocol_window_s"] == 0.0
