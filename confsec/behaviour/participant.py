@@ -7,6 +7,7 @@ own tone and records what it hears.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import ssl
@@ -97,6 +98,8 @@ class Participant:
     """The dialog with the focus once admitted: BYE to leave, re-INVITEs (rekeys) come in it."""
     rekeys: list[RekeyRecord] = field(default_factory=list)
     """Every re-INVITE that brought new keys (confsec.behaviour.rekeying)."""
+    rekey_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set with every new entry in `rekeys`, so waiting for a rekey awaits it, never polls."""
 
     # -- offer / answer ------------------------------------------------------------------------
 

@@ -181,6 +181,7 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
         )
     record.changed = tuple(changed)
     p.rekeys.append(record)
+    p.rekey_arrived.set()
     return SessionDescription.build(p.name, "127.0.0.1", media=media)
 
 
@@ -295,7 +296,7 @@ class Membership:
         # The focus may rekey before the suite has read the BYE's (or INVITE's) 200 OK, which
         # comes on another connection: keys count from when the request was sent.
         last = max(e.started for e in events)
-        while loop.time() < deadline:
+        while (left := deadline - loop.time()) > 0:
             pending = [
                 p
                 for p in self.remaining()
@@ -303,7 +304,12 @@ class Membership:
             ]
             if not pending:
                 break
-            await asyncio.sleep(0.01)
+            for p in pending:  # no await since `pending` was taken: no rekey slips through
+                p.rekey_arrived.clear()
+            waits = [asyncio.ensure_future(p.rekey_arrived.wait()) for p in pending]
+            _, rest = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for w in rest:
+                w.cancel()
         settled = loop.time()
         for e in events:
             e.settled = settled
