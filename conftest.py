@@ -13,3 +13,5 @@ from steps.floor import *  # noqa: E402, F403
 from steps.interfaces import *  # noqa: E402, F403
 from steps.media import *  # noqa: E402, F403
 from steps.rekeying import *  # noqa: E402, F403
+from steps.robustness_media import *  # noqa: E402, F403
+from steps.robustness_signalling import *  # noqa: E402, F403

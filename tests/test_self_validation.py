@@ -8,16 +8,12 @@ that silently stops catching its defect turns this test red.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from confsec.reference.defects import DEFECTS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli_runner import confsec_run as cli_run
 
 # defect -> scenarios of its requirement that must fail (others of that requirement may pass).
 # The key-channel defects are also caught on a capture by `confsec analyze` (tests/analyze/).
@@ -88,21 +84,26 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "bfcp-crash-on-malformed": {
         "Malformed BFCP gets an Error or a close and the server keeps serving the others"
     },
+    # Robustness: signalling
+    "focus-crash-on-malformed-sip": {
+        "A malformed SIP request is refused cleanly and the conference goes on",
+        "An oversized SIP request is refused cleanly and the conference goes on",
+    },
+    "accept-malformed-sdp": {"An offer with malformed SDP is refused and the conference goes on"},
+    "accept-unknown-suite": {
+        "An offer with only unknown crypto suites is refused",
+        "An unknown crypto suite offered first is skipped for a supported one",
+    },
+    # Robustness: media
+    "mixer-crash-on-truncated": {"A truncated SRTP packet is dropped and the conference goes on"},
+    "mixer-accepts-replay": {"A replayed SRTP packet is not mixed"},
+    "mixer-skips-auth-check": {"A forged SRTP packet is not mixed"},
 }
 
 
-def confsec_run(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
-    reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "confsec.cli", "run", "--reports", str(reports), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    verdicts_file = reports / "verdicts.json"
-    doc = json.loads(verdicts_file.read_text()) if verdicts_file.exists() else {}
-    return proc.returncode, doc, proc.stdout + proc.stderr
+def confsec_run(tmp_path: Path, *args: str) -> tuple[int | None, dict, str]:
+    result = cli_run(tmp_path / "reports", *args)
+    return result.code, result.verdicts(), result.output
 
 
 def by_id(doc: dict) -> dict[str, dict]:

@@ -27,7 +27,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -36,12 +36,20 @@ from confsec.media.rtp import RtpParseError, build_rtp, rtp_payload_bounds
 from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver, SrtpSender
 from confsec.media.tone import PCMU_SILENCE, detect_tones, pcmu_decode
 
-__all__ = ["MediaLeg", "MediaStats", "RawPacket"]
+__all__ = ["MediaLeg", "MediaStats", "Protector", "RawPacket"]
 
 Addr = tuple[Any, ...]
 #: (arrival time on the loop clock, source address, datagram)
 RawPacket = tuple[float, Addr, bytes]
 PacketHook = Callable[[bytes, Addr, float], None]
+
+
+class Protector(Protocol):
+    """What the pacing job protects each packet with: an `SrtpSender`, or a stand-in of the
+    robustness probes (confsec.behaviour.media_abuse) that forges, records or replays."""
+
+    def protect(self, rtp: bytes) -> bytes: ...
+
 
 _SSRC_AT_8 = struct.Struct("!I")
 _PCMU = 0
@@ -247,7 +255,7 @@ class MediaLeg(asyncio.DatagramProtocol):
 
     def start_sending(
         self,
-        sender: SrtpSender | None,
+        sender: Protector | None,
         ssrc: int,
         payload_type: int = _PCMU,
         frames: Iterator[bytes] | None = None,
@@ -530,6 +538,14 @@ class MediaLeg(asyncio.DatagramProtocol):
                 if r > result[f]:
                     result[f] = r
         return result
+
+    def reset_audio(self) -> None:
+        """Start a fresh listening window: forget the audio received so far.
+
+        `heard_tones()` looks at the last seconds of what arrived; a check about one window
+        (a replay must not be heard *now*) would otherwise hear what came before it.
+        """
+        self._audio.clear()
 
     def heard_tones(
         self, candidates: Sequence[float], min_ratio: float = 0.005, seconds: float = 1.0

@@ -209,6 +209,11 @@ class IncomingRequest:
         """Synchronous `respond` (for callbacks that cannot await)."""
         if self.cancelled.is_set():
             return None
+        if self.transaction.fsm.terminated and not self.transaction.final_sent:
+            # The connection closed before the handler answered (flow_closed ended the
+            # transaction): there is no one left to answer, and it is not the handler's fault.
+            log.info("%s not sent: %s closed before the answer", status, self)
+            return None
         request = self.request
         method = self.method
         if to_tag is not None:
@@ -306,6 +311,10 @@ class UserAgent:
         self._waiters: list[tuple[Callable[[TraceEntry], bool], asyncio.Future[TraceEntry]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.on_malformed: Callable[[Flow, str], None] | None = None
+        """Told of every message refused as malformed (bytes that do not parse, a request
+        without a usable mandatory header) after the UA answered it or closed the stream: the
+        reference's focus watches it (logging, and its robustness defect switch)."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
@@ -872,6 +881,7 @@ class UserAgent:
             log.info("bad request from %s: %s", flow, problem)
             if request.method.upper() != "ACK":
                 self._reply_stateless(request, flow, 400, problem)
+            self._malformed(flow, problem)
             return
         kind, txn = self.transactions.handle_request(request, flow)
         method = request.method.upper()
@@ -972,11 +982,21 @@ class UserAgent:
         Call-ID and CSeq can still be picked out (streams are closed by the transport)."""
         self._record("received", flow, raw)
         if flow.transport != "udp" or self._closed:
+            self._malformed(flow, error.reason)
             return
         response = _salvage_400(raw, error)
         if response is not None:
             with contextlib.suppress(ConfsecError, OSError):
                 self._send(response, flow)
+        self._malformed(flow, error.reason)
+
+    def _malformed(self, flow: Flow, why: str) -> None:
+        if self.on_malformed is None or self._closed:
+            return
+        try:
+            self.on_malformed(flow, why)
+        except Exception:  # an observer must not break the receive path
+            log.exception("on_malformed observer failed for %s", flow)
 
     def _on_closed(self, flow: Flow, exc: Exception | None) -> None:
         reason = f"connection {flow} closed" + (f": {exc}" if exc else "")
@@ -1019,8 +1039,15 @@ async def _default_in_dialog(incoming: IncomingRequest) -> None:
 def _check_request(request: Request) -> str | None:
     """Why `request` cannot be handled (missing or malformed mandatory headers), or None."""
     for name in _MANDATORY:
-        if request.headers.get(name) is None:
+        values = request.headers.get_all(name)
+        if not values:
             return f"Missing {name}"
+        # Every response echoes these headers (RFC 3261 8.2.6.2): a second copy that does not
+        # parse, or a control character the builder refuses, would break the answer later.
+        if len(values) > 1 and name != "Via":
+            return f"More than one {name}"
+        if any(c in v for v in values for c in "\r\n\x00"):
+            return f"Control character in {name}"
     try:
         # Parsing them now means the layers above can use the accessors without guarding.
         _parsed = (request.from_, request.to, request.via)

@@ -148,6 +148,38 @@ DEFECTS: tuple[Defect, ...] = (
         "R8",
         "malformed BFCP takes the floor control server down for everyone",
     ),
+    # Robustness: signalling (malformed SIP and SDP, oversized headers, unknown crypto suites)
+    Defect(
+        "focus-crash-on-malformed-sip",
+        "R1",
+        "a request the focus cannot parse (or an oversized one) crashes it: every conference ends",
+    ),
+    Defect(
+        "accept-malformed-sdp",
+        "R3",
+        "an offer whose SDP or a=crypto does not parse is admitted with a default template",
+    ),
+    Defect(
+        "accept-unknown-suite",
+        "R3",
+        "the first a=crypto is taken unchecked: an unknown suite falls back to plain RTP/AVP",
+    ),
+    # Robustness: media (truncated, replayed and forged SRTP)
+    Defect(
+        "mixer-crash-on-truncated",
+        "R3",
+        "an SRTP packet too short for its header and tag stops the mixer for the whole conference",
+    ),
+    Defect(
+        "mixer-accepts-replay",
+        "R3",
+        "the mixer has no SRTP replay window: a replayed packet is decrypted and mixed again",
+    ),
+    Defect(
+        "mixer-skips-auth-check",
+        "R3",
+        "the mixer decrypts SRTP without checking the tag: a forged packet is mixed",
+    ),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in DEFECTS}

@@ -101,6 +101,7 @@ class ReferenceDeployment:
             request_handler=self.focus.handle,
             user_agent_header="confsec-reference/0.1",
         )
+        self.focus.watch(self.ua)
         self.port = self.ua.address("tls")[2]
         # O1: the focus reaches the mixer over a real (TLS) connection, see keychannel.py.
         self.key_channel = await keychannel.start_for(self)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from confsec.codec.digest import DigestError, DigestServer, parse_credentials
 from confsec.codec.sdp import (
     SRTP_SUITES,
+    CryptoAttribute,
     MediaDescription,
     SdpParseError,
     SessionDescription,
@@ -28,12 +29,18 @@ from confsec.codec.sip import SipParseError, parse_uri
 from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager, SrtpKeys
 from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
-from confsec.reference.policy import SUPPORTED_MEDIA, PolicyDecision, evaluate_offer
+from confsec.reference.policy import (
+    SUPPORTED_MEDIA,
+    MediaChoice,
+    PolicyDecision,
+    evaluate_offer,
+)
 from confsec.reference.rekey import DEFAULT_WINDOW_S, Rekeyer, common_answer_line, is_common
 
 if TYPE_CHECKING:
     from confsec.net.dialog import Dialog
-    from confsec.net.ua import IncomingRequest
+    from confsec.net.transport import Flow
+    from confsec.net.ua import IncomingRequest, UserAgent
     from confsec.reference.floor import FloorServer
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,29 @@ class Focus:
         self.conferences: dict[str, Conference] = {}
         self.events = ConferenceEvents(self)  # RFC 4575 package (R7), confsec/reference/events.py
         self.floor: FloorServer | None = None  # BFCP (R8), set by the deployment
+        self._ua: UserAgent | None = None  # the UA the requests come through (`watch`)
+
+    # -- malformed input (robustness) ----------------------------------------------------------
+
+    def watch(self, ua: UserAgent) -> None:
+        """Hear of the malformed requests `ua` refuses itself (they never reach `handle`)."""
+        self._ua = ua
+        ua.on_malformed = self._malformed
+
+    def _malformed(self, flow: Flow, why: str) -> None:
+        """The UA answered 400 or closed the stream; the conferences are not concerned. With
+        `focus-crash-on-malformed-sip` the focus process dies on it and its supervisor restarts
+        it: every conference in progress ends and every signalling connection drops."""
+        if "focus-crash-on-malformed-sip" not in self.defects:
+            log.info("malformed request from %s refused: %s", flow, why)
+            return
+        log.error("focus crashed on a malformed request from %s (defect switch): %s", flow, why)
+        for conf in list(self.conferences.values()):
+            for leg in list(conf.legs.values()):
+                self._leave(conf, leg)  # all legs go before a rekey round could start
+        if self._ua is not None:
+            for open_flow in self._ua.transport.connections():
+                self._ua.transport.close_flow(open_flow)
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -231,6 +261,10 @@ class Focus:
         if not secure:
             # A conference created without security answers in the clear.
             return evaluate_offer(offer, require_srtp=False, allow_null_cipher=True, suites=())
+        if "accept-unknown-suite" in self.defects:
+            blind = _first_crypto_blindly(offer)
+            if blind is not None:
+                return blind
         return evaluate_offer(
             offer, require_srtp=require_srtp, allow_null_cipher=allow_null, suites=suites
         )
@@ -240,11 +274,21 @@ class Focus:
         if not r.body:
             await req.respond(488, "An SDP offer is required")
             return None
+        lenient = "accept-malformed-sdp" in self.defects
         try:
             offer = parse_sdp(r.body)
         except SdpParseError as exc:
-            await req.respond(400, f"Bad SDP: {exc}"[:120])
-            return None
+            if not lenient:
+                await req.respond(400, f"Bad SDP: {exc}"[:120])
+                return None
+            return _template_offer(req.flow.remote[0])
+        bad = _malformed_crypto(offer)
+        if bad is not None:
+            if not lenient:
+                # RFC 4568 7.1.2: no valid a=crypto the answerer supports rejects the stream.
+                await req.respond(488, f"Malformed a=crypto: {bad}"[:120])
+                return None
+            return _template_offer(req.flow.remote[0])
         refusal = self.floor.check_offer(offer) if self.floor is not None else None
         if refusal is not None:
             await req.respond(488, refusal)
@@ -357,6 +401,43 @@ class Focus:
         self.mixer.release(conf.conference_id, leg.leg_id)
         if not conf.legs:
             self.conferences.pop(conf.conference_id, None)
+
+
+def _malformed_crypto(offer: SessionDescription) -> str | None:
+    """Why an a=crypto of the offer cannot be used (not base64, wrong length...), or None."""
+    for m in offer.media:
+        try:
+            m.crypto  # noqa: B018 - parsing every a=crypto is the check
+        except SdpParseError as exc:
+            return exc.reason
+    return None
+
+
+def _template_offer(host: str) -> SessionDescription:
+    """The `accept-malformed-sdp` defect: an offer that does not parse, or whose a=crypto does
+    not, is taken as the focus's default one (audio, RTP/SAVP, a key it makes up) and admitted."""
+    crypto = CryptoAttribute.generate(1, SECURE_SUITES[0])
+    media = MediaDescription.build(
+        "audio", port=9, proto="RTP/SAVP", formats=["0"], attributes=[("crypto", crypto.to_value())]
+    )
+    return SessionDescription.build("offer", host, media=[media])
+
+
+def _first_crypto_blindly(offer: SessionDescription) -> PolicyDecision | None:
+    """The `accept-unknown-suite` defect: the first a=crypto of each m-line is taken without
+    looking at its suite, and a stream whose first suite is unknown silently falls back to plain
+    RTP/AVP. None when no first suite is unknown (the policy then decides as usual)."""
+    choices: list[MediaChoice] = []
+    unknown = False
+    for index, m in enumerate(offer.media):
+        if m.media not in SUPPORTED_MEDIA or m.port == 0 or is_common(m):
+            continue
+        first = next(iter(m.crypto), None)
+        if first is not None and not first.is_known:
+            unknown = True
+            first = None
+        choices.append(MediaChoice(index, m, first))
+    return PolicyDecision(True, choices=tuple(choices)) if unknown else None
 
 
 def _offered_ssrc(m: MediaDescription) -> int | None:

@@ -25,10 +25,26 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from confsec.media import reference_srtp
 from confsec.media.ledger import KeyStreamLedger, StreamId
-from confsec.media.rtp import RtpParseError, build_rtp, rtp_payload_bounds
-from confsec.media.srtp import SrtpReceiver, SrtpSender, new_receiver, new_sender
+from confsec.media.rtp import (
+    RTP_HEADER_LEN,
+    RtpParseError,
+    build_rtp,
+    peek_ssrc_seq,
+    rtp_header_length,
+    rtp_payload_bounds,
+)
+from confsec.media.srtp import (
+    AUTH_FAILED,
+    REPLAYED,
+    SrtpReceiver,
+    SrtpSender,
+    new_receiver,
+    new_sender,
+)
 from confsec.media.tone import pcmu_decode, pcmu_encode
 from confsec.reference.keys import SrtpKeys
 
@@ -37,6 +53,9 @@ log = logging.getLogger(__name__)
 FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio
 TICK_S = 0.020
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+# Defect switches that decrypt refused packets outside libsrtp: the stream keeps its receive key
+# and an estimate of the packet index for them (robustness probes, issue 7).
+_DECRYPTING_DEFECTS = frozenset({"mixer-accepts-replay", "mixer-skips-auth-check"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,9 @@ class _Stream(asyncio.DatagramProtocol):
         self.seq = 0
         self.ts = 0
         self.frames: deque[np.ndarray] = deque(maxlen=6)
+        self.rx_keys: SrtpKeys | None = None
+        """Kept only for the defect switches in `_DECRYPTING_DEFECTS`."""
+        self.index: _IndexGuess | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -108,6 +130,10 @@ class _Stream(asyncio.DatagramProtocol):
         if not self.installed or self.media == "common":  # the common stream is send-only
             return
         self.mixer.stats.received += 1
+        if "mixer-crash-on-truncated" in self.mixer.defects and self._truncated(data):
+            # The defect: a parser that trusts the length takes the conference's mixing down.
+            self.mixer.halt(self.conference_id, f"{len(data)}-octet packet on {self.leg_id}")
+            return
         payload = self._payload(data)
         if payload is None:
             return
@@ -123,10 +149,11 @@ class _Stream(asyncio.DatagramProtocol):
             rtp = self.rx.try_unprotect(data)
             if rtp is None:
                 self.mixer.stats.auth_failed += 1
-                if "mixer-mixes-unauthenticated" not in self.mixer.defects:
+                rtp = self._refused(self.rx, data)
+                if rtp is None:
                     return None
-                rtp = data  # the defect: treat what failed authentication as plain RTP
-                self.mixer.stats.plain_mixed += 1
+            elif self.index is not None:
+                self.index.accepted(peek_ssrc_seq(data)[1])
         else:
             rtp = data
         try:
@@ -134,6 +161,28 @@ class _Stream(asyncio.DatagramProtocol):
         except RtpParseError:
             return None
         return rtp[start:end]
+
+    def _truncated(self, data: bytes) -> bool:
+        """Too short for an RTP header (and the SRTP tag, on a protected stream)."""
+        tag = self.rx.profile.auth_tag_len if self.secure_rx and self.rx is not None else 0
+        return len(data) < RTP_HEADER_LEN + tag
+
+    def _refused(self, rx: SrtpReceiver, data: bytes) -> bytes | None:
+        """What the defect switches make of a packet libsrtp refused; None drops it."""
+        defects = self.mixer.defects
+        keys, index = self.rx_keys, self.index
+        if keys is not None and index is not None and not self._truncated(data):
+            roc = index.roc_for(peek_ssrc_seq(data)[1])
+            if rx.last_status == REPLAYED and "mixer-accepts-replay" in defects:
+                # The defect: no replay window. The packet is still authenticated (with a
+                # replay-free implementation), so only genuine packets sent before get in.
+                return _unprotect_anew(keys, data, roc)
+            if rx.last_status == AUTH_FAILED and "mixer-skips-auth-check" in defects:
+                return _decrypt_unchecked(keys, data, roc)  # the defect: the tag is not read
+        if "mixer-mixes-unauthenticated" in defects:
+            self.mixer.stats.plain_mixed += 1
+            return data  # the defect: treat what failed authentication as plain RTP
+        return None
 
     def send(self, payload: bytes, marker: bool = False, ts_step: int = FRAME_SAMPLES) -> None:
         if self.transport is None or self.remote is None or not self.installed:
@@ -166,6 +215,8 @@ class _Conference:
     groups: dict[tuple[bytes, bytes, int], _Group] = field(default_factory=dict)
     members: dict[str, _Group] = field(default_factory=dict)
     """leg id -> the group sender its common stream currently uses."""
+    halted: bool = False
+    """Mixing stopped for good (the `mixer-crash-on-truncated` defect)."""
 
 
 class Mixer:
@@ -237,6 +288,9 @@ class Mixer:
                 if s.tx
                 else None
             )
+            if self.defects & _DECRYPTING_DEFECTS:
+                stream.rx_keys = s.rx
+                stream.index = _IndexGuess()  # a new key is a new libsrtp session
             stream.installed = True
 
     def _install_common(
@@ -291,9 +345,17 @@ class Mixer:
 
     # -- media paths ---------------------------------------------------------------------------
 
+    def halt(self, conference_id: str, why: str) -> None:
+        """Stop mixing and switching for one conference (the `mixer-crash-on-truncated`
+        defect: what a receive path that indexes past a short packet's end amounts to)."""
+        conf = self._conferences.get(conference_id)
+        if conf is not None and not conf.halted:
+            conf.halted = True
+            log.error("mixer crashed for conference %s: %s", conference_id, why)
+
     def switch(self, source: _Stream, payload: bytes) -> None:
         conf = self._conferences.get(source.conference_id)
-        if conf is None:
+        if conf is None or conf.halted:
             return
         for leg_id, streams in conf.legs.items():
             if leg_id != source.leg_id and (out := streams.get(source.media)) is not None:
@@ -335,7 +397,7 @@ class Mixer:
 
     def _mix(self, conf: _Conference) -> None:
         audio = [s["audio"] for s in conf.legs.values() if "audio" in s]
-        if not audio:
+        if not audio or conf.halted:
             return
         frames = [s.frames.popleft() if s.frames else _SILENCE for s in audio]
         total = np.sum(frames, axis=0, dtype=np.int32)
@@ -368,3 +430,65 @@ class Mixer:
 
 def _k(keys: SrtpKeys) -> tuple[str, bytes, bytes]:
     return keys.suite, keys.key, keys.salt
+
+
+class _IndexGuess:
+    """A receiver's rollover counter, estimated as RFC 3711 section 3.3.1 does, for the defect
+    switches that decrypt outside libsrtp (which keeps its own and does not show it)."""
+
+    __slots__ = ("roc", "s_l")
+
+    def __init__(self) -> None:
+        self.roc = 0
+        self.s_l: int | None = None
+
+    def roc_for(self, seq: int) -> int:
+        if self.s_l is None:
+            return 0
+        if self.s_l < 0x8000:
+            v = self.roc - 1 if seq - self.s_l > 0x8000 else self.roc
+        else:
+            v = self.roc + 1 if self.s_l - 0x8000 > seq else self.roc
+        return max(v, 0)
+
+    def accepted(self, seq: int) -> None:
+        """A packet libsrtp authenticated: advance the highest index seen."""
+        v = self.roc_for(seq)
+        if self.s_l is None or v > self.roc or (v == self.roc and seq > self.s_l):
+            self.roc, self.s_l = v, seq
+
+
+def _unprotect_anew(keys: SrtpKeys, data: bytes, roc: int) -> bytes | None:
+    """The `mixer-accepts-replay` defect: authenticate and decrypt with no replay window."""
+    try:
+        return reference_srtp.unprotect_rtp(keys.suite, keys.key, keys.salt, data, roc)
+    except (RtpParseError, ValueError):
+        return None
+
+
+def _decrypt_unchecked(keys: SrtpKeys, data: bytes, roc: int) -> bytes | None:
+    """The `mixer-skips-auth-check` defect: decrypt with the stream's key, never reading the
+    tag, so a forged or corrupted packet is mixed as if it were genuine."""
+    suite = reference_srtp.SUITES.get(keys.suite)
+    if suite is None:
+        return None
+    body = data[: len(data) - suite.tag_len]
+    try:
+        hlen = rtp_header_length(body)
+    except RtpParseError:
+        return None
+    ssrc, seq = peek_ssrc_seq(data)
+    session = reference_srtp.derive_session_keys(
+        keys.key, keys.salt, salt_len=suite.session_salt_len, auth_len=suite.auth_key_len
+    )
+    payload = body[hlen:]
+    if suite.aead:  # GCM's counter mode: the payload starts at block 2 (NIST SP 800-38D)
+        iv = reference_srtp.gcm_iv(session.salt, ssrc, roc, seq) + b"\0\0\0\x02"
+        dec = Cipher(algorithms.AES(session.encryption), modes.CTR(iv)).decryptor()
+        clear = dec.update(payload) + dec.finalize()
+    else:
+        stream = reference_srtp.aes_cm_keystream(
+            session.encryption, session.salt, ssrc, (roc << 16) | seq, len(payload)
+        )
+        clear = bytes(a ^ b for a, b in zip(payload, stream, strict=True))
+    return body[:hlen] + clear

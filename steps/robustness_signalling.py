@@ -1,0 +1,59 @@
+"""Steps for the signalling robustness probes (issue 7): malformed SIP and SDP, oversized
+requests and unknown crypto suites, each followed by a look at the conference that was running."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from confsec.behaviour import checks
+from confsec.behaviour import malformed as mf
+from confsec.behaviour.conference import ConferenceRun, OfferSpec
+
+
+@pytest.fixture
+def probes(conf: ConferenceRun) -> mf.SignallingProbes:
+    return mf.SignallingProbes(conf)
+
+
+@when(
+    parsers.re(
+        r"(?P<name>\w+) sends (?P<kind>.+) to the service over (?:her|his) own TLS connection"
+    )
+)
+def sends_malformed(
+    probes: mf.SignallingProbes, request: pytest.FixtureRequest, name: str, kind: str
+) -> None:
+    probe = probes.send_request(name, kind)
+    request.node.user_properties.append(("malformed_request", mf.measurements(probe)))
+
+
+@when(parsers.parse("{name} joins the conference with an offer that has {kind}"))
+def joins_with_crafted_offer(probes: mf.SignallingProbes, name: str, kind: str) -> None:
+    probes.join_with_offer(name, kind)
+
+
+@then(parsers.re(r"the service did not accept (?P<name>\w+)'s (?:malformed|oversized) request"))
+def not_accepted(probes: mf.SignallingProbes, name: str) -> None:
+    mf.malformed_not_accepted(probes.raw)
+
+
+@given(parsers.parse("{first} and {second} hear each other's tones over protected media"))
+def baseline(probes: mf.SignallingProbes, first: str, second: str) -> None:
+    probes.baseline([first, second])
+
+
+@then(parsers.parse("{first} and {second} still hear each other's tones over protected media"))
+def still_hear(probes: mf.SignallingProbes, conf: ConferenceRun, first: str, second: str) -> None:
+    group = [conf.participant(first), conf.participant(second)]
+    mf.conference_went_on(group, probes.cause, probes.baseline_ok, probes.before)
+
+
+@then(parsers.parse("{name} can still join the conference"))
+def can_still_join(conf: ConferenceRun, name: str) -> None:
+    checks.admitted_secure(conf.join(name, OfferSpec()), name)
+
+
+@then(parsers.parse("the answer to {name} selects the {suite} key offered with tag {tag:d}"))
+def selects_offered(conf: ConferenceRun, name: str, suite: str, tag: int) -> None:
+    mf.admitted_with_offered_suite(conf.outcome(name), name, suite, tag)
