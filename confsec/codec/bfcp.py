@@ -338,6 +338,8 @@ def _consumed(a: Packet) -> int:
 
 def _check_attributes(attrs: list[Packet], where: str) -> None:
     for a in attrs:
+        if not isinstance(a, BfcpAttribute):  # bytes scapy could not frame as an attribute
+            raise BfcpParseError(f"{where}: {len(bytes(a))} bytes that are not an attribute", 13)
         if type(a) is BfcpAttribute and a.type in ATTRIBUTES:
             raise BfcpParseError(
                 f"{where}: {ATTRIBUTE_NAMES[a.type]} with length {a.length} does not fit its format"

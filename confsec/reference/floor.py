@@ -202,9 +202,24 @@ class FloorServer:
 
     def _forget(self, conn: _Connection) -> None:
         self._conns.discard(conn)
-        for floor in self.floors.values():
+        for conference_id, floor in self.floors.items():
             floor.watchers.discard(conn)
             floor.queue = [r for r in floor.queue if r.conn is not conn]
+            if floor.holder is not None and floor.holder.conn is conn:
+                # A holder whose connection is gone can never release the floor: release it
+                # for them and grant the next request, or nobody would get the floor again.
+                floor.holder = floor.queue.pop(0) if floor.queue else None
+                if floor.holder is not None:
+                    floor.holder.status = 3
+                    floor.holder.conn.send(
+                        Bfcp(
+                            primitive=4,
+                            conference_id=conference_id,
+                            user_id=floor.holder.user_id,
+                            attributes=[_fri(floor.holder)],
+                        )
+                    )
+                self._announce(conference_id, floor)
 
     def _on_message(self, conn: _Connection, raw: bytes) -> None:
         try:
