@@ -191,6 +191,7 @@ class MediaAbuse:
 
     def _window(self, seconds: float, abuse: tuple[str, str] | None, record: str | None) -> Window:
         timeout = seconds + self.conf.target.timeouts.media + SETTLE_TIMEOUT_S + 5
+        self.conf.count_window("media", seconds)
         return self.conf.runtime.run(
             self._run_window(seconds, abuse, record), timeout, "media window"
         )

@@ -77,6 +77,7 @@ def run(tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # the whole suite twice (about a minute each on a quiet machine)
 @pytest.mark.parametrize(("defect", "reqs"), [(None, ()), ("accept-plain-rtp", ("--req", "R3"))])
 def test_run_through_a_profile_gives_the_embedded_verdicts(
     tmp_path: Path, defect: str | None, reqs: tuple[str, ...]
