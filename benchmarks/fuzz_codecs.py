@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from confsec.codec.bfcp import BfcpStream, parse_bfcp
+from confsec.codec.conference_info import parse_conference_info
 from confsec.codec.digest import parse_challenge, parse_credentials
 from confsec.codec.sdp import parse_sdp
 from confsec.codec.sip import SipStream, parse_message
@@ -33,6 +35,13 @@ def _sip_stream(data: bytes) -> None:
     stream.feed(data)
     while stream.next_message() is not None:
         pass
+
+
+def _bfcp_stream(data: bytes) -> None:
+    stream = BfcpStream()
+    stream.feed(data)
+    while (message := stream.next_message()) is not None:
+        parse_bfcp(message)
 
 
 def _sdp(data: bytes) -> None:
@@ -55,6 +64,9 @@ TARGETS: dict[str, tuple[Callable[[bytes], object], list[str]]] = {
     "sdp.parse_sdp": (_sdp, ["sdp/*.sdp"]),
     "rtp.RtpPacket.parse": (RtpPacket.parse, ["media/*.bin"]),
     "digest.parse": (_digest, []),
+    "bfcp.parse_bfcp": (parse_bfcp, ["bfcp/*.bin"]),
+    "bfcp.BfcpStream": (_bfcp_stream, ["bfcp/*.bin"]),
+    "conference_info.parse": (parse_conference_info, ["conference_info/*.xml"]),
 }
 
 DIGEST_SEEDS = [
