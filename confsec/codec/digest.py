@@ -492,6 +492,8 @@ class DigestServer:
         self.check_replay = check_replay
         self.check_response = check_response
         self._seen: dict[str, tuple[float, int]] = {}  # nonce -> (issued, highest nc)
+        self._purge_at = self._PURGE_AT
+        self._purged = now()
 
     def __repr__(self) -> str:
         return (
@@ -585,10 +587,20 @@ class DigestServer:
             if nc <= last:
                 return VerifyResult(False, "replayed-nonce-count", user)
             self._seen[creds.nonce] = (issued, nc)
-            if len(self._seen) > self._PURGE_AT:
+            size = len(self._seen)
+            if size > self._purge_at or (
+                size > self._PURGE_AT and now - self._purged > self.nonce_ttl
+            ):
                 self._purge(now)
         return VerifyResult(True, None, user)
 
     def _purge(self, now: float) -> None:
-        """Forget counters of nonces that are stale anyway (they can no longer be accepted)."""
+        """Forget counters of nonces that are stale anyway (they can no longer be accepted).
+
+        The next purge waits until the table has doubled or a nonce lifetime has passed: with
+        more live nonces than `_PURGE_AT` (a busy service within one nonce lifetime) a fixed
+        threshold would scan the whole table on every request, and the focus slowed down as it
+        served."""
         self._seen = {n: s for n, s in self._seen.items() if now - s[0] <= self.nonce_ttl}
+        self._purge_at = max(self._PURGE_AT, 2 * len(self._seen))
+        self._purged = now

@@ -521,6 +521,29 @@ def test_seen_nonces_are_purged_once_stale() -> None:
     assert len(server._seen) < DigestServer._PURGE_AT
 
 
+def test_many_live_nonces_do_not_rescan_the_table_on_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More live nonces than _PURGE_AT (a busy focus): purges stay rare, O(1) per request
+    amortised (found by benchmarks/fuzz_reference.py: the focus slowed down as it served)."""
+    server, _ = make_server(nonce_ttl=1000.0)
+    client = DigestClient("alice", "wonderland")
+    purges = 0
+    purge = server._purge
+
+    def counting(now: float) -> None:
+        nonlocal purges
+        purges += 1
+        purge(now)
+
+    monkeypatch.setattr(server, "_purge", counting)
+    n = 6 * DigestServer._PURGE_AT
+    for _ in range(n):
+        assert server.verify("INVITE", URI, client.authorize(server.challenge(), "INVITE", URI)).ok
+    assert len(server._seen) == n  # all still live: nothing may be forgotten
+    assert purges <= 4, purges  # 1024 -> 2048 -> 4096 -> 8192, not once per request
+
+
 def test_unsupported_server_algorithm_is_config_error() -> None:
     with pytest.raises(ConfigError):
         DigestServer("r", USERS, algorithm="SHA-1")
