@@ -21,6 +21,7 @@ from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
 from confsec.codec.sip import Request, Response, SipStream, parse_name_addr
 from confsec.errors import (
     ConfsecError,
+    LocalProtocolError,
     PeerTimeout,
     TargetUnreachable,
     TlsVerificationError,
@@ -335,7 +336,9 @@ class ConferenceRun:
         try:
             # The peer may already have closed (a refused client certificate): no identity then.
             probe.peer = peer_identity(sslobj) if sslobj is not None else None
-        except (ValueError, OSError, ssl.SSLError):
+        except (ValueError, OSError, ssl.SSLError, LocalProtocolError):
+            # LocalProtocolError: the session is gone before its certificate could be read
+            # (kamailio's alert for a missing client certificate can be that quick).
             probe.closed_by_peer = True
         try:
             if await_close and not probe.closed_by_peer:
