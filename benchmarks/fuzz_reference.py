@@ -68,12 +68,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.` and `confse
 from benchmarks.fuzz_codecs import mutate
 from confsec.behaviour import checks
 from confsec.behaviour.conference import CallOutcome, ConferenceRun, OfferSpec
+from confsec.behaviour.floor import floor_offer_line
 from confsec.behaviour.participant import Participant, client_ssl_context
 from confsec.behaviour.rekeying import attach
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
-from confsec.codec.sdp import MediaDescription, parse_sdp
+from confsec.codec.sdp import parse_sdp
 from confsec.codec.sip import Request, Response, SipStream
 from confsec.errors import ConfsecError, PeerTimeout, RemoteProtocolError
 from confsec.media.ledger import KeyStreamLedger, StreamId
@@ -82,7 +83,6 @@ from confsec.media.srtp import new_sender
 from confsec.net.bfcp import BfcpClient, Received
 from confsec.net.transport import Flow
 from confsec.net.ua import UserAgent
-from confsec.pki import fingerprint_sha256
 from confsec.reference.deployment import EmbeddedReference
 from confsec.report.verdicts import Inconclusive, NonConformance
 from confsec.target.model import Target
@@ -1026,17 +1026,7 @@ async def _join_with_floor(conf: ConferenceRun, name: str, spec: OfferSpec) -> C
     `FloorRun` does, and attach the dialog so that rekeys (R6) keep the media keys current."""
     p: Participant = await conf._participant(name, "valid")
     offer = parse_sdp(await p.build_offer(spec))
-    cert = conf.target.account(name).client_cert
-    attrs: list[tuple[str, str | None]] = [
-        ("setup", "active"),
-        ("connection", "new"),
-        ("floorctrl", "c-only"),
-    ]
-    if cert is not None:
-        attrs.append(("fingerprint", f"SHA-256 {fingerprint_sha256(cert)}"))
-    bfcp = MediaDescription.build(
-        "application", port=9, proto="TCP/TLS/BFCP", formats=["*"], attributes=attrs
-    )
+    bfcp = floor_offer_line(conf.target.account(name).client_cert)
     sdp = dataclasses.replace(offer, media=(*offer.media, bfcp)).to_bytes()
     out = CallOutcome(name, conf.conference_uri or "")
     try:

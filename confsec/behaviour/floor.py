@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scapy.packet import fuzz
 
@@ -29,6 +30,21 @@ from confsec.report.verdicts import Inconclusive, NonConformance
 
 SECURE = "TCP/TLS/BFCP"
 PLAIN = "TCP/BFCP"
+
+
+def floor_offer_line(client_cert: Path | None, proto: str = "TCP/TLS/BFCP") -> MediaDescription:
+    """The m=application line that asks for floor control (RFC 8856): the client sets up the
+    connection, and over TLS names its certificate by fingerprint so the server can bind it."""
+    attrs: list[tuple[str, str | None]] = [
+        ("setup", "active"),
+        ("connection", "new"),
+        ("floorctrl", "c-only"),
+    ]
+    if client_cert is not None:
+        attrs.append(("fingerprint", f"SHA-256 {fingerprint_sha256(client_cert)}"))
+    return MediaDescription.build(
+        "application", port=9, proto=proto, formats=["*"], attributes=attrs
+    )
 
 
 @dataclass
@@ -163,17 +179,7 @@ class FloorRun:
         # stay the same as for every other join; only the offer gains the BFCP m-line.
         p = await conf._participant(name, "valid")
         offer = parse_sdp(await p.build_offer(OfferSpec()))
-        cert = target.account(name).client_cert
-        attrs: list[tuple[str, str | None]] = [
-            ("setup", "active"),
-            ("connection", "new"),
-            ("floorctrl", "c-only"),
-        ]
-        if cert is not None:
-            attrs.append(("fingerprint", f"SHA-256 {fingerprint_sha256(cert)}"))
-        bfcp_m = MediaDescription.build(
-            "application", port=9, proto=proto, formats=["*"], attributes=attrs
-        )
+        bfcp_m = floor_offer_line(target.account(name).client_cert, proto)
         sdp = dataclasses.replace(offer, media=(*offer.media, bfcp_m)).to_bytes()
         uri = conf.conference_uri or ""
         out = CallOutcome(name, uri)

@@ -208,17 +208,7 @@ class FloorServer:
             if floor.holder is not None and floor.holder.conn is conn:
                 # A holder whose connection is gone can never release the floor: release it
                 # for them and grant the next request, or nobody would get the floor again.
-                floor.holder = floor.queue.pop(0) if floor.queue else None
-                if floor.holder is not None:
-                    floor.holder.status = 3
-                    floor.holder.conn.send(
-                        Bfcp(
-                            primitive=4,
-                            conference_id=conference_id,
-                            user_id=floor.holder.user_id,
-                            attributes=[_fri(floor.holder)],
-                        )
-                    )
+                _grant_next(conference_id, floor)
                 self._announce(conference_id, floor)
 
     def _on_message(self, conn: _Connection, raw: bytes) -> None:
@@ -322,17 +312,7 @@ class FloorServer:
         if not release:
             return _reply(msg, 4, _fri(req))
         if floor.holder is req:
-            floor.holder = floor.queue.pop(0) if floor.queue else None
-            if floor.holder is not None:
-                floor.holder.status = 3
-                floor.holder.conn.send(
-                    Bfcp(
-                        primitive=4,
-                        conference_id=msg.conference_id,
-                        user_id=floor.holder.user_id,
-                        attributes=[_fri(floor.holder)],
-                    )
-                )
+            _grant_next(msg.conference_id, floor)
         else:
             floor.queue.remove(req)
         req.status = 6
@@ -357,6 +337,21 @@ class FloorServer:
             if watcher.bound is not None:
                 fake = Bfcp(conference_id=conference_id, user_id=watcher.bound.user_id)
                 watcher.send(self._floor_status(fake, floor, 0))
+
+
+def _grant_next(conference_id: int, floor: _Floor) -> None:
+    """The floor passes to the first queued request, whose holder is told it is Granted."""
+    floor.holder = floor.queue.pop(0) if floor.queue else None
+    if floor.holder is not None:
+        floor.holder.status = 3
+        floor.holder.conn.send(
+            Bfcp(
+                primitive=4,
+                conference_id=conference_id,
+                user_id=floor.holder.user_id,
+                attributes=[_fri(floor.holder)],
+            )
+        )
 
 
 def _fri(req: FloorRequest) -> b.BfcpAttribute:
