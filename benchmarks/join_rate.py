@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import resource
 import secrets
 import ssl
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.reference_child import cpu, run_reference
 from confsec.behaviour.participant import OfferSpec, Participant
 from confsec.behaviour.rekeying import attach
 from confsec.codec.sdp import parse_sdp
@@ -55,37 +55,8 @@ from confsec.target.model import Target
 
 
 def reference_process(conn, workdir: str, users: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """Child: run the reference, hand back its Target, answer 'cpu' until 'stop'."""
-    from confsec.pki import TestPki
-    from confsec.reference.deployment import DOMAIN, ReferenceConfig, ReferenceDeployment
-
-    pki = TestPki.create(Path(workdir) / "pki", DOMAIN, users)
-    config = ReferenceConfig(
-        users=tuple(users), passwords={u: secrets.token_urlsafe(12) for u in users}
-    )
-    deployment = ReferenceDeployment(pki, config)
-
-    def answer(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-        while conn.recv() != "stop":  # anything else asks for the CPU time so far
-            conn.send(cpu())
-        loop.call_soon_threadsafe(stop.set)
-
-    async def main() -> None:
-        import threading
-
-        await deployment.start()
-        conn.send(deployment.target())
-        loop, stop = asyncio.get_running_loop(), asyncio.Event()
-        threading.Thread(target=answer, args=(loop, stop), daemon=True).start()
-        await stop.wait()
-        await deployment.stop()
-
-    asyncio.run(main())
-
-
-def cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    """Child: the reference; every message but "stop" asks for its CPU time so far."""
+    run_reference(conn, workdir, users, lambda msg, deployment, loop: cpu())
 
 
 # -- measurements ------------------------------------------------------------------------------

@@ -26,12 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import resource
-import secrets
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import confsec.behaviour.participant as participant_module
+from benchmarks.reference_child import cpu, run_reference
 from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context
 from confsec.behaviour.rekeying import attach
 from confsec.codec.sdp import parse_sdp
@@ -54,53 +52,28 @@ JOIN_BATCH = 50
 # -- the reference, in its own process ---------------------------------------------------------
 
 
-def reference_process(conn, workdir: str, users: list[str]) -> None:
-    """Child: start the reference deployment, hand back its Target, answer 'stats' requests."""
-    from confsec.pki import TestPki
-    from confsec.reference.deployment import DOMAIN, ReferenceConfig, ReferenceDeployment
+def _answer(msg: str, deployment, loop: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+    """Counters are read here, in the pipe's thread, not on the busy loop: a snapshot taken a
+    tick late would count ~20 ms of packets into the wrong window."""
+    if msg in ("pause", "resume"):
+        mixer = deployment.mixer
+        loop.call_soon_threadsafe(mixer.pause if msg == "pause" else mixer.resume)
+        return "ok"
+    st = deployment.mixer.stats
+    rk = deployment.focus.rekey
+    return {
+        "cpu": cpu(),
+        "received": st.received,
+        "sent": st.sent,
+        "auth_failed": st.auth_failed,
+        "signalling": rk.signalling_messages,
+        "rounds": len(rk.rounds),
+    }
 
-    pki = TestPki.create(Path(workdir) / "pki", DOMAIN, users)
-    config = ReferenceConfig(
-        users=tuple(users), passwords={u: secrets.token_urlsafe(12) for u in users}
-    )
-    deployment = ReferenceDeployment(pki, config)
 
-    def answer(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-        # Counters are read here, in the pipe's thread, not on the busy loop: a snapshot taken
-        # a tick late would count ~20 ms of packets into the wrong window.
-        while True:
-            msg = conn.recv()
-            if msg == "stop":
-                loop.call_soon_threadsafe(stop.set)
-                return
-            if msg in ("pause", "resume"):
-                mixer = deployment.mixer
-                loop.call_soon_threadsafe(mixer.pause if msg == "pause" else mixer.resume)
-                conn.send("ok")
-                continue
-            ru = resource.getrusage(resource.RUSAGE_SELF)
-            st = deployment.mixer.stats
-            rk = deployment.focus.rekey
-            conn.send(
-                {
-                    "cpu": ru.ru_utime + ru.ru_stime,
-                    "received": st.received,
-                    "sent": st.sent,
-                    "auth_failed": st.auth_failed,
-                    "signalling": rk.signalling_messages,
-                    "rounds": len(rk.rounds),
-                }
-            )
-
-    async def main() -> None:
-        await deployment.start()
-        conn.send(deployment.target())
-        loop, stop = asyncio.get_running_loop(), asyncio.Event()
-        threading.Thread(target=answer, args=(loop, stop), daemon=True).start()
-        await stop.wait()
-        await deployment.stop()
-
-    asyncio.run(main())
+def reference_process(conn, workdir: str, users: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Child: the reference, answering "pause", "resume" and counter snapshots."""
+    run_reference(conn, workdir, users, _answer)
 
 
 # -- the suite side ----------------------------------------------------------------------------
@@ -262,11 +235,6 @@ class Bench:
                 sent += leg.sent
                 received += leg.received
         return sent, received
-
-
-def cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 async def measure(bench: Bench, n: int, seconds: float, events: int) -> Sizes:
