@@ -33,3 +33,17 @@ Feature: Mutual authentication of participants and service (R2)
   Scenario: A client without a certificate is refused where mutual TLS is claimed
     When mallory connects to the service without a client certificate
     Then the service refuses the TLS connection
+
+  # Insecure surface: what an attacker learns without any password (confsec probe does the same).
+  Scenario: A wrong password is refused alike for existing and unknown users
+    When up to 3 accounts and 2 unknown users each present a wrong password
+    Then the refusals do not tell existing users from unknown ones
+
+  @pics:plain_listeners
+  Scenario: No plain SIP listener tells which users exist
+    When sipvicious probes every plain UDP listener for users
+    Then no listener tells existing users from unknown ones
+
+  Scenario: No account's password is in the dictionary
+    When up to 3 accounts are tried with every word of the dictionary
+    Then no dictionary word gets past authentication

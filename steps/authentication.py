@@ -1,11 +1,13 @@
-"""Steps for R2: the service's certificate, digest challenges, replay and mutual TLS."""
+"""Steps for R2: the service's certificate, digest challenges, replay, mutual TLS, and the
+insecure-surface probes (user enumeration over SIPS and plain UDP, dictionary passwords)."""
 
 from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from confsec.behaviour import checks
+from confsec.behaviour import checks, surface
 from confsec.behaviour.conference import ConferenceRun
+from confsec.target import probes
 
 
 @when(parsers.parse("{name} opens a TLS connection to the service"))
@@ -38,3 +40,41 @@ def without_client_cert(conf: ConferenceRun, name: str) -> None:
 @then("the service refuses the TLS connection")
 def tls_refused(conf: ConferenceRun) -> None:
     checks.tls_refused(conf.last_probe)
+
+
+@when(
+    parsers.parse(
+        "up to {accounts:d} accounts and {decoys:d} unknown users each present a wrong password"
+    ),
+    target_fixture="refusals",
+)
+def wrong_passwords(conf: ConferenceRun, accounts: int, decoys: int) -> list[probes.DigestAttempt]:
+    return surface.wrong_passwords(conf, accounts, decoys)
+
+
+@then("the refusals do not tell existing users from unknown ones")
+def refusals_alike(refusals: list[probes.DigestAttempt]) -> None:
+    probes.refusals_alike(refusals)
+
+
+@when("sipvicious probes every plain UDP listener for users", target_fixture="udp_surfaces")
+def sipvicious_probes(conf: ConferenceRun) -> list[probes.UdpSurface]:
+    return surface.udp_surfaces(conf)
+
+
+@then("no listener tells existing users from unknown ones")
+def udp_no_enumeration(udp_surfaces: list[probes.UdpSurface]) -> None:
+    probes.udp_no_enumeration(udp_surfaces)
+
+
+@when(
+    parsers.parse("up to {accounts:d} accounts are tried with every word of the dictionary"),
+    target_fixture="dictionary_trials",
+)
+def dictionary(conf: ConferenceRun, accounts: int) -> list[probes.DictionaryTrial]:
+    return surface.dictionary_trials(conf, accounts)
+
+
+@then("no dictionary word gets past authentication")
+def no_dictionary_password(dictionary_trials: list[probes.DictionaryTrial]) -> None:
+    probes.no_dictionary_password(dictionary_trials)

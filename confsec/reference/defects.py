@@ -44,6 +44,11 @@ DEFECTS: tuple[Defect, ...] = (
         "R2",
         "a replayed (nonce, nonce-count) is accepted: no replay protection",
     ),
+    Defect(
+        "digest-reveals-unknown-users",
+        "R2",
+        "a digest response for an unknown user gets 404 Unknown user, a wrong password 403",
+    ),
     Defect("wrong-domain-cert", "R2", "the service presents a certificate for another domain"),
     Defect(
         "no-client-cert-required",

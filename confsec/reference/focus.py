@@ -197,6 +197,10 @@ class Focus:
                 # One answer for every failure: the reason (unknown user, bad response...) stays
                 # in the log, or the status line would tell an attacker which users exist.
                 log.info("digest refused for %s: %s", r.uri, result.reason)
+                leak = "digest-reveals-unknown-users" in self.defects  # the R2 defect
+                if leak and result.reason == "unknown-user":
+                    await req.respond(404, "Unknown user")
+                    return None
                 await req.respond(403, "Forbidden")
             return None
         return result.username

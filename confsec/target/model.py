@@ -133,6 +133,14 @@ class Target:
                 f"known: {', '.join(sorted(self.accounts))}"
             ) from None
 
+    def claims(self, pics: str) -> bool:
+        """Whether the target claims `pics` (`@pics:<name>`): the capability statement, plus
+        what the profile declares outside it. `plain_listeners`: a plain-UDP SIP listener is
+        declared, so the insecure-surface probes have somewhere to go."""
+        if pics == "plain_listeners":
+            return any(ln.transport == "udp" for ln in self.listeners)
+        return self.capabilities.claims(pics)
+
     def secrets(self) -> list[str]:
         """Every secret the target profile holds (for the report scanner)."""
         return [a.password for a in self.accounts.values()]

@@ -44,6 +44,10 @@ CHALLENGE = "A request without credentials is challenged and refused"
 WRONG = "A wrong password is refused"
 REPLAY = "A replayed digest nonce is refused"
 MUTUAL = "A client without a certificate is refused where mutual TLS is claimed"
+ALIKE = "A wrong password is refused alike for existing and unknown users"
+DICTIONARY = "No account's password is in the dictionary"
+# The profile declares no plain UDP listener (the hostile server has none): not applicable.
+UDP_ENUMERATION = "No plain SIP listener tells which users exist"
 # The R1 robustness probes (features/robustness_signalling.feature) start by creating a
 # conference, so they need a SIP answer as much as the creation does.
 MALFORMED_SIP = tuple(
@@ -60,7 +64,18 @@ OVERSIZED_SIP = tuple(
     f"An oversized SIP request is refused cleanly and the conference goes on [{r}]"
     for r in ("an INVITE with a 100 KB header value", "an INVITE with 300 header fields")
 )
-NEEDS_SIP = (CREATE, LATER, ADMITTED, CHALLENGE, WRONG, REPLAY, *MALFORMED_SIP, *OVERSIZED_SIP)
+NEEDS_SIP = (
+    CREATE,
+    LATER,
+    ADMITTED,
+    CHALLENGE,
+    WRONG,
+    REPLAY,
+    ALIKE,
+    DICTIONARY,
+    *MALFORMED_SIP,
+    *OVERSIZED_SIP,
+)
 
 # Scenarios of R3 (features/r3_media_protection.feature); outline examples are told apart by
 # their parameters (see `scenario_key`).
@@ -99,7 +114,12 @@ UNKNOWN_FIRST = "An unknown crypto suite offered first is skipped for a supporte
 
 def expect(sip: str, cert: str) -> dict[str, str]:
     """Every scenario that needs a SIP answer gets `sip`, the certificate scenario `cert`."""
-    return {**dict.fromkeys(NEEDS_SIP, sip), CERT: cert, MUTUAL: "not applicable"}
+    return {
+        **dict.fromkeys(NEEDS_SIP, sip),
+        CERT: cert,
+        MUTUAL: "not applicable",
+        UDP_ENUMERATION: "not applicable",
+    }
 
 
 def expect_r3(protected: str) -> dict[str, str]:
@@ -216,6 +236,10 @@ def run_case(case: Case, workdir: Path) -> RunResult:
     port = server.start() if server else closed_port()
     try:
         profile, env = write_profile(workdir, port, pki, TIMEOUTS)
+        # A short dictionary, so that the dictionary scenario runs against every mode too.
+        (workdir / "words.txt").write_text("123456\npassword\n")
+        with profile.open("a") as f:
+            f.write(f'\n[probes]\ndictionary = "{workdir / "words.txt"}"\n')
         args = [a for r in case.reqs for a in ("--req", r)]
         run = confsec_run(
             workdir / "reports",
