@@ -155,7 +155,9 @@ def test_findings_have_one_record_per_check(compliant: Run) -> None:
             "evidence",
             "timestamp",
         }
-        assert (compliant.reports / f["evidence"] / "sip-ladder.txt").is_file()
+        if f["verdict"] == "not applicable" and f["evidence"] is None:
+            continue  # skipped before anything was sent: there is nothing to show
+        assert (compliant.reports / f["evidence"] / "sip-ladder.txt").is_file(), f
 
 
 def test_no_secret_of_the_run_in_any_report_file(compliant: Run) -> None:
