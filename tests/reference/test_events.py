@@ -9,30 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.events import EventRun, lists_after_first
-from confsec.behaviour.runtime import LoopThread
 from confsec.reference.deployment import EmbeddedReference
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedReference]:
-    ref = EmbeddedReference.start(tmp_path_factory.mktemp("ref-events"))
-    yield ref
-    ref.stop()
-
-
-@pytest.fixture
-def conf(reference: EmbeddedReference, tmp_path: Path) -> Iterator[ConferenceRun]:
-    loop = LoopThread("test-events")
-    run = ConferenceRun(loop, reference.target, keylog=tmp_path / "keylog.txt")
-    yield run
-    run.close()
-    loop.close()
 
 
 @pytest.fixture

@@ -9,36 +9,22 @@ and that a malformed message leaves the connection usable.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.floor import SECURE, FloorRun, FloorSession
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
 from confsec.net.bfcp import Received
-from confsec.reference.deployment import EmbeddedReference
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedReference]:
-    ref = EmbeddedReference.start(tmp_path_factory.mktemp("ref-floor"))
-    yield ref
-    ref.stop()
 
 
 @pytest.fixture
-def floor(reference: EmbeddedReference, tmp_path: Path) -> Iterator[FloorRun]:
-    loop = LoopThread("test-floor")
-    conf = ConferenceRun(loop, reference.target, keylog=tmp_path / "keylog.txt")
+def floor(conf: ConferenceRun) -> Iterator[FloorRun]:
     assert conf.create("alice", OfferSpec()).status == 200
     run = FloorRun(conf)
     yield run
     run.close()
-    conf.close()
-    loop.close()
 
 
 def _joined(floor: FloorRun, name: str) -> FloorSession:
