@@ -265,18 +265,14 @@ def _waiver(tmp_path: Path, expires: str) -> Path:
     return path
 
 
+def _null_cipher_run(tmp_path: Path, expires: str) -> Run:
+    """The null-cipher defect, its two scenarios only, under a waiver expiring on `expires`."""
+    waiver = ("--waivers", str(_waiver(tmp_path, expires)))
+    return Run(tmp_path, "--defect", "accept-null-cipher", "--req", "R3", "-k", "null", *waiver)
+
+
 def test_waiver_turns_the_failure_into_waived(tmp_path: Path) -> None:
-    run = Run(
-        tmp_path,
-        "--defect",
-        "accept-null-cipher",
-        "--req",
-        "R3",
-        "-k",
-        "null",
-        "--waivers",
-        str(_waiver(tmp_path, "2099-12-31")),
-    )
+    run = _null_cipher_run(tmp_path, "2099-12-31")
     assert run.code == 0, run.output[-3000:]
     s = run.scenarios()[NULL_CIPHER]
     assert s["verdict"] == "waived" and s["justification"] == "lab interop until firmware 2.1"
@@ -308,17 +304,7 @@ def test_waiver_turns_the_failure_into_waived(tmp_path: Path) -> None:
 
 
 def test_expired_waiver_no_longer_applies(tmp_path: Path) -> None:
-    run = Run(
-        tmp_path,
-        "--defect",
-        "accept-null-cipher",
-        "--req",
-        "R3",
-        "-k",
-        "null",
-        "--waivers",
-        str(_waiver(tmp_path, "2020-01-01")),
-    )
+    run = _null_cipher_run(tmp_path, "2020-01-01")
     assert run.code == 1, run.output[-3000:]
     assert run.scenarios()[NULL_CIPHER]["verdict"] == "fail"
     assert "expired on 2020-01-01" in run.output
