@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import secrets
 import ssl
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.reference_child import cpu, run_reference
+from benchmarks.reference_child import cpu, reference_in_child, run_reference
 from confsec.behaviour.participant import OfferSpec, Participant
 from confsec.behaviour.rekeying import attach
 from confsec.codec.sdp import parse_sdp
@@ -311,23 +310,13 @@ def main() -> None:
     k = max(1, args.concurrency)
     users = [f"j{n:04d}" for n in range(2 * (args.joins + 1) + (2 if k != 1 else 0))]
     with tempfile.TemporaryDirectory(prefix="confsec-join-") as tmp:
-        parent, child = mp.Pipe()
-        proc = mp.get_context("spawn").Process(
-            target=reference_process, args=(child, tmp, users), daemon=True
-        )
-        proc.start()
-        target: Target = parent.recv()
-        print(f"reference pid {proc.pid} on {target.host}:{target.port} (SIP over mutual TLS)")
-        print(
-            f"  {'phase':<36}{'n':>5}{'rate':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu s':>8}{'ref s':>8}"
-        )
-        try:
+        with reference_in_child(reference_process, tmp, users) as (parent, target, pid):
+            print(f"reference pid {pid} on {target.host}:{target.port} (SIP over mutual TLS)")
+            print(
+                f"  {'phase':<36}{'n':>5}{'rate':>11}{'p50 ms':>9}{'p99 ms':>9}"
+                f"{'cpu s':>8}{'ref s':>8}"
+            )
             pairs = asyncio.run(run(args, target, parent))
-        finally:
-            parent.send("stop")
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
     print()
     print("ratio (anchor: TLS handshakes at the same concurrency, same run)")
     for joins, anchor in pairs:

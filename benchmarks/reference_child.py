@@ -9,10 +9,12 @@ busy loop) until it is told "stop".
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import resource
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -53,3 +55,22 @@ def run_reference(conn: Connection, workdir: str, users: list[str], handle: Hand
         await deployment.stop()
 
     asyncio.run(main())
+
+
+@contextmanager
+def reference_in_child(
+    entry: Callable[[Connection, str, list[str]], None], workdir: str, users: list[str]
+) -> Iterator[tuple[Connection, Any, int]]:
+    """Start `entry` (a module-level function that calls `run_reference`) in a spawned child;
+    yield the pipe, the reference's `Target` and the child's pid; stop the child afterwards."""
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=entry, args=(child, workdir, users), daemon=True)
+    proc.start()
+    try:
+        target = parent.recv()
+        yield parent, target, proc.pid or 0
+    finally:
+        parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()

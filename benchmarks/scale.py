@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import confsec.behaviour.participant as participant_module
-from benchmarks.reference_child import cpu, run_reference
+from benchmarks.reference_child import cpu, reference_in_child, run_reference
 from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context
 from confsec.behaviour.rekeying import attach
 from confsec.codec.sdp import parse_sdp
@@ -407,22 +407,10 @@ def main() -> None:
     args = ap.parse_args()
     users = [f"b{n:04d}" for n in range(max(args.sizes) + args.events * len(args.sizes) + 5)]
     with tempfile.TemporaryDirectory(prefix="confsec-scale-") as tmp:
-        parent, child = mp.Pipe()
-        proc = mp.get_context("spawn").Process(
-            target=reference_process, args=(child, tmp, users), daemon=True
-        )
-        proc.start()
-        target: Target = parent.recv()
-        print(
-            f"reference pid {proc.pid} on port {target.port}; suite pid {mp.current_process().pid}"
-        )
-        try:
+        with reference_in_child(reference_process, tmp, users) as (parent, target, pid):
+            suite = mp.current_process().pid
+            print(f"reference pid {pid} on port {target.port}; suite pid {suite}")
             rows = asyncio.run(main_async(args, target, parent, str(Path(tmp) / "keylog")))
-        finally:
-            parent.send("stop")
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
     report(rows)
     plot(rows, args.png)
 
