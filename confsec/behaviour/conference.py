@@ -14,7 +14,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context
+from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context, start_ua
 from confsec.behaviour.rekeying import attach
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
@@ -194,13 +194,12 @@ class ConferenceRun:
                 account.client_cert,
                 account.client_key,
             )
-        ua = await UserAgent.start(
-            aor=account.aor(self.target.domain),
-            display_name=account.display_name or name.capitalize(),
-            contact_host="127.0.0.1",
+        ua = await start_ua(
+            self.target,
+            self.keylog,
+            shown=account,
+            cert=account,
             credentials=None if credentials == "none" else (account.username, account.password),
-            client_ssl=client_ssl_context(self.target, account, self.keylog),
-            server_hostname=self.target.domain,
         )
         tones = {n: tone_for(i) for i, n in enumerate(PARTICIPANT_ORDER)}
         if name not in tones:  # guests of large conferences: the next free tone each
@@ -256,15 +255,12 @@ class ConferenceRun:
 
     async def _replay(self, attacker: str, victim: Participant, auth: str) -> CallOutcome:
         """The attacker presents itself as the victim (same AOR), with no password of its own."""
-        ua = await UserAgent.start(
-            aor=victim.account.aor(self.target.domain),
-            display_name=victim.account.display_name or victim.name.capitalize(),
-            contact_host="127.0.0.1",
+        ua = await start_ua(
+            self.target,
+            self.keylog,
+            shown=victim.account,
+            cert=self.target.accounts.get(attacker),
             credentials=None,
-            client_ssl=client_ssl_context(
-                self.target, self.target.accounts.get(attacker), self.keylog
-            ),
-            server_hostname=self.target.domain,
         )
         self._extra_uas.append(ua)
         out = CallOutcome(attacker, self.target.factory_uri)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confsec.behaviour.conference import CallOutcome, ConferenceRun, OfferSpec
-from confsec.behaviour.participant import Participant, client_ssl_context
+from confsec.behaviour.participant import Participant, start_ua
 from confsec.codec.conference_info import (
     CONTENT_TYPE,
     ConferenceInfo,
@@ -162,14 +162,12 @@ class EventRun:
 
     async def _ua(self, account: Account, *, credentials: str, aor_of: Account | None = None):  # type: ignore[no-untyped-def]
         target = self.conf.target
-        shown = aor_of or account
-        ua = await UserAgent.start(
-            aor=shown.aor(target.domain),
-            display_name=shown.display_name or shown.name.capitalize(),
-            contact_host="127.0.0.1",
+        ua = await start_ua(
+            target,
+            self.conf.keylog,
+            shown=aor_of or account,
+            cert=account,
             credentials=None if credentials == "none" else (account.username, account.password),
-            client_ssl=client_ssl_context(target, account, self.conf.keylog),
-            server_hostname=target.domain,
         )
         self._uas.append(ua)
         return ua

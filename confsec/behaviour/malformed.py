@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.conference import CallOutcome
-from confsec.behaviour.participant import client_ssl_context
+from confsec.behaviour.participant import start_ua
 from confsec.codec.sdp import CryptoAttribute, SdpParseError, parse_sdp
 from confsec.codec.sip import Response
 from confsec.errors import (
@@ -378,13 +378,12 @@ class SignallingProbes:
             return self.uas[name]
         target = self.conf.target
         account = target.account(name)
-        ua = await UserAgent.start(
-            aor=account.aor(target.domain),
-            display_name=account.display_name or name.capitalize(),
-            contact_host="127.0.0.1",
+        ua = await start_ua(
+            target,
+            self.conf.keylog,
+            shown=account,
+            cert=account,
             credentials=(account.username, account.password),
-            client_ssl=client_ssl_context(target, account, self.conf.keylog),
-            server_hostname=target.domain,
         )
         self.uas[name] = ua
         self.conf.keep_ua(ua)

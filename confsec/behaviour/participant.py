@@ -13,6 +13,7 @@ import secrets
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.rekeying import common_offer_line, stream_kind, stream_label
@@ -240,3 +241,24 @@ def client_ssl_context(target: Target, account: Account | None, keylog: str) -> 
     cert = account.client_cert if account else None
     key = account.client_key if account else None
     return client_context(target.ca_file, cert, key, keylog_file=keylog)
+
+
+async def start_ua(
+    target: Target,
+    keylog: str | Path,
+    *,
+    shown: Account,
+    cert: Account | None,
+    credentials: tuple[str, str] | None,
+) -> UserAgent:
+    """A user agent that speaks to `target` as `shown` (AOR and display name), presenting
+    `cert`'s client certificate and answering digest challenges with `credentials` (None: it
+    has none). Participants, probes and attackers all differ only in these three."""
+    return await UserAgent.start(
+        aor=shown.aor(target.domain),
+        display_name=shown.display_name or shown.name.capitalize(),
+        contact_host="127.0.0.1",
+        credentials=credentials,
+        client_ssl=client_ssl_context(target, cert, str(keylog)),
+        server_hostname=target.domain,
+    )
