@@ -179,13 +179,16 @@ def media_authenticates(participants: Iterable[Participant]) -> None:
             if stats.received == 0:
                 silent.append(f"{p.name} received no {media} packets")
                 continue
+            if stats.judged == 0:
+                silent.append(
+                    f"{p.name}'s {stats.held} {media} packets are still waiting for a key"
+                )
+                continue
             judged += 1
-            bad = stats.received - stats.authenticated
-            if bad:
+            if stats.refused:
                 problems.append(
-                    f"{p.name}: {bad} of {stats.received} {media} packets did not authenticate "
-                    f"under the negotiated key ({stats.auth_failed} failed authentication, "
-                    f"{stats.malformed} not SRTP)"
+                    f"{p.name}: {stats.refused} of {stats.judged} {media} packets did not "
+                    f"authenticate under the negotiated key ({stats.refusals()})"
                 )
     # A finding on one leg stands even when another leg stayed silent.
     if problems:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.conference import CallOutcome
-from confsec.behaviour.participant import start_ua
+from confsec.behaviour.participant import NO_MEDIA, MediaStats, received_total, start_ua
 from confsec.codec.sdp import CryptoAttribute, SdpParseError, parse_sdp
 from confsec.codec.sip import Response
 from confsec.errors import (
@@ -305,9 +305,9 @@ class SignallingProbes:
         """Participant -> the kind of offer it sent (for the checks' sentences)."""
         self.baseline_ok = False
         """The conference carried every tone before the probe (`baseline`)."""
-        self.before: dict[str, tuple[int, int]] = {}
-        """Participant -> (received, authenticated) packets when the probe went out: what the
-        participant gets after it is judged apart from what it got before."""
+        self.before: dict[str, MediaStats] = {}
+        """Participant -> what it had received when the probe went out: what the participant
+        gets after it is judged apart from what it got before."""
 
     def baseline(self, names: list[str], seconds: float = BASELINE_S) -> None:
         """Everyone sends for `seconds` and `names` must hear each other over SRTP. Without
@@ -326,7 +326,7 @@ class SignallingProbes:
     def _mark(self) -> None:
         """The probe goes out now: count from here, and listen to what comes next only."""
         for p in self.conf.participants.values():
-            self.before[p.name] = _totals(p)
+            self.before[p.name] = received_total(p)
             leg = p.legs.get("audio")
             if leg is not None:
                 leg.reset_audio()
@@ -544,28 +544,21 @@ def malformed_not_accepted(probe: RawProbe | None) -> None:
     # (RFC 3261 18.3: framing lost on a stream; discarding unparseable input is allowed).
 
 
-def _totals(p: Participant) -> tuple[int, int]:
-    stats = p.receive_stats().values()
-    return sum(st.received for st in stats), sum(st.authenticated for st in stats)
-
-
-def _carried(group: list[Participant], since: dict[str, tuple[int, int]] | None) -> None:
+def _carried(group: list[Participant], since: dict[str, MediaStats] | None) -> None:
     """Each of `group` received media (after `since`), all of it authenticating, and hears
     every other one's tone; NonConformance naming what is missing otherwise."""
     problems = []
     for p in group:
-        received, authenticated = _totals(p)
+        got = received_total(p)
         if since is not None:
-            was = since.get(p.name, (0, 0))
-            received, authenticated = received - was[0], authenticated - was[1]
-        if received == 0:
+            got = got - since.get(p.name, NO_MEDIA)
+        if got.judged <= 0:
             problems.append(f"{p.name} received no media at all")
             continue
-        bad = received - authenticated
-        if bad:
+        if got.refused:
             problems.append(
-                f"{bad} of the {received} packets {p.name} received did not authenticate under "
-                "the negotiated key"
+                f"{got.refused} of the {got.judged} packets {p.name} received did not "
+                f"authenticate under the negotiated key ({got.refusals()})"
             )
         others = {o.name: o.tone_hz for o in group if o is not p}
         heard = p.heard_tones(list(others.values()))
@@ -580,7 +573,7 @@ def conference_went_on(
     participants: Iterable[Participant],
     cause: str,
     baseline_ok: bool,
-    since: dict[str, tuple[int, int]],
+    since: dict[str, MediaStats],
 ) -> None:
     """R1/R3: after `cause`, the others still hear each other and every packet they received
     since the probe authenticates: the probe cost them nothing. Judged only against a baseline

@@ -75,11 +75,63 @@ class OfferSpec:
 
 @dataclass
 class MediaStats:
+    """What one leg received, split so that the parts add up to `received`."""
+
     received: int
     authenticated: int
     auth_failed: int
     replayed: int
     malformed: int
+    plain: int = 0
+    """RTP accepted as plain: the leg had no key for it (an RTP/AVP answer)."""
+    rtcp: int = 0
+    """RTCP on the muxed port: not SRTP that authenticated."""
+    held: int = 0
+    """Packets that arrived before the answer brought their key and are still waiting for it:
+    not yet judged (RFC 3264 allows media before the answer; SDES cannot open it sooner)."""
+
+    @property
+    def judged(self) -> int:
+        return self.received - self.held
+
+    @property
+    def refused(self) -> int:
+        """Judged packets that are not SRTP authenticating under the negotiated key."""
+        return self.judged - self.authenticated
+
+    def __add__(self, other: MediaStats) -> MediaStats:
+        return MediaStats(*(a + b for a, b in zip(_counts(self), _counts(other), strict=True)))
+
+    def __sub__(self, other: MediaStats) -> MediaStats:
+        """What arrived between two snapshots (`other` the earlier one)."""
+        return MediaStats(*(a - b for a, b in zip(_counts(self), _counts(other), strict=True)))
+
+    def refusals(self) -> str:
+        """Why the refused packets were refused, every non-zero part named: 'N failed
+        authentication, N replayed, ...' (they add up to `refused`)."""
+        parts = [
+            (self.auth_failed, "failed authentication"),
+            (self.replayed, "replayed"),
+            (self.malformed, "not SRTP"),
+            (self.plain, "plain RTP"),
+            (self.rtcp, "RTCP"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in parts if n) or "none"
+
+
+def _counts(s: MediaStats) -> tuple[int, ...]:
+    return (
+        s.received, s.authenticated, s.auth_failed, s.replayed, s.malformed, s.plain, s.rtcp,
+        s.held,
+    )
+
+
+NO_MEDIA = MediaStats(0, 0, 0, 0, 0)
+
+
+def received_total(p: Participant) -> MediaStats:
+    """Everything `p` received on all its legs, added up."""
+    return sum(p.receive_stats().values(), NO_MEDIA)
 
 
 @dataclass
@@ -145,6 +197,9 @@ class Participant:
             )
         if spec.common and spec.secure and self.target.capabilities.group_keys:
             media.append(await common_offer_line(self, spec.suite))
+        if spec.secure:
+            for leg in self.legs.values():
+                leg.expect_key()  # media may come before the answer that brings its key
         return SessionDescription.build(self.name, "127.0.0.1", media=media).to_bytes()
 
     def apply_answer(self, answer: SessionDescription, peer: str = "focus") -> None:
@@ -174,6 +229,8 @@ class Participant:
                         received.salt,
                     )
                 )
+            else:
+                leg.set_receiver(None)  # no key in the answer: what came is judged as plain
 
     # -- media ---------------------------------------------------------------------------------
 
@@ -200,7 +257,14 @@ class Participant:
                 continue
             s = leg.stats
             out[kind] = MediaStats(
-                s.received, s.authenticated, s.auth_failed, s.replayed, s.malformed
+                s.received,
+                s.authenticated,
+                s.auth_failed,
+                s.replayed,
+                s.malformed,
+                s.plain,
+                s.rtcp,
+                s.held,
             )
         return out
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from confsec.behaviour.punctuality import Punctuality
 from confsec.errors import PeerTimeout
 
 T = TypeVar("T")
@@ -23,6 +24,8 @@ class LoopThread:
 
     def __init__(self, name: str = "confsec-loop"):
         self.loop = asyncio.new_event_loop()
+        self.punctuality = Punctuality(self.loop)
+        """How late this loop runs (`start()`ed by the suite's fixture, not by the reference)."""
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -45,6 +48,7 @@ class LoopThread:
     def close(self) -> None:
         if self.loop.is_closed():
             return
+        self.loop.call_soon_threadsafe(self.punctuality.stop)
 
         async def _drain() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -52,6 +52,8 @@ class Protector(Protocol):
 
 
 _SSRC_AT_8 = struct.Struct("!I")
+#: Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps.
+HELD_LIMIT = 500
 _PCMU = 0
 _PCMU_RATE = 8000
 
@@ -76,6 +78,9 @@ class MediaStats:
     """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
     rtcp: int
     """RTCP/SRTCP packets seen on the muxed port (counted, not checked)."""
+    held: int
+    """Packets waiting for their key: they came after `expect_key()` and before the receiver
+    was set (media may precede the SDP answer that carries its key, RFC 3264 section 5.1)."""
     ssrcs: frozenset[int]
     """SSRCs seen in RTP packets (authenticated or not)."""
     peers: frozenset[Addr]
@@ -179,6 +184,9 @@ class MediaLeg(asyncio.DatagramProtocol):
         self.malformed = 0
         self.plain = 0
         self.rtcp = 0
+        self._held: list[bytes] | None = None
+        """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
+        self._held_limit = max(raw_limit, HELD_LIMIT)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -234,16 +242,35 @@ class MediaLeg(asyncio.DatagramProtocol):
         """Where the pacing job and `send_raw()` send to."""
         self.remote = tuple(addr)
 
+    def expect_key(self) -> None:
+        """An SRTP offer went out for this leg: hold what arrives until its key is known.
+
+        The answerer may send media as soon as it has answered (RFC 3264 section 5.1), and with
+        SDES the key travels in that answer, so the first packets can be here before the answer
+        is read, the more so on a loaded machine. Judging them then would count a conformant
+        target's packets as "not authenticating"; holding them judges every packet under the
+        key it was sent with, once `set_receiver()` brings it.
+        """
+        if self._receiver is None and self._held is None:
+            self._held = []
+
     def set_receiver(self, receiver: SrtpReceiver | None, *, keep_previous: bool = False) -> None:
         """The SRTP receiver that checks incoming packets; None accepts plain RTP.
 
         `keep_previous` (a rekey): packets that fail under the new receiver are tried under the
         one it replaces, since the peer switches keys when it gets our answer, a little later.
+        Packets held by `expect_key()` are judged now, in the order they arrived.
         """
         self._previous = self._receiver if keep_previous else None
         self._receiver = receiver
         self.receiver_set_at = self._loop.time()
         self.first_authenticated_at = None
+        held, self._held = self._held, None
+        if held:
+            for data in held:
+                self._classify(data)
+            if self._waiters:
+                self._wake()
 
     def replace_sender(self, sender: SrtpSender | None) -> None:
         """Switch the running pacing job (and `self.sender`) to a new SRTP sender (a rekey)."""
@@ -395,6 +422,14 @@ class MediaLeg(asyncio.DatagramProtocol):
             self._wake()
 
     def _classify(self, data: bytes) -> None:
+        if self._held is not None and self._receiver is None:
+            if len(self._held) < self._held_limit:
+                self._held.append(data)
+                return
+            # A key that never comes: judge what was held, and all that follows, without one.
+            held, self._held = self._held, None
+            for old in held:
+                self._classify(old)
         if len(data) < 12 or data[0] >> 6 != 2:
             self.malformed += 1
             return
@@ -502,6 +537,7 @@ class MediaLeg(asyncio.DatagramProtocol):
             malformed=self.malformed,
             plain=self.plain,
             rtcp=self.rtcp,
+            held=len(self._held) if self._held is not None else 0,
             ssrcs=frozenset(self._ssrcs),
             peers=frozenset(self._peers),
             first_arrival=self._first,

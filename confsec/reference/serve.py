@@ -34,11 +34,14 @@ def serve(
     workdir: Path | None,
     stop: threading.Event | None = None,
     interop: frozenset[str] = frozenset(),
+    evidence_dir: Path | None = None,
 ) -> int:
     """Start the reference, write its profile and env file, and run until SIGINT/SIGTERM."""
     work = workdir or Path(tempfile.mkdtemp(prefix="confsec-reference-"))
     work.mkdir(parents=True, exist_ok=True)
-    reference = EmbeddedReference.start(work, defects=defects, evidence_dir=work, interop=interop)
+    reference = EmbeddedReference.start(
+        work, defects=defects, evidence_dir=evidence_dir or work, interop=interop
+    )
     stop = stop or threading.Event()
     try:
         target = reference.target

@@ -27,6 +27,9 @@ def add_target_commands(sub: Any) -> None:
     )
     serve.add_argument("--workdir", default=None, metavar="DIR", help="PKI and key logs")
     serve.add_argument(
+        "--evidence", default=None, metavar="DIR", help="where its TLS key log goes (--workdir)"
+    )
+    serve.add_argument(
         "--interop",
         action="append",
         default=[],
@@ -80,6 +83,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         Path(args.env_file) if args.env_file else None,
         Path(args.workdir) if args.workdir else None,
         interop=frozenset(args.interop),
+        evidence_dir=Path(args.evidence) if args.evidence else None,
     )
 
 

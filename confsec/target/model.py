@@ -45,6 +45,13 @@ class Capabilities:
         "AEAD_AES_128_GCM",
     )
     rekey_batching_window_s: float = 0.0
+    rekey_deadline_s: float = 2.0
+    """R6: seconds after a join or leave (past the batching window) by which the target
+    declares every remaining participant rekeyed. The suite waits this long, and a margin,
+    before it says a stream was not rekeyed."""
+    rekey_latency_bound_s: float | None = None
+    """O2: the rekey latency the target declares (event to first packet under the new keys).
+    No requirement bounds it: without a declared bound it is measured and reported only."""
     creation_modes: tuple[str, ...] = ("dial-in-factory",)
     internal_interfaces: tuple[InternalInterface, ...] = ()
     """Interfaces inside the service that carry media keys (O1, O6), where the deployment names
@@ -54,7 +61,8 @@ class Capabilities:
         # Creation modes are claimed by name (`@pics:dial-out`), the rest by attribute.
         if pics in self.creation_modes:
             return True
-        value = getattr(self, pics.replace("-", "_"), None)
+        name = pics.replace("-", "_")
+        value = getattr(self, name, getattr(self, f"{name}_s", None))
         return bool(value)
 
 

@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ def decoy_users(n: int = 3) -> list[str]:
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    # Beside the running interpreter first: the project's venv need not be activated.
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         raise ConfsecError(f"{name} is not on PATH ({INSTALL_SIPVICIOUS})")
     return path

@@ -286,6 +286,8 @@ def _capabilities(c: _Reader) -> Capabilities:
             "key_management",
             "group_keys",
             "rekey_batching_window",
+            "rekey_deadline",
+            "rekey_latency_bound",
             "event_package",
             "floor_control",
             "media_handling",
@@ -317,6 +319,10 @@ def _capabilities(c: _Reader) -> Capabilities:
         mixing=c.choice("media_handling", MIXING, "mixing"),
         srtp_suites=tuple(suites),
         rekey_batching_window_s=c.number("rekey_batching_window", 0.0, positive=False),
+        rekey_deadline_s=c.number("rekey_deadline", Capabilities.rekey_deadline_s),
+        rekey_latency_bound_s=(
+            c.number("rekey_latency_bound", 1.0) if "rekey_latency_bound" in c.data else None
+        ),
         creation_modes=c.choices("creation_modes", CREATION_MODES, ("dial-in-factory",)),
         internal_interfaces=_internal_interfaces(c),
     )
@@ -413,6 +419,12 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
         f"floor_control = {str(c.floor_control).lower()}",
         f"media_handling = {q(c.mixing)}",
         f"rekey_batching_window = {c.rekey_batching_window_s}",
+        f"rekey_deadline = {c.rekey_deadline_s}",
+        *(
+            [f"rekey_latency_bound = {c.rekey_latency_bound_s}"]
+            if c.rekey_latency_bound_s is not None
+            else []
+        ),
         "creation_modes = [" + ", ".join(q(m) for m in c.creation_modes) + "]",
         "srtp_suites = [" + ", ".join(q(s) for s in c.srtp_suites) + "]",
         "internal_interfaces = ["

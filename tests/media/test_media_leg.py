@@ -238,3 +238,66 @@ def test_open_refuses_a_taken_port() -> None:
         a.close()
 
     run(main())
+
+
+def test_media_before_the_key_is_held_and_judged_under_it() -> None:
+    """SRTP that arrives before the answer brings its key (early media, a busy machine) is
+    judged under that key once it is known: it counts as authenticated, not as refused."""
+
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        b.expect_key()
+        a.start_sending(new_sender(ledger, A_SEND, SUITE, key, salt), ssrc=7, count=20, pps=200)
+        await b.wait_for_packets(20, timeout=5)
+        s = b.stats
+        assert (s.received, s.held, s.authenticated, s.plain) == (20, 20, 0, 0)
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+        s = b.stats
+        assert (s.received, s.held, s.authenticated, s.auth_failed, s.plain) == (20, 0, 20, 0, 0)
+        a.close()
+        b.close()
+
+    run(main())
+
+
+def test_held_media_that_does_not_authenticate_is_still_refused() -> None:
+    """Holding is no amnesty: plain RTP sent before the key fails authentication under it."""
+
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        b.expect_key()
+        a.start_sending(None, ssrc=7, count=10, pps=200)
+        await b.wait_for_packets(10, timeout=5)
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+        s = b.stats
+        assert (s.received, s.held, s.authenticated, s.auth_failed) == (10, 0, 0, 10)
+        # An answer without a key (RTP/AVP): what was held is plain RTP, counted as such.
+        c, d = await legs()
+        d.expect_key()
+        c.start_sending(None, ssrc=8, count=5, pps=200)
+        await d.wait_for_packets(5, timeout=5)
+        d.set_receiver(None)
+        assert (d.stats.held, d.stats.plain) == (0, 5)
+        for leg in (a, b, c, d):
+            leg.close()
+
+    run(main())
+
+
+def test_a_key_that_never_comes_stops_the_holding() -> None:
+    async def main() -> None:
+        a, b = await legs()
+        b._held_limit = 5
+        b.expect_key()
+        a.start_sending(None, ssrc=9, count=8, pps=400)
+        await b.wait_for_packets(8, timeout=5)
+        s = b.stats
+        assert (s.received, s.held, s.plain) == (8, 0, 8)  # every datagram accounted for
+        a.close()
+        b.close()
+
+    run(main())

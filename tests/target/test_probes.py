@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,6 +201,7 @@ def test_what_svwar_cannot_judge_is_inconclusive(seen: list, why: str) -> None:
 
 def test_missing_sipvicious_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # nor beside the interpreter
     seen = observe_udp(Listener("udp", "127.0.0.1", 9), ["alice"], timeout=5)
     with pytest.raises(Inconclusive, match="pip install sipvicious"):
         udp_no_enumeration([seen])
