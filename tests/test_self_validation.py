@@ -4,17 +4,27 @@ Each run is a real `confsec run` in a child process against the embedded referen
 exactly as a user would start it. For every defect switch, the scenarios of its requirement must
 fail and the run must exit non-zero; `EXPECTED_FAILURES` pins which scenarios catch it, so a check
 that silently stops catching its defect turns this test red.
+
+A Scenario Outline is pinned per example ("... with AEAD_AES_128_GCM", "... of 50
+participants"): a scenario name alone would let one failing example hide the others. A pinned
+outline name stands for every example of its Examples table, read from the feature file.
 """
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
 
 import pytest
 from pytest_bdd.scenario import make_python_name
 
 from confsec.reference.defects import DEFECTS
+from tests.cli_runner import ROOT
 from tests.cli_runner import confsec_run as cli_run
+
+Case = tuple[str, tuple[tuple[str, str], ...]]
+"""(scenario name as written, the example's values): one scenario, or one outline example."""
 
 # defect -> scenarios of its requirement that must fail (others of that requirement may pass).
 # The key-channel defects are also caught on a capture by `confsec analyze` (tests/analyze/).
@@ -105,6 +115,49 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
 }
 
 
+@cache
+def outline_examples() -> dict[str, list[dict[str, str]]]:
+    """Outline name -> the rows of its Examples table, from the feature files."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for feature in sorted((ROOT / "features").glob("*.feature")):
+        name, header, rows = None, None, []
+        for line in [*feature.read_text().splitlines(), "Scenario:"]:
+            text = line.strip()
+            if re.match(r"(Scenario|Scenario Outline|Rule|Feature):", text):
+                if name is not None:
+                    out[name] = rows
+                name, header, rows = None, None, []
+                if text.startswith("Scenario Outline:"):
+                    name = text.split(":", 1)[1].strip()
+            elif name is not None and text.startswith("|"):
+                cells = [c.strip() for c in text.strip("|").split("|")]
+                if header is None:
+                    header = cells
+                else:
+                    rows.append(dict(zip(header, cells, strict=True)))
+    return out
+
+
+def cases(name: str) -> set[Case]:
+    """Every example of an outline, or the one plain scenario."""
+    rows = outline_examples().get(name)
+    if rows is None:
+        return {(name, ())}
+    assert rows, f"outline {name!r} has no examples"
+    return {(name, tuple(sorted(r.items()))) for r in rows}
+
+
+def title(case: Case) -> str:
+    name, params = case
+    for key, value in params:
+        name = name.replace(f"<{key}>", value)
+    return name + (f" [{', '.join(v for _, v in params)}]" if params and name == case[0] else "")
+
+
+def record_case(s: dict) -> Case:
+    return (s["name"], tuple(sorted((s.get("params") or {}).items())))
+
+
 def confsec_run(tmp_path: Path, *args: str) -> tuple[int | None, dict, str]:
     result = cli_run(tmp_path / "reports", *args)
     return result.code, result.verdicts(), result.output
@@ -121,6 +174,15 @@ def by_id(doc: dict) -> dict[str, dict]:
 
 def test_every_defect_has_an_expectation() -> None:
     assert set(EXPECTED_FAILURES) == {d.name for d in DEFECTS}
+    for scenarios in EXPECTED_FAILURES.values():
+        for name in scenarios:
+            assert cases(name), name
+
+
+def test_outline_examples_are_read_from_the_features() -> None:
+    sizes = cases("A conference of <size> participants is rekeyed completely after a leave")
+    assert {dict(p)["size"] for _, p in sizes} == {"3", "10", "50"}
+    assert title(sorted(sizes)[0]).startswith("A conference of 10 participants")
 
 
 @pytest.mark.timeout(600)  # the whole suite, about a minute on a quiet machine
@@ -131,6 +193,17 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
     for rid in reqs:  # every requirement R1-R8 and O1-O7 now has scenarios
         assert reqs[rid]["verdict"] == "pass", (rid, reqs[rid], output[-3000:])
         assert reqs[rid]["scenarios"], rid
+    # Example by example: every outline example ran, and each passed (or does not apply).
+    records = {record_case(s): s for r in doc["requirements"] for s in r["scenarios"]}
+    for name in outline_examples():
+        missing = [title(c) for c in cases(name) if c not in records]
+        assert not missing, (name, missing)
+    bad = [
+        (title(c), s["verdict"], s["reason"])
+        for c, s in records.items()
+        if s["verdict"] not in ("pass", "not applicable")
+    ]
+    assert not bad, bad
     assert code == 0, output[-3000:]
     assert (tmp_path / "reports" / "junit.xml").is_file()
     assert any((tmp_path / "reports" / "allure-results").iterdir())
@@ -147,6 +220,10 @@ def test_defect_is_caught(tmp_path: Path, defect: str) -> None:
     assert doc, output
     req = by_id(doc)[requirement]
     assert req["verdict"] == "fail", (defect, req, output[-3000:])
-    failed = {s["name"] for s in req["scenarios"] if s["verdict"] == "fail"}
-    assert EXPECTED_FAILURES[defect] <= failed, (defect, failed, output[-3000:])
+    verdicts = {record_case(s): s["verdict"] for s in req["scenarios"]}
+    expected = set().union(*(cases(n) for n in EXPECTED_FAILURES[defect]))
+    not_failed = sorted(
+        title(c) + f": {verdicts.get(c, 'not run')}" for c in expected if verdicts.get(c) != "fail"
+    )
+    assert not not_failed, (defect, not_failed, output[-3000:])
     assert code == 1, output[-3000:]

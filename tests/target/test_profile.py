@@ -81,6 +81,17 @@ def test_a_valid_profile_gives_a_target(tmp_path: Path) -> None:
     assert t.capabilities.claims("mutual_tls") and t.capabilities.claims("dial-out")
     assert not t.capabilities.claims("group_keys")
     assert t.capabilities.rekey_batching_window_s == 0.5
+    # Not declared: the default rekey deadline, and no O2 latency bound to judge against.
+    assert t.capabilities.rekey_deadline_s == 2.0
+    assert t.capabilities.rekey_latency_bound_s is None
+    assert not t.capabilities.claims("rekey_latency_bound")
+    declared = GOOD.replace(
+        "rekey_batching_window = 0.5",
+        "rekey_batching_window = 0.5\nrekey_deadline = 4\nrekey_latency_bound = 0.75",
+    )
+    caps = load_profile(write(tmp_path, declared), ENV).capabilities
+    assert (caps.rekey_deadline_s, caps.rekey_latency_bound_s) == (4.0, 0.75)
+    assert caps.claims("rekey_latency_bound")
     assert [(ln.transport, ln.port) for ln in t.listeners] == [("udp", 5060)]
     assert t.adapters["add-participant"].timeout == 2.0
     assert "s3cret" not in repr(t)
@@ -141,6 +152,12 @@ def test_a_valid_profile_gives_a_target(tmp_path: Path) -> None:
             "exactly one of command or entry_point",
         ),
         ('transport = "udp"', 'transport = "sctp"', "listeners[0].transport", "'sctp'"),
+        (
+            "rekey_batching_window = 0.5",
+            "rekey_batching_window = 0.5\nrekey_latency_bound = 0",
+            "capabilities.rekey_latency_bound",
+            "positive",
+        ),
         (
             "rekey_batching_window = 0.5",
             'rekey_batching_window = 0.5\ninternal_interfaces = [{name = "key channel", '
