@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context, start_ua
+from confsec.behaviour.punctuality import Lateness
 from confsec.behaviour.rekeying import attach
 from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
@@ -72,6 +73,8 @@ class ConferenceRun:
         self.runtime = runtime
         self.target = target
         self.keylog = str(keylog)
+        self.started = runtime.punctuality.now()
+        """Loop time the scenario's conference run began: its window for `lateness()`."""
         self.ledger = KeyStreamLedger()
         self.participants: dict[str, Participant] = {}
         self.outcomes: dict[str, CallOutcome] = {}
@@ -172,6 +175,11 @@ class ConferenceRun:
             timeout=seconds + self.target.timeouts.media + 5,
             what="media exchange",
         )
+
+    def lateness(self) -> Lateness:
+        """The suite's own punctuality since this scenario began (evidence for any verdict,
+        and the starvation an inconclusive verdict names)."""
+        return self.runtime.punctuality.during(self.started)
 
     def close(self) -> None:
         try:

@@ -134,6 +134,8 @@ def pytest_runtest_makereport(
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {exc}")
     reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
+    if verdict is Verdict.INCONCLUSIVE and call.when == "call":
+        reason += _starvation_note(item, reason)
     report.user_properties.append((_VERDICT, (call.when, str(verdict), reason[:2000])))
     if call.when == "setup":
         template = _scenario_template(item)
@@ -147,6 +149,26 @@ def pytest_runtest_makereport(
         }
         report.user_properties.append((_META, json.loads(json.dumps(meta, default=str))))
     return report
+
+
+STARVED_LAG_S = 0.1
+"""Loop lag from which an inconclusive verdict's reason names the suite's own lateness."""
+
+
+def _starvation_note(item: pytest.Item, reason: str) -> str:
+    """An inconclusive verdict on a starved machine says so: the measured lateness of the
+    scenario's conference run (its `lateness()`), when it is worth naming."""
+    conf = getattr(item, "funcargs", {}).get("conf")
+    lateness = getattr(conf, "lateness", None)
+    if not callable(lateness):
+        return ""
+    try:
+        measured = lateness()
+    except Exception:  # evidence must never change a verdict
+        return ""
+    if measured.loop_lag_s < STARVED_LAG_S or "ran up to" in reason:  # named already
+        return ""
+    return f" (meanwhile {measured.describe()})"
 
 
 def _scenario_template(item: pytest.Item) -> Any:
