@@ -97,24 +97,13 @@ class Lateness:
 
     def describe(self) -> str:
         parts = [f"the suite's event loop ran up to {self.loop_lag_s * 1000:.0f} ms late"]
-        if self.suite_wait_s is not None:
-            parts.append(
-                f"its threads waited {self.suite_wait_s * 1000:.0f} ms for a CPU"
-                + (
-                    f" (CPU {self.suite_cpu_share:.0%} of wall time)"
-                    if self.suite_cpu_share is not None
-                    else ""
-                )
-            )
-        if self.reference_wait_s is not None:
-            parts.append(
-                f"the embedded reference waited {self.reference_wait_s * 1000:.0f} ms for a CPU"
-                + (
-                    f" (CPU {self.reference_cpu_share:.0%} of wall time)"
-                    if self.reference_cpu_share is not None
-                    else ""
-                )
-            )
+        for who, wait, share in (
+            ("its threads", self.suite_wait_s, self.suite_cpu_share),
+            ("the embedded reference", self.reference_wait_s, self.reference_cpu_share),
+        ):
+            if wait is not None:
+                cpu = f" (CPU {share:.0%} of wall time)" if share is not None else ""
+                parts.append(f"{who} waited {wait * 1000:.0f} ms for a CPU{cpu}")
         return f"in those {self.window_s:.1f} s " + ", ".join(parts)
 
     def numbers(self) -> dict[str, float]:
