@@ -27,6 +27,7 @@ from confsec.report.allure_labels import (
     severity_of,
 )
 from confsec.report.verdicts import (
+    Evidence,
     Inconclusive,
     NotApplicable,
     Verdict,
@@ -37,6 +38,39 @@ from confsec.requirements import REQUIREMENTS
 
 _VERDICT = "confsec_verdict"
 _META = "confsec_meta"
+EVIDENCE = "confsec_observed"
+"""The user property under which a step records what a check observed (`record_observation`)."""
+REQUIRE_EVIDENCE = False
+"""Switched on once every check records its evidence (issue 12)."""
+NO_EVIDENCE = (
+    "Inconclusive: every step passed, but no check recorded an observation: a pass must rest "
+    "on evidence (packets judged, messages seen, connections tried)"
+)
+
+
+def record_observation(node: pytest.Item, evidence: Evidence) -> Evidence:
+    """Keep what a check observed with the scenario; the verdict layer reads it."""
+    node.user_properties.append((EVIDENCE, evidence.to_json()))
+    return evidence
+
+
+def evidence_of(props: Any) -> Evidence:
+    total = Evidence()
+    for key, value in props:
+        if key == EVIDENCE:
+            total = total + Evidence.from_json(value)
+    return total
+
+
+def example_title(name: str, params: dict[str, Any]) -> str:
+    """An outline's title with its example's values: '... with <suite>' -> '... with X'; a
+    title with no placeholder gets the values after it: '... goes on (a request line ...)'."""
+    title = name
+    for key, value in params.items():
+        title = title.replace(f"<{key}>", str(value))
+    if params and title == name:
+        title += " (" + ", ".join(str(v) for v in params.values()) + ")"
+    return title
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -134,6 +168,17 @@ def pytest_runtest_makereport(
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {exc}")
     reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
+    if (
+        REQUIRE_EVIDENCE
+        and verdict is Verdict.PASS
+        and call.when == "call"
+        and _scenario_template(item) is not None
+        and not evidence_of(item.user_properties)
+    ):
+        # The central rule: no check may pass on nothing. Shown as skipped, like Inconclusive.
+        verdict, reason = Verdict.INCONCLUSIVE, NO_EVIDENCE
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {reason}")
     if verdict is Verdict.INCONCLUSIVE and call.when == "call":
         reason += _starvation_note(item, reason)
     report.user_properties.append((_VERDICT, (call.when, str(verdict), reason[:2000])))
@@ -189,6 +234,12 @@ class ScenarioResult:
     """Sum of the protocol windows the scenario's checks waited for (its inherent time)."""
     numbers: dict[str, float] = field(default_factory=dict)
     """What the steps measured (rekey latency, ...), flattened as `name.key`."""
+    evidence: Evidence = field(default_factory=Evidence)
+    """What the checks observed: what a pass rests on."""
+
+    @property
+    def title(self) -> str:
+        return example_title(self.meta.get("scenario", self.nodeid), self.meta.get("params", {}))
 
     @property
     def verdict(self) -> Verdict:
@@ -234,13 +285,15 @@ class VerdictCollector:
                 # The item's properties reach every phase's report; the teardown's are complete.
                 if key == PROTOCOL_WINDOW:
                     res.protocol_window_s = float(value.get("total", 0.0))
+                elif key == EVIDENCE:
+                    res.evidence = res.evidence + Evidence.from_json(value)
                 else:
                     res.numbers.update(measured([(key, value)]))
         if report.when == "teardown" and self.config.getoption("--confsec-progress"):
             reqs = ",".join(res.meta.get("reqs", [])) or "-"
             done = sum(1 for r in self.results.values() if "teardown" in r.phases)
             total = getattr(self.config, "_confsec_total", "?")
-            line = f"[{done}/{total}] {reqs:<6} {res.verdict:<14} {res.meta.get('scenario', '')}"
+            line = f"[{done}/{total}] {reqs:<6} {res.verdict:<14} {res.title}"
             # On a terminal the "running" status line is overwritten; in CI logs (no TTY) only
             # this one plain line per scenario appears.
             clear = "\r\033[K" if self._tty else ""
@@ -322,6 +375,7 @@ def build_verdicts(
                 "scenarios": [
                     {
                         "name": s.meta.get("scenario", s.nodeid),
+                        "title": s.title,
                         "feature": s.meta.get("feature", ""),
                         "nodeid": s.nodeid,
                         "params": s.meta.get("params", {}),
@@ -332,6 +386,10 @@ def build_verdicts(
                         "numbers": {k: round(v, 3) for k, v in sorted(s.numbers.items())},
                         "finished": _iso(s.finished or time.time()),
                         "evidence": _evidence_path(reports, s.nodeid),
+                        "observed": {
+                            **s.evidence.to_json(),
+                            "summary": s.evidence.summary(),
+                        },
                     }
                     for s in scen
                 ],
