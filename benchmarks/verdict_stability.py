@@ -43,10 +43,17 @@ while True:
 
 
 def example_name(scenario: dict) -> str:
-    """The outline's title with its example's values: '... with <suite>' -> '... with X'."""
+    """The outline's title with its example's values: '... with <suite>' -> '... with X', and a
+    title without a placeholder gets the values after it: '... goes on (a request line ...)'.
+    Each example is counted apart (verdicts.json's `title` where the run wrote one)."""
+    if scenario.get("title"):
+        return scenario["title"]
     name = scenario["name"]
-    for key, value in (scenario.get("params") or {}).items():
+    params = scenario.get("params") or {}
+    for key, value in params.items():
         name = name.replace(f"<{key}>", str(value))
+    if params and name == scenario["name"]:
+        name += " (" + ", ".join(str(v) for v in params.values()) + ")"
     return name
 
 
@@ -73,6 +80,18 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
+def read_run(out: Path) -> list[dict]:
+    """The scenarios of one run's verdicts.json (empty when the run wrote none)."""
+    path = out / "reports" / "verdicts.json"
+    scenarios: list[dict] = []
+    if path.is_file():
+        doc = json.loads(path.read_text())
+        for req in doc.get("requirements", []):
+            for s in req.get("scenarios", []):
+                scenarios.append({**s, "requirement": req["id"]})
+    return scenarios
+
+
 def one_run(args: argparse.Namespace, workdir: Path, k: int) -> tuple[int, float, list[dict]]:
     out = workdir / f"run-{k:02d}"
     cmd = [sys.executable, "-m", "confsec.cli", "run", "--reports", str(out / "reports")]
@@ -93,14 +112,8 @@ def one_run(args: argparse.Namespace, workdir: Path, k: int) -> tuple[int, float
         except subprocess.TimeoutExpired:
             code = -1
     wall = time.monotonic() - start
-    path = out / "reports" / "verdicts.json"
-    scenarios: list[dict] = []
-    if path.is_file():
-        doc = json.loads(path.read_text())
-        for req in doc.get("requirements", []):
-            for s in req.get("scenarios", []):
-                scenarios.append({**s, "requirement": req["id"]})
-    return code, wall, scenarios
+    (out.parent / f"run-{k:02d}.result").write_text(f"{code} {wall:.3f}\n")
+    return code, wall, read_run(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="per run, seconds (default 900)")
     ap.add_argument("--keep", default=None, help="keep the runs' reports in this directory")
     ap.add_argument("--json", default=None, help="also write the counts to this file")
+    ap.add_argument(
+        "--from",
+        dest="tally",
+        default=None,
+        metavar="DIR",
+        help="run nothing: count again the runs kept in DIR by an earlier --keep",
+    )
     args = ap.parse_args(argv)
+    if args.tally:
+        kept = sorted(p for p in Path(args.tally).glob("run-*") if p.is_dir())
+        args.runs = len(kept)
 
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="confsec-stab-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     lags: list[float] = []
     codes: list[int] = []
     walls: list[float] = []
-    burners = start_burners(args.burn)
+    burners = [] if args.tally else start_burners(args.burn)
     label = (
         f"{args.runs} runs, {'-n ' + str(args.workers) if args.workers else 'one process'}"
         f"{f', beside {args.burn} CPU burner(s)' if args.burn else ''}"
@@ -132,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verdict stability: {label}", flush=True)
     try:
         for k in range(1, args.runs + 1):
-            code, wall, scenarios = one_run(args, workdir, k)
+            if args.tally:
+                out = kept[k - 1]
+                res = out.with_suffix(".result")
+                code, wall = (-9, 0.0)
+                if res.is_file():
+                    c, w = res.read_text().split()
+                    code, wall = int(c), float(w)
+                scenarios = read_run(out)
+            else:
+                code, wall, scenarios = one_run(args, workdir, k)
             codes.append(code)
             walls.append(wall)
             seen: set[tuple[str, str]] = set()
@@ -176,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{v} {totals.get(v, 0)}" for v in (*VERDICTS, "missing") if totals.get(v))
     )
     print(f"flips: {len(flips)} scenario(s) did not give one verdict in every run")
-    print(f"exit codes: {dict(sorted(Counter(codes).items()))}")
+    print(f"exit codes: {dict(sorted(Counter(codes).items()))} (-9: not recorded)")
     print(
         f"wall per run: min {min(walls):.1f} s, median {sorted(walls)[len(walls) // 2]:.1f} s, "
         f"max {max(walls):.1f} s"
