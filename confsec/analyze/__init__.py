@@ -1,14 +1,16 @@
 """Capture analysis (`confsec analyze`): R3, R4 and O1 judged from a recorded capture."""
 
-from confsec.analyze.checks import Analyzer, Finding, SrtpKey
+from confsec.analyze.checks import Analyzer, Finding, SrtpKey, Unjudged
 from confsec.analyze.command import analyze, judge, load_keys, write_reports
-from confsec.analyze.pcap import Packet, packets
+from confsec.analyze.pcap import Packet, TcpPacket, packets
 
 __all__ = [
     "Analyzer",
     "Finding",
     "Packet",
     "SrtpKey",
+    "TcpPacket",
+    "Unjudged",
     "analyze",
     "judge",
     "load_keys",

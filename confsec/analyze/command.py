@@ -2,7 +2,15 @@
 
 The verdicts go through the same `build_verdicts` as a live run, one pseudo-scenario per check,
 so a dashboard that reads `verdicts.json` needs nothing new for capture analysis. The findings
-themselves (with example frame numbers, never keys) go to `capture-findings.json` beside it.
+themselves (with example frame numbers, never keys) go to `capture-findings.json` beside it,
+with the streams the analyser could not judge.
+
+Every judgement carries the `Evidence` it rests on (issue 12), which `verdicts.json` shows as
+each scenario's `observed`. A check passes only on something it judged, never on the absence
+of findings alone: a stream it could not judge makes it inconclusive and is named. A check whose
+subject the capture does not hold at all (no SIP for the SDES check, no RTP/RTCP for the media
+checks, no interface port) is left out, so its requirement rests on the checks that did judge,
+or is "not covered".
 """
 
 from __future__ import annotations
@@ -13,18 +21,25 @@ import binascii
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from confsec.analyze.checks import Analyzer, Finding, SrtpKey
+from confsec.analyze.checks import Analyzer, Finding, SrtpKey, Unjudged
 from confsec.analyze.pcap import packets
 from confsec.errors import ConfigError
 from confsec.media.srtp import UnsupportedSuite, profile_for
-from confsec.report.verdicts import Verdict
+from confsec.report.verdicts import Evidence, Verdict
 
 FEATURE = "confsec analyze"
+_UNJUDGED_LISTED = 1000
+"""A capture full of stray UDP can make many one-packet "streams"; the file stays readable."""
+
+
+_NAMED = 5
+"""Unjudged streams named in a verdict's reason; capture-findings.json lists them all."""
 
 
 @dataclass
@@ -33,6 +48,8 @@ class Judgement:
     requirement: str
     verdict: Verdict
     reason: str
+    evidence: Evidence = field(default_factory=Evidence)
+    """What the check observed: what the verdict rests on."""
 
 
 def load_keys(path: Path) -> list[SrtpKey]:
@@ -92,92 +109,188 @@ def load_keys(path: Path) -> list[SrtpKey]:
     return keys
 
 
-def analyze(capture: Path, keys: list[SrtpKey], o1_ports: list[int]) -> tuple[Analyzer, float]:
-    """One pass over the capture; returns the analyser and the seconds it took."""
+def analyze(
+    capture: Path,
+    keys: list[SrtpKey],
+    o1_ports: list[int],
+    negotiated: Iterable[tuple[str, int, str]] = (),
+    sdp_from_tls: int = 0,
+) -> tuple[Analyzer, float]:
+    """One pass over the capture; returns the analyser and the seconds it took.
+
+    `negotiated` and `sdp_from_tls` come from SIP over TLS read with the key log (`tlskeys`):
+    the m= lines found there, and how many frames of it carried SDP.
+    """
     started = time.perf_counter()
-    analyzer = Analyzer(keys, o1_ports)
+    analyzer = Analyzer(keys, o1_ports, negotiated, sdp_from_tls)
     analyzer.feed_all(packets(capture))
     analyzer.finish()
     return analyzer, time.perf_counter() - started
 
 
+def _text(fs: list[Finding]) -> str:
+    return "; ".join(f"{f.sentence} ({f.count} packets, e.g. frames {f.frames})" for f in fs)
+
+
+def _named(us: list[Unjudged]) -> str:
+    text = "; ".join(u.describe() for u in us[:_NAMED])
+    if len(us) > _NAMED:
+        text += f"; and {len(us) - _NAMED} more (capture-findings.json lists them)"
+    return text
+
+
+def _earned(j: Judgement) -> Judgement:
+    """The rule of issue 12 in one place: a pass with nothing counted is no pass."""
+    if j.verdict is Verdict.PASS and not j.evidence:
+        return Judgement(
+            j.name,
+            j.requirement,
+            Verdict.INCONCLUSIVE,
+            f"nothing was judged ({j.evidence.summary()}): {j.reason}",
+            j.evidence,
+        )
+    return j
+
+
 def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
+    """One judgement per check, each with the evidence it rests on (see the module docstring)."""
     by_check: dict[str, list[Finding]] = {}
     for f in a.findings.values():
         by_check.setdefault(f.check, []).append(f)
+    unjudged: dict[str, list[Unjudged]] = {}
+    for u in a.unjudged:
+        unjudged.setdefault(u.check, []).append(u)
     c = a.checks
     out = []
-
-    def text(fs: list[Finding]) -> str:
-        return "; ".join(f"{f.sentence} ({f.count} packets, e.g. frames {f.frames})" for f in fs)
 
     found = by_check.get("sdes-in-clear", [])
-    out.append(
-        Judgement(
-            "No SDES key is sent over unprotected signalling",
-            "R3",
-            Verdict.FAIL if found else Verdict.PASS,
-            text(found)
-            if found
-            else f"{c.sip_clear} SIP messages in the clear, none with a=crypto",
+    if found or c.sip_clear or c.sdp_from_tls:
+        evidence = Evidence.of(
+            SIP_messages_in_the_clear=c.sip_clear,
+            TLS_frames_with_SDP=c.sdp_from_tls,
+            SDES_keys_in_the_clear=sum(f.count for f in found),
         )
-    )
-
-    if c.rtp + c.rtcp == 0 and not by_check.get("media-in-clear"):
-        return out + _o1(a, by_check, o1_ports, text)  # no media: R3 media and R4 not judged
-    found = by_check.get("media-in-clear", [])
-    if found:
-        verdict, reason = Verdict.FAIL, text(found)
-    elif c.keyed_streams == 0:
-        verdict = Verdict.INCONCLUSIVE
-        reason = (
-            f"{c.unkeyed_streams} RTP streams, none with a known key: give --keys (or "
-            "--keylog) to judge whether each packet authenticates"
-        )
-    else:
-        verdict = Verdict.PASS
-        reason = (
-            f"{c.rtp} RTP packets in {c.keyed_streams} keyed streams all authenticate; "
-            f"{c.rtcp} RTCP packets are all SRTCP; {c.unkeyed_streams} streams had no key"
-        )
-    out.append(Judgement("No plain RTP or RTCP on media ports", "R3", verdict, reason))
-
-    found = by_check.get("keystream-reuse", [])
-    if found:
-        verdict, reason = Verdict.FAIL, "; ".join(f.sentence for f in found)
-    elif c.keyed_streams == 0:
-        verdict, reason = Verdict.INCONCLUSIVE, "no stream with a known key: give --keys"
-    else:
-        verdict = Verdict.PASS
-        reason = f"{c.keyed_streams} keyed streams, no (key, salt, SSRC) shared"
-    out.append(Judgement("No key stream is reused", "R4", verdict, reason))
-    return out + _o1(a, by_check, o1_ports, text)
-
-
-def _o1(
-    a: Analyzer, by_check: dict[str, list[Finding]], o1_ports: list[int], text: Any
-) -> list[Judgement]:
-    c = a.checks
-    out = []
-    if o1_ports or c.esp:
-        found = by_check.get("o1-interfaces", [])
         if found:
-            verdict, reason = Verdict.FAIL, text(found)
-        elif c.o1_packets + c.esp == 0:
-            verdict = Verdict.INCONCLUSIVE
-            reason = f"no traffic on the interface ports {o1_ports} in the capture"
+            verdict, reason = Verdict.FAIL, _text(found)
         else:
             verdict = Verdict.PASS
             reason = (
-                f"{c.esp} ESP packets (encrypted), {c.o1_tls} TLS records on the "
-                "interfaces; TLS protects the keys though NDS/IP asks for ESP"
+                f"{c.sip_clear} SIP messages in the clear, none with a=crypto; "
+                f"{c.sdp_from_tls} frames of SIP over TLS carry SDP (key log)"
             )
         out.append(
             Judgement(
-                "The AS/MRFC/MRFP interfaces carry no key in the clear", "O1", verdict, reason
+                "No SDES key is sent over unprotected signalling", "R3", verdict, reason, evidence
             )
         )
-    return out
+
+    if c.rtp + c.rtcp == 0 and not by_check.get("media-in-clear"):
+        return [_earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
+    keyed_control = (
+        (f"{c.keyed_streams} RTP streams authenticate under the {len(a.keys)} known keys",)
+        if c.keyed_streams
+        else ()
+    )
+    found = by_check.get("media-in-clear", [])
+    open_ = unjudged.get("media-in-clear", [])
+    evidence = Evidence(
+        {
+            "streams judged": c.streams_judged,
+            "packets judged": c.packets_judged,
+            "streams unjudged": len(open_),
+            "RTP packets": c.rtp,
+            "RTCP packets": c.rtcp,
+        },
+        keyed_control,
+    )
+    if found:
+        verdict, reason = Verdict.FAIL, _text(found)
+        if open_:
+            reason += f"; also not judged: {_named(open_)}"
+    elif open_:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"{len(open_)} of {c.streams_judged + len(open_)} RTP/RTCP streams not judged: "
+            f"{_named(open_)}"
+        )
+    else:
+        verdict = Verdict.PASS
+        reason = (
+            f"all {c.streams_judged} RTP/RTCP streams judged ({c.packets_judged} packets): "
+            "every packet authenticates under its stream's key"
+        )
+    out.append(Judgement("No plain RTP or RTCP on media ports", "R3", verdict, reason, evidence))
+
+    found = by_check.get("keystream-reuse", [])
+    open_ = unjudged.get("keystream-reuse", [])
+    evidence = Evidence(
+        {
+            "keyed streams": c.keyed_streams,
+            "packets judged": c.keyed_packets,
+            "shared key streams": len(found),
+            "streams unjudged": len(open_),
+        },
+        keyed_control,
+    )
+    if found:
+        verdict, reason = Verdict.FAIL, "; ".join(f.sentence for f in found)
+    elif c.keyed_streams == 0:
+        verdict = Verdict.INCONCLUSIVE
+        reason = "no RTP stream with a known key: give --keys (or --keylog)"
+    elif open_:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"{c.keyed_streams} keyed streams share no (key, salt, SSRC), but "
+            f"{len(open_)} streams were not compared: {_named(open_)}"
+        )
+    else:
+        verdict = Verdict.PASS
+        reason = f"{c.keyed_streams} keyed streams, no (key, salt, SSRC) shared"
+    out.append(Judgement("No key stream is reused", "R4", verdict, reason, evidence))
+    return [_earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
+
+
+def _o1(
+    a: Analyzer,
+    by_check: dict[str, list[Finding]],
+    unjudged: dict[str, list[Unjudged]],
+    o1_ports: list[int],
+) -> list[Judgement]:
+    c = a.checks
+    if not (o1_ports or c.esp):
+        return []
+    found = by_check.get("o1-interfaces", [])
+    open_ = unjudged.get("o1-interfaces", [])
+    evidence = Evidence.of(
+        packets_on_the_interfaces=c.o1_packets,
+        TCP_streams_reassembled=c.tcp_streams,
+        TLS_records=c.o1_tls,
+        ESP_packets=c.esp,
+        TCP_segments_retransmitted=c.tcp_retransmitted,
+        bytes_unjudged=c.o1_unjudged_bytes,
+    )
+    if found:
+        verdict, reason = Verdict.FAIL, _text(found)
+        if open_:
+            reason += f"; also not judged: {_named(open_)}"
+    elif open_:
+        verdict = Verdict.INCONCLUSIVE
+        reason = f"{c.o1_tls} TLS records, but not every byte could be judged: {_named(open_)}"
+    elif c.o1_tls + c.esp == 0:
+        verdict = Verdict.INCONCLUSIVE
+        reason = f"no TLS record or ESP packet on the interface ports {o1_ports} in the capture"
+    else:
+        verdict = Verdict.PASS
+        reason = (
+            f"{c.esp} ESP packets (encrypted), {c.o1_tls} TLS records in {c.tcp_streams} "
+            "reassembled TCP streams on the interfaces; TLS protects the keys though NDS/IP "
+            "asks for ESP"
+        )
+    return [
+        Judgement(
+            "The AS/MRFC/MRFP interfaces carry no key in the clear", "O1", verdict, reason, evidence
+        )
+    ]
 
 
 def write_reports(
@@ -195,6 +308,7 @@ def write_reports(
             "params": {"capture": str(capture)},
         }
         r.phases = {"call": (j.verdict, j.reason)}
+        r.evidence = j.evidence
         r.duration_s = seconds / max(1, len(judgements))
         r.finished = time.time()
         results.append(r)
@@ -213,6 +327,8 @@ def write_reports(
                 "packets": a.frames,
                 "seconds": round(seconds, 3),
                 "findings": [f.as_dict() for f in a.findings.values()],
+                "unjudged": [u.as_dict() for u in a.unjudged[:_UNJUDGED_LISTED]],
+                "unjudged_total": len(a.unjudged),
             },
             indent=2,
         )
@@ -247,11 +363,15 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     capture = Path(args.capture)
     keys = load_keys(Path(args.keys)) if args.keys else []
+    negotiated: list[tuple[str, int, str]] = []
+    sdp_from_tls = 0
     if args.keylog:
-        from confsec.analyze.tlskeys import keys_from_tls
+        from confsec.analyze.tlskeys import signalling_from_tls
 
-        keys += keys_from_tls(capture, Path(args.keylog))
-    a, seconds = analyze(capture, keys, args.o1_port)
+        tls = signalling_from_tls(capture, Path(args.keylog))
+        keys += tls.keys
+        negotiated, sdp_from_tls = tls.media, tls.sdp_frames
+    a, seconds = analyze(capture, keys, args.o1_port, negotiated, sdp_from_tls)
     judgements = judge(a, args.o1_port)
     doc = write_reports(Path(args.reports), capture, judgements, a, seconds)
     rate = a.frames / seconds if seconds else 0.0
@@ -261,6 +381,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     )
     for j in judgements:
         print(f"  {j.requirement:<3} {j.verdict!s:<13} {j.name}")
+        print(f"      observed: {j.evidence.summary()}")
         if j.verdict is not Verdict.PASS:
             print(f"      {j.reason[:300]}")
     where = Path(args.reports).resolve()
