@@ -352,7 +352,7 @@ def print_summary(doc: dict, reports: Path) -> None:
         print(f"{r['id']:<12}{r['strength']:<13}{r['verdict']:<16}{detail:<10}{r['title'][:50]}")
         for s in r["scenarios"]:
             if s["verdict"] not in ("pass", "not applicable"):
-                print(f"{'':<12}  {s['verdict']}: {s['name']}")
+                print(f"{'':<12}  {s['verdict']}: {s.get('title') or s['name']}")
                 if s["reason"]:
                     print(f"{'':<14}{s['reason'].splitlines()[0][:140]}")
     print("-" * 96)

@@ -16,11 +16,13 @@ Feature: Mutual authentication of participants and service (R2)
     Then bob is admitted with SRTP
 
   Scenario: A request without credentials is challenged and refused
+    Given the control: bob creates a secure conference and is admitted
     When alice creates a conference through the factory URI without credentials
     Then the service challenges with a SHA-256 digest
     And alice is refused with 401
 
   Scenario: A wrong password is refused
+    Given the control: bob creates a secure conference and is admitted
     When alice creates a conference through the factory URI with a wrong password
     Then alice is refused with 401 or 403
 
@@ -31,6 +33,7 @@ Feature: Mutual authentication of participants and service (R2)
 
   @pics:mutual_tls
   Scenario: A client without a certificate is refused where mutual TLS is claimed
+    Given mallory, presenting a client certificate, is answered over TLS
     When mallory connects to the service without a client certificate
     Then the service refuses the TLS connection
 

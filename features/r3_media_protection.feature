@@ -8,17 +8,20 @@ Feature: Mandatory media protection (R3)
     Given the conference service is reachable over SIPS
 
   Scenario: A plain RTP offer to the factory is refused
-    When alice creates a conference through the factory URI with a plain RTP offer
-    Then alice is refused with 488
+    Given the control: alice creates a secure conference and is admitted
+    When bob creates a conference through the factory URI with a plain RTP offer
+    Then bob is refused with 488
 
   Scenario: A plain RTP join to a secure conference is refused
     Given alice has created a secure conference
+    And the control: bob joins with a secure offer and is admitted
     When carol joins the conference with a plain RTP offer
     Then carol is refused with 488
 
   Scenario Outline: A null cipher offer is refused
-    When alice creates a conference through the factory URI with a <offer> offer
-    Then alice is refused with 488
+    Given the control: alice creates a secure conference and is admitted
+    When bob creates a conference through the factory URI with a <offer> offer
+    Then bob is refused, or answered with full encryption instead of <offer>
 
     Examples:
       | offer             |
@@ -30,7 +33,8 @@ Feature: Mandatory media protection (R3)
     And bob has joined the conference using <suite>
     And carol has joined the conference using <suite>
     When every participant sends its tone for 1 second
-    Then every media packet each participant received authenticates under the negotiated key
+    Then every answer selected <suite>
+    And every media packet each participant received authenticates under the negotiated key
     And every participant hears the others' tones and not its own
 
     Examples:
@@ -43,6 +47,7 @@ Feature: Mandatory media protection (R3)
     Given alice has created a secure conference
     And bob has joined the conference
     And carol has joined the conference
+    And the others hear carol over protected media
     When carol sends plain RTP instead of SRTP while the others send their tones for 1 second
     Then alice does not hear carol's tone
     And bob does not hear carol's tone

@@ -5,6 +5,9 @@ Feature: Protected floor control (R8)
   (RFC 8856) and runs over TLS with the certificate the answer's a=fingerprint names; a plain
   TCP/BFCP offer is refused; floor requests are bound to the authenticated user (observation O5:
   floor control reveals who speaks, and must not let anyone speak for someone else).
+  A refusal counts only beside its positive control, an honest request the same service grants:
+  carol's TCP/TLS/BFCP offer; bob's floor request under his own user id on the same kind of
+  connection; a Hello just before malformed input, and carol's floor request after it.
 
   Background:
     Given the conference service is reachable over SIPS
@@ -22,6 +25,7 @@ Feature: Protected floor control (R8)
 
   Scenario: A plain TCP/BFCP offer is refused
     Given alice has created a secure conference
+    And carol is in the conference with floor control over TLS
     When bob joins offering floor control over TCP/BFCP
     Then floor control over plain TCP is refused to bob
 
@@ -31,6 +35,7 @@ Feature: Protected floor control (R8)
     And carol is in the conference with floor control over TLS
     And bob is in the conference with floor control over TLS
     When bob opens the floor control connection
+    And bob requests the floor under his own user id and releases it
     And bob requests the floor with carol's user id
     Then the floor control server refuses bob's request with an Error
 
@@ -45,7 +50,7 @@ Feature: Protected floor control (R8)
     Given alice has created a secure conference
     And bob is in the conference with floor control over TLS
     And carol is in the conference with floor control over TLS
-    When bob sends 20 malformed BFCP messages
+    When bob sends a Hello and then 20 malformed BFCP messages
     And carol requests the floor and releases it
     Then every malformed message was answered with an Error or a close
-    And carol was granted the floor and then released it over TLS
+    And carol was still granted the floor after the malformed messages and released it over TLS

@@ -3,10 +3,11 @@ insecure-surface probes (user enumeration over SIPS and plain UDP, dictionary pa
 
 from __future__ import annotations
 
-from pytest_bdd import parsers, then, when
+from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks, surface
 from confsec.behaviour.conference import ConferenceRun
+from confsec.report.verdicts import Observe
 from confsec.target import probes
 
 
@@ -16,13 +17,13 @@ def opens_tls(conf: ConferenceRun, name: str) -> None:
 
 
 @then("the service certificate validates for the service domain")
-def cert_validates(conf: ConferenceRun) -> None:
-    checks.certificate_valid_for(conf.last_probe, conf.target.domain)
+def cert_validates(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.certificate_valid_for(conf.last_probe, conf.target.domain))
 
 
 @then("the service challenges with a SHA-256 digest")
-def sha256_challenge(conf: ConferenceRun) -> None:
-    checks.digest_challenge(conf.last_outcome, "SHA-256")
+def sha256_challenge(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.digest_challenge(conf.last_outcome, "SHA-256"))
 
 
 @when(
@@ -37,9 +38,15 @@ def without_client_cert(conf: ConferenceRun, name: str) -> None:
     conf.probe_tls(name, client_cert=False, send_request=True)
 
 
+@given(parsers.parse("{name}, presenting a client certificate, is answered over TLS"))
+def tls_control(conf: ConferenceRun, name: str) -> None:
+    conf.tls_control = conf.probe_tls(name, client_cert=True, send_request=True)
+    checks.tls_control(conf.tls_control, name)
+
+
 @then("the service refuses the TLS connection")
-def tls_refused(conf: ConferenceRun) -> None:
-    checks.tls_refused(conf.last_probe)
+def tls_refused(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.tls_refused(conf.last_probe, conf.tls_control))
 
 
 @when(
@@ -53,8 +60,8 @@ def wrong_passwords(conf: ConferenceRun, accounts: int, decoys: int) -> list[pro
 
 
 @then("the refusals do not tell existing users from unknown ones")
-def refusals_alike(refusals: list[probes.DigestAttempt]) -> None:
-    probes.refusals_alike(refusals)
+def refusals_alike(refusals: list[probes.DigestAttempt], observed: Observe) -> None:
+    observed(probes.refusals_alike(refusals))
 
 
 @when("sipvicious probes every plain UDP listener for users", target_fixture="udp_surfaces")
@@ -63,8 +70,8 @@ def sipvicious_probes(conf: ConferenceRun) -> list[probes.UdpSurface]:
 
 
 @then("no listener tells existing users from unknown ones")
-def udp_no_enumeration(udp_surfaces: list[probes.UdpSurface]) -> None:
-    probes.udp_no_enumeration(udp_surfaces)
+def udp_no_enumeration(udp_surfaces: list[probes.UdpSurface], observed: Observe) -> None:
+    observed(probes.udp_no_enumeration(udp_surfaces))
 
 
 @when(
@@ -76,5 +83,7 @@ def dictionary(conf: ConferenceRun, accounts: int) -> list[probes.DictionaryTria
 
 
 @then("no dictionary word gets past authentication")
-def no_dictionary_password(dictionary_trials: list[probes.DictionaryTrial]) -> None:
-    probes.no_dictionary_password(dictionary_trials)
+def no_dictionary_password(
+    dictionary_trials: list[probes.DictionaryTrial], observed: Observe
+) -> None:
+    observed(probes.no_dictionary_password(dictionary_trials))

@@ -6,6 +6,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.report.verdicts import Observe
 
 
 @given("the conference service is reachable over SIPS")
@@ -33,6 +34,18 @@ def create_wrong_password(conf: ConferenceRun, name: str) -> None:
     conf.create(name, OfferSpec.named("secure"), credentials="wrong")
 
 
+@given(parsers.parse("the control: {name} creates a secure conference and is admitted"))
+def control_creates(conf: ConferenceRun, observed: Observe, name: str) -> None:
+    out = conf.create(name, OfferSpec.named("secure"))
+    observed(checks.control_admitted(out, name, "a valid, secure creation"))
+
+
+@given(parsers.parse("the control: {name} joins with a secure offer and is admitted"))
+def control_joins(conf: ConferenceRun, observed: Observe, name: str) -> None:
+    out = conf.join(name, OfferSpec.named("secure"))
+    observed(checks.control_admitted(out, name, "a valid, secure join"))
+
+
 @given(parsers.re(r"(?P<name>\w+) has created a secure conference(?P<rest>.*)"))
 def has_created(conf: ConferenceRun, name: str, rest: str) -> None:
     checks.admitted_secure(conf.create(name, OfferSpec.from_phrase(rest)), name)
@@ -49,20 +62,25 @@ def joins_with_offer(conf: ConferenceRun, name: str, offer: str) -> None:
 
 
 @then("the focus accepts with a conference URI marked isfocus")
-def focus_accepts(conf: ConferenceRun) -> None:
-    checks.conference_uri_is_focus(conf.creation, conf.target.factory_uri)
+def focus_accepts(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.conference_uri_is_focus(conf.creation, conf.target.factory_uri))
 
 
 @then("every media stream in the answer is protected with SRTP")
-def answer_protected(conf: ConferenceRun) -> None:
-    checks.answer_protected(conf.creation)
+def answer_protected(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.answer_protected(conf.creation))
 
 
 @then(parsers.parse("{name} is admitted with SRTP"))
-def admitted(conf: ConferenceRun, name: str) -> None:
-    checks.admitted_secure(conf.outcome(name), name)
+def admitted(conf: ConferenceRun, observed: Observe, name: str) -> None:
+    observed(checks.admitted_secure(conf.outcome(name), name))
 
 
 @then(parsers.re(r"(?P<name>\w+) is refused with (?P<codes>\d{3}(?: or \d{3})*)"))
-def refused(conf: ConferenceRun, name: str, codes: str) -> None:
-    checks.refused(conf.outcome(name), name, {int(c) for c in codes.split(" or ")})
+def refused(conf: ConferenceRun, observed: Observe, name: str, codes: str) -> None:
+    observed(checks.refused(conf.outcome(name), name, {int(c) for c in codes.split(" or ")}))
+
+
+@then(parsers.parse("{name} is refused, or answered with full encryption instead of {offer}"))
+def null_cipher_not_admitted(conf: ConferenceRun, observed: Observe, name: str, offer: str) -> None:
+    observed(checks.null_cipher_not_admitted(conf.outcome(name), name, offer))

@@ -1,4 +1,7 @@
-"""Steps for R8 (O5): floor control negotiated in SDP and spoken over BFCP/TLS."""
+"""Steps for R8 (O5): floor control negotiated in SDP and spoken over BFCP/TLS.
+
+Then-steps hand what their check observed to `observed` (issue 12: no pass without evidence).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import floor as fl
 from confsec.behaviour.conference import ConferenceRun
+from confsec.report.verdicts import Observe
 
 
 @pytest.fixture
@@ -40,44 +44,54 @@ def requests_as(floor: fl.FloorRun, name: str, other: str) -> None:
 
 
 @when(parsers.parse("{name} requests the floor and releases it"))
+@when(parsers.parse("{name} requests the floor under {whose} own user id and releases it"))
 def request_release(floor: fl.FloorRun, name: str) -> None:
     floor.request_and_release(name)
 
 
-@when(parsers.parse("{name} sends {count:d} malformed BFCP messages"))
+@when(parsers.parse("{name} sends a Hello and then {count:d} malformed BFCP messages"))
 def sends_malformed(floor: fl.FloorRun, name: str, count: int) -> None:
-    floor.connect(name)
     floor.send_malformed(name, count)
 
 
 @then(
     parsers.parse("the answer to {name} carries floor control over TCP/TLS/BFCP with a fingerprint")
 )
-def answer_secure(floor: fl.FloorRun, name: str) -> None:
-    fl.answer_secure(floor.session(name))
+def answer_secure(floor: fl.FloorRun, observed: Observe, name: str) -> None:
+    observed(fl.answer_secure(floor.session(name)))
 
 
 @then(parsers.parse("floor control over plain TCP is refused to {name}"))
-def plain_refused(floor: fl.FloorRun, name: str) -> None:
-    fl.plain_refused(floor.session(name))
+def plain_refused(floor: fl.FloorRun, observed: Observe, name: str) -> None:
+    observed(fl.plain_refused(floor.session(name), floor.others(name)))
 
 
 @then("the floor control server's certificate matches the fingerprint in the answer")
-def fp_matches(floor: fl.FloorRun) -> None:
+def fp_matches(floor: fl.FloorRun, observed: Observe) -> None:
     for s in floor.sessions.values():
-        fl.fingerprint_matches(s)
+        observed(fl.fingerprint_matches(s))
 
 
 @then(parsers.parse("the floor control server refuses {name}'s request with an Error"))
-def foreign_refused(floor: fl.FloorRun, name: str) -> None:
-    fl.foreign_request_refused(floor.last_answer, name, "another participant")
+def foreign_refused(floor: fl.FloorRun, observed: Observe, name: str) -> None:
+    other = floor.last_claimed or "another participant"
+    observed(fl.foreign_request_refused(floor.last_answer, name, other, floor.session(name)))
 
 
 @then(parsers.parse("{name} was granted the floor and then released it over TLS"))
-def granted(floor: fl.FloorRun, name: str) -> None:
-    fl.granted_and_released(floor.session(name))
+def granted(floor: fl.FloorRun, observed: Observe, name: str) -> None:
+    observed(fl.granted_and_released(floor.session(name)))
 
 
 @then("every malformed message was answered with an Error or a close")
-def malformed_handled(floor: fl.FloorRun) -> None:
-    fl.malformed_handled(floor.fuzz_probes)
+def malformed_handled(floor: fl.FloorRun, observed: Observe) -> None:
+    observed(fl.malformed_handled(floor.fuzz_probes, floor.fuzz_baseline))
+
+
+@then(
+    parsers.parse(
+        "{name} was still granted the floor after the malformed messages and released it over TLS"
+    )
+)
+def still_serving(floor: fl.FloorRun, observed: Observe, name: str) -> None:
+    observed(fl.still_serving(floor.session(name), floor.fuzz_baseline, floor.fuzz_ended))

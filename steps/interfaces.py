@@ -6,23 +6,30 @@ from pytest_bdd import then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun
+from confsec.report.verdicts import Observe
 
 
 @when("the suite connects to every internal key interface with TLS")
-def connect_interfaces(conf: ConferenceRun) -> None:
-    conf.probe_interfaces(client_cert=True)
-
-
 @when("the suite connects to every internal key interface with TLS and no client certificate")
 def connect_interfaces_anonymously(conf: ConferenceRun) -> None:
-    conf.probe_interfaces(client_cert=False)
+    conf.probe_interfaces("none")
 
 
-@then("every internal key interface completes TLS with a certificate for its name")
-def interfaces_protected(conf: ConferenceRun) -> None:
-    checks.interfaces_protected(conf.interface_probes)
+@when("the suite connects to every internal key interface with a participant's certificate")
+def connect_interfaces_as_participant(conf: ConferenceRun) -> None:
+    conf.probe_interfaces("participant")
+
+
+@then("every internal key interface presents a certificate valid for its name")
+def interfaces_protected(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.interfaces_protected(conf.interface_probes))
 
 
 @then("every internal key interface refuses the connection")
-def interfaces_refuse(conf: ConferenceRun) -> None:
-    checks.interfaces_refuse_anonymous(conf.interface_probes)
+def interfaces_refuse(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.interfaces_refuse(conf.interface_probes, "no certificate"))
+
+
+@then("every internal key interface refuses the participant's certificate")
+def interfaces_refuse_participant(conf: ConferenceRun, observed: Observe) -> None:
+    observed(checks.interfaces_refuse(conf.interface_probes, "a participant's certificate"))

@@ -10,6 +10,7 @@ from pytest_bdd import given, parsers, then, when
 from confsec.behaviour import rekeying
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.rekeying import Membership
+from confsec.report.verdicts import Observe
 
 
 @pytest.fixture
@@ -57,43 +58,50 @@ def receive(membership: Membership, seconds: float) -> None:
 
 
 @then("no packet received after the leave authenticates under a key the leaver held")
-def forward_last(membership: Membership) -> None:
-    rekeying.forward_security(membership, membership.last("leave").name)
+def forward_last(membership: Membership, observed: Observe) -> None:
+    observed(rekeying.forward_security(membership, membership.last("leave").name))
 
 
 @then(parsers.parse("no packet received after {name} left authenticates under a key {_n} held"))
-def forward(membership: Membership, name: str) -> None:
-    rekeying.forward_security(membership, name)
+def forward(membership: Membership, observed: Observe, name: str) -> None:
+    observed(rekeying.forward_security(membership, name))
 
 
 @then(
     parsers.parse("no packet received before {name} joined authenticates under a key {_n} received")
 )
-def backward(membership: Membership, name: str) -> None:
-    rekeying.backward_security(membership, name)
+def backward(membership: Membership, observed: Observe, name: str) -> None:
+    observed(rekeying.backward_security(membership, name))
 
 
 @then("no master key or salt in the ledger repeats an earlier one")
-def fresh(conf: ConferenceRun) -> None:
-    rekeying.keys_fresh(conf.ledger)
+def fresh(conf: ConferenceRun, observed: Observe) -> None:
+    observed(rekeying.keys_fresh(conf.ledger))
 
 
 @then(parsers.parse("every stream of the remaining participants was rekeyed after the {kind}"))
-def complete_last(membership: Membership, request: pytest.FixtureRequest, kind: str) -> None:
-    try:
-        latencies = rekeying.rekeyed_completely(membership, kind, membership.last(kind).name)
-    finally:
-        _record_lateness(membership, request)
-    request.node.user_properties.append(("rekey_latency", rekeying.latency_summary(latencies)))
+def complete_last(
+    membership: Membership, request: pytest.FixtureRequest, observed: Observe, kind: str
+) -> None:
+    _complete(membership, request, observed, kind, membership.last(kind).name)
 
 
 @then(parsers.parse("every stream of the remaining participants was rekeyed after {name}'s {kind}"))
-def complete(membership: Membership, request: pytest.FixtureRequest, name: str, kind: str) -> None:
+def complete(
+    membership: Membership, request: pytest.FixtureRequest, observed: Observe, name: str, kind: str
+) -> None:
+    _complete(membership, request, observed, kind, name)
+
+
+def _complete(
+    membership: Membership, request: pytest.FixtureRequest, observed: Observe, kind: str, name: str
+) -> None:
     try:
-        latencies = rekeying.rekeyed_completely(membership, kind, name)
+        observed(rekeying.rekeyed_completely(membership, kind, name))
     finally:
         _record_lateness(membership, request)
-    request.node.user_properties.append(("rekey_latency", rekeying.latency_summary(latencies)))
+    summary = rekeying.latency_summary(membership.latencies)
+    request.node.user_properties.append(("rekey_latency", summary))
 
 
 def _record_lateness(membership: Membership, request: pytest.FixtureRequest) -> None:
@@ -103,23 +111,23 @@ def _record_lateness(membership: Membership, request: pytest.FixtureRequest) -> 
 
 
 @then("every remaining participant received media under new keys within the declared bound")
-def within_declared(membership: Membership) -> None:
-    rekeying.rekey_within_declared(membership)
+def within_declared(membership: Membership, observed: Observe) -> None:
+    observed(rekeying.rekey_within_declared(membership))
 
 
 @then("every participant decrypts the common stream and hears everyone in it")
-def common_decrypted(conf: ConferenceRun) -> None:
-    rekeying.common_stream_decrypted(list(conf.participants.values()))
+def common_decrypted(conf: ConferenceRun, observed: Observe) -> None:
+    observed(rekeying.common_stream_decrypted(list(conf.participants.values())))
 
 
 @then("every participant holds the same group key")
-def same_group_key(conf: ConferenceRun) -> None:
-    rekeying.same_group_key(list(conf.participants.values()))
+def same_group_key(conf: ConferenceRun, observed: Observe) -> None:
+    observed(rekeying.same_group_key(list(conf.participants.values())))
 
 
 @then("the common stream's key shares nothing with any other stream in the ledger")
-def group_key_distinct(conf: ConferenceRun) -> None:
-    rekeying.group_key_distinct(conf.ledger)
+def group_key_distinct(conf: ConferenceRun, observed: Observe) -> None:
+    observed(rekeying.group_key_distinct(conf.ledger))
 
 
 @when(parsers.parse("{name} invites the conference URI {how}"), target_fixture="attempt")
@@ -129,5 +137,5 @@ def non_member(conf: ConferenceRun, name: str, how: str) -> rekeying.NonMemberAt
 
 
 @then(parsers.parse("{name} receives nothing keyed"))
-def nothing_keyed(attempt: rekeying.NonMemberAttempt) -> None:
-    rekeying.non_member_got_nothing(attempt)
+def nothing_keyed(attempt: rekeying.NonMemberAttempt, observed: Observe) -> None:
+    observed(rekeying.non_member_got_nothing(attempt))

@@ -7,6 +7,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import media_abuse as ma
 from confsec.behaviour.conference import ConferenceRun
+from confsec.report.verdicts import Observe
 
 
 @pytest.fixture
@@ -78,8 +79,11 @@ def sends_forged(
 
 
 @then(parsers.re(r"(?P<listener>\w+) still hears (?P<speakers>\w+(?: and \w+)*)"))
-def still_hears(media_abuse: ma.MediaAbuse, listener: str, speakers: str) -> None:
-    ma.still_hears(media_abuse.baseline, media_abuse.probe, listener, speakers.split(" and "))
+def still_hears(
+    media_abuse: ma.MediaAbuse, observed: Observe, listener: str, speakers: str
+) -> None:
+    window = (media_abuse.baseline, media_abuse.probe)
+    observed(ma.still_hears(*window, listener, speakers.split(" and ")))
 
 
 @then(
@@ -87,5 +91,8 @@ def still_hears(media_abuse: ma.MediaAbuse, listener: str, speakers: str) -> Non
         r"(?P<listener>\w+) does not hear (?P<speaker>\w+)'s (?P<abuse>replayed|forged) packets"
     )
 )
-def not_heard(media_abuse: ma.MediaAbuse, listener: str, speaker: str, abuse: str) -> None:
-    ma.does_not_hear(media_abuse.baseline, media_abuse.probe, listener, speaker, abuse)
+def not_heard(
+    media_abuse: ma.MediaAbuse, observed: Observe, listener: str, speaker: str, abuse: str
+) -> None:
+    window = (media_abuse.baseline, media_abuse.probe)
+    observed(ma.does_not_hear(*window, listener, speaker, abuse))

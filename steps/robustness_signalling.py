@@ -9,6 +9,7 @@ from pytest_bdd import given, parsers, then, when
 from confsec.behaviour import checks
 from confsec.behaviour import malformed as mf
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.report.verdicts import Observe
 
 
 @pytest.fixture
@@ -34,8 +35,8 @@ def joins_with_crafted_offer(probes: mf.SignallingProbes, name: str, kind: str) 
 
 
 @then(parsers.re(r"the service did not accept (?P<name>\w+)'s (?:malformed|oversized) request"))
-def not_accepted(probes: mf.SignallingProbes, name: str) -> None:
-    mf.malformed_not_accepted(probes.raw)
+def not_accepted(probes: mf.SignallingProbes, observed: Observe, name: str) -> None:
+    observed(mf.malformed_not_accepted(probes.raw))
 
 
 @given(parsers.parse("{first} and {second} hear each other's tones over protected media"))
@@ -44,16 +45,20 @@ def baseline(probes: mf.SignallingProbes, first: str, second: str) -> None:
 
 
 @then(parsers.parse("{first} and {second} still hear each other's tones over protected media"))
-def still_hear(probes: mf.SignallingProbes, conf: ConferenceRun, first: str, second: str) -> None:
+def still_hear(
+    probes: mf.SignallingProbes, conf: ConferenceRun, observed: Observe, first: str, second: str
+) -> None:
     group = [conf.participant(first), conf.participant(second)]
-    mf.conference_went_on(group, probes.cause, probes.baseline_ok, probes.before)
+    observed(mf.conference_went_on(group, probes.cause, probes.baseline_ok, probes.before))
 
 
 @then(parsers.parse("{name} can still join the conference"))
-def can_still_join(conf: ConferenceRun, name: str) -> None:
-    checks.admitted_secure(conf.join(name, OfferSpec()), name)
+def can_still_join(conf: ConferenceRun, observed: Observe, name: str) -> None:
+    observed(checks.admitted_secure(conf.join(name, OfferSpec()), name))
 
 
 @then(parsers.parse("the answer to {name} selects the {suite} key offered with tag {tag:d}"))
-def selects_offered(conf: ConferenceRun, name: str, suite: str, tag: int) -> None:
-    mf.admitted_with_offered_suite(conf.outcome(name), name, suite, tag)
+def selects_offered(
+    conf: ConferenceRun, observed: Observe, name: str, suite: str, tag: int
+) -> None:
+    observed(mf.admitted_with_offered_suite(conf.outcome(name), name, suite, tag))

@@ -2,8 +2,10 @@
 
 Every function here takes observations (outcomes of calls, TLS probes, media statistics, the
 key-stream ledger) and raises `NonConformance` for a finding, `Inconclusive` when the observation
-does not let it judge, and returns quietly on pass. None of them talks to the network, so each can
-be tested against hand-made observations and each has a defect switch that makes it fail.
+does not let it judge, and on pass returns the `Evidence` the pass rests on (what was counted,
+which controls passed): a check that observed nothing is inconclusive, never a pass. None of
+them talks to the network, so each can be tested against hand-made observations and each has a
+defect switch that makes it fail.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 from confsec.codec.digest import parse_challenge
 from confsec.codec.sip import parse_name_addr, parse_uri
 from confsec.errors import ConfsecError, TargetUnreachable
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import CallOutcome, TlsProbe
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 # RFC 3261 21.4.26 / 21.6.4: both say "the offer is not acceptable".
 NOT_ACCEPTABLE = {488, 606}
+# Session parameters an answer may drop, encrypting after all (issue 12, finding 11).
+_DROPPABLE = frozenset({"UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP"})
 
 
 def service_reachable(probe: TlsProbe) -> None:
@@ -46,7 +50,7 @@ def _final(outcome: CallOutcome | None, what: str) -> CallOutcome:
     return outcome
 
 
-def conference_uri_is_focus(outcome: CallOutcome | None, factory_uri: str) -> None:
+def conference_uri_is_focus(outcome: CallOutcome | None, factory_uri: str) -> Evidence:
     """R1: 2xx from the factory with Contact <conference URI>;isfocus (RFC 4579 5.1)."""
     out = _final(outcome, "conference creation")
     if not 200 <= out.status < 300:
@@ -64,9 +68,10 @@ def conference_uri_is_focus(outcome: CallOutcome | None, factory_uri: str) -> No
         raise NonConformance(f"the conference URI {addr.uri} is not a SIPS URI")
     if addr.uri.split(";")[0] == factory_uri:
         raise NonConformance("the focus answered with the factory URI, not a conference URI")
+    return Evidence.of(final_responses=1, focus_contacts=1)
 
 
-def answer_protected(outcome: CallOutcome | None) -> None:
+def answer_protected(outcome: CallOutcome | None) -> Evidence:
     """R1/R3: every accepted m-line of the answer is RTP/SAVP with a real (non-null) cipher."""
     out = _final(outcome, "the call")
     if not 200 <= out.status < 300:
@@ -85,18 +90,49 @@ def answer_protected(outcome: CallOutcome | None) -> None:
         for c in cryptos:
             if c.is_null:
                 raise NonConformance(f"the answer's m={m.media} selects null encryption")
+    return Evidence.of(answers=1, protected_streams=len(accepted))
 
 
-def admitted_secure(outcome: CallOutcome | None, name: str) -> None:
+def admitted_secure(outcome: CallOutcome | None, name: str) -> Evidence:
     out = _final(outcome, f"{name}'s INVITE")
     if not 200 <= out.status < 300:
         raise NonConformance(
             f"{name} was refused with {out.status} {out.reason} although the request was valid"
         )
-    answer_protected(out)
+    return answer_protected(out)
 
 
-def refused(outcome: CallOutcome | None, name: str, codes: set[int]) -> None:
+def control_admitted(outcome: CallOutcome | None, name: str, what: str) -> Evidence:
+    """A positive control: the valid form of the request a negative check will send is
+    accepted. If not, the target refuses even what it must accept, and a refusal later in the
+    scenario shows nothing (TTCN-3: a failed preamble makes the verdict inconclusive)."""
+    try:
+        admitted_secure(outcome, name)
+    except NonConformance as exc:
+        raise Inconclusive(
+            f"control failed: {what} was not accepted ({exc}); a refusal of the faulty request "
+            "would not show that the target tells the two apart"
+        ) from None
+    return Evidence.of(f"{name}: {what} accepted")
+
+
+def suite_selected(outcome: CallOutcome | None, suite: str) -> Evidence:
+    """R3: every keyed stream of the answer uses the crypto suite the offer named (the offer
+    names only that one, with tag 1 per medium): a scenario "with AEAD_AES_128_GCM" must not
+    pass on AES_CM_128_HMAC_SHA1_80."""
+    out = _final(outcome, "the call")
+    if out.answer is None:
+        raise Inconclusive("the call has no SDP answer to read the selected suite from")
+    chosen = [(m.media, c.suite) for m in out.answer.media if m.port != 0 for c in m.crypto]
+    if not chosen:
+        raise Inconclusive("the answer carries no a=crypto: no suite was selected")
+    other = [f"m={media} selects {s}" for media, s in chosen if s != suite]
+    if other:
+        raise NonConformance(f"offered only {suite}, but the answer's " + "; ".join(other))
+    return Evidence.of(f"answer selects {suite}", answered_streams=len(chosen))
+
+
+def refused(outcome: CallOutcome | None, name: str, codes: set[int]) -> Evidence:
     """The request must be refused; the expected code tells us why it was refused."""
     out = _final(outcome, f"{name}'s INVITE")
     if 200 <= out.status < 300:
@@ -110,9 +146,41 @@ def refused(outcome: CallOutcome | None, name: str, codes: set[int]) -> None:
             f"{name} was refused with {out.status} {out.reason}, not "
             f"{' or '.join(map(str, sorted(codes)))}: the refusal may have another cause"
         )
+    return Evidence.of(refusals=1)
 
 
-def digest_challenge(outcome: CallOutcome | None, algorithm: str) -> None:
+def null_cipher_not_admitted(outcome: CallOutcome | None, name: str, offer: str) -> Evidence:
+    """R3: an offer that would leave media unencrypted is refused (488/606), or answered with a
+    key that encrypts fully. A 200 that drops UNENCRYPTED_SRTP and encrypts is compliant; a
+    200 that keeps a null suite or an UNENCRYPTED parameter is not."""
+    out = _final(outcome, f"{name}'s INVITE")
+    if not 200 <= out.status < 300:
+        refused(out, name, NOT_ACCEPTABLE)
+        return Evidence.of(refusals=1)
+    if offer not in _DROPPABLE:
+        raise NonConformance(
+            f"{name}'s {offer} offer was accepted ({out.status} {out.reason}): its only suite "
+            "does not encrypt, and an answer may select only an offered suite (RFC 4568 7.1.2)"
+        )
+    if out.answer is None:
+        raise NonConformance(f"{name}'s {offer} offer was accepted without an SDP answer")
+    keyed = 0
+    for m in (m for m in out.answer.media if m.port != 0):
+        if "SAVP" not in m.proto or not m.crypto:
+            raise NonConformance(f"{name}'s {offer} offer was accepted with m={m.media} {m.proto}")
+        for c in m.crypto:
+            if c.is_null:
+                raise NonConformance(
+                    f"{name}'s {offer} offer was accepted without encryption "
+                    f"(answer: {c.suite} {' '.join(c.session_params)})".rstrip()
+                )
+            keyed += 1
+    if not keyed:
+        raise NonConformance(f"{name}'s {offer} offer was accepted with every stream rejected")
+    return Evidence.of(f"answered with full encryption instead of {offer}", answered_streams=keyed)
+
+
+def digest_challenge(outcome: CallOutcome | None, algorithm: str) -> Evidence:
     """R2: an unauthenticated request gets a digest challenge offering `algorithm`, qop=auth."""
     out = _final(outcome, "the unauthenticated INVITE")
     if 200 <= out.status < 300:
@@ -128,12 +196,12 @@ def digest_challenge(outcome: CallOutcome | None, algorithm: str) -> None:
             raise NonConformance(f"malformed {name}: {exc}") from exc
         offered.append(ch)
         if ch.algorithm.upper() == algorithm.upper() and "auth" in ch.qop:
-            return
+            return Evidence.of(challenges=len(out.response.headers.get_all(name)))
     algs = ", ".join(f"{c.algorithm} qop={'/'.join(c.qop) or '-'}" for c in offered) or "none"
     raise NonConformance(f"the challenge does not offer {algorithm} with qop=auth (offers {algs})")
 
 
-def certificate_valid_for(probe: TlsProbe | None, domain: str) -> None:
+def certificate_valid_for(probe: TlsProbe | None, domain: str) -> Evidence:
     """R2: the service's certificate chains to the trusted CA and names the service domain."""
     if probe is None:
         raise Inconclusive("no TLS connection was attempted")
@@ -150,14 +218,33 @@ def certificate_valid_for(probe: TlsProbe | None, domain: str) -> None:
     if probe.peer is None or domain not in probe.peer.dns_names:
         names = ", ".join(probe.peer.dns_names) if probe.peer else "none"
         raise NonConformance(f"the certificate's DNS names ({names}) do not include {domain}")
+    return Evidence.of(tls_handshakes=1, certificates_verified=1)
 
 
-def tls_refused(probe: TlsProbe | None) -> None:
+def tls_control(probe: TlsProbe | None, name: str) -> Evidence:
+    """The positive control of the mutual-TLS check: the same client *with* its certificate
+    completes the handshake and gets a SIP answer. Without it, a refusal of the client without
+    a certificate could be a service that refuses everyone (inconclusive, TTCN-3 preamble)."""
+    if probe is None:
+        raise Inconclusive("no TLS connection was attempted for the control")
+    if probe.connect_error is not None:
+        raise TargetUnreachable(f"cannot connect to the service: {probe.connect_error}")
+    if not probe.handshake_ok or probe.response_status is None:
+        why = probe.tls_error or ("closed" if probe.closed_by_peer else "no SIP answer")
+        raise Inconclusive(
+            f"control failed: {name}, with a valid client certificate, was not answered over TLS "
+            f"({why}); a refusal without a certificate would show nothing"
+        )
+    return Evidence.of(f"{name} with a client certificate was answered {probe.response_status}")
+
+
+def tls_refused(probe: TlsProbe | None, control: TlsProbe | None = None) -> Evidence:
     """R2 with mutual TLS: a client without a certificate gets no service at all.
 
     With TLS 1.3 the client's handshake completes before the server checks the certificate,
-    so the probe sends a request and reads: an alert or a close is a refusal, a SIP answer is not.
-    """
+    so the probe sends a request and reads: an alert or a close is a refusal, a SIP answer is
+    not. A handshake that failed because the suite rejected the *server's* certificate is no
+    refusal (inconclusive); nor is any refusal without the control (`tls_control`)."""
     if probe is None:
         raise Inconclusive("no TLS connection was attempted")
     if probe.connect_error is not None:
@@ -167,13 +254,28 @@ def tls_refused(probe: TlsProbe | None) -> None:
             f"the service answered {probe.response_status} to a client that presented no "
             "certificate"
         )
+    if probe.cert_rejected:
+        raise Inconclusive(
+            f"the suite rejected the service's certificate ({probe.tls_error}): the handshake "
+            "ended before the service could refuse anything"
+        )
     if probe.handshake_ok and not probe.closed_by_peer:
         raise Inconclusive("the connection neither answered nor was closed by the service")
+    if not probe.handshake_ok and probe.alert is None:
+        raise Inconclusive(f"the TLS handshake failed without a refusal: {probe.tls_error}")
+    if control is None:
+        raise Inconclusive("no control: nothing shows a client with a certificate is admitted")
+    how = f"alert {probe.alert}" if probe.alert else "closed after the handshake"
+    return Evidence.of(
+        *tls_control(control, "the same client").controls,
+        connections_tried=2,
+        refusals=1,
+    ) + Evidence({}, (f"refused without a certificate: {how}",))
 
 
-def media_authenticates(participants: Iterable[Participant]) -> None:
+def media_authenticates(participants: Iterable[Participant]) -> Evidence:
     """R3: every packet each participant received is SRTP that authenticates."""
-    problems, silent, judged = [], [], 0
+    problems, silent, judged, packets = [], [], 0, 0
     for p in participants:
         for media, stats in p.receive_stats().items():
             if stats.received == 0:
@@ -185,6 +287,7 @@ def media_authenticates(participants: Iterable[Participant]) -> None:
                 )
                 continue
             judged += 1
+            packets += stats.judged
             if stats.refused:
                 problems.append(
                     f"{p.name}: {stats.refused} of {stats.judged} {media} packets did not "
@@ -199,9 +302,10 @@ def media_authenticates(participants: Iterable[Participant]) -> None:
         raise Inconclusive(
             "no participant has a media stream the target answered: nothing to judge"
         )
+    return Evidence.of(streams=judged, packets_judged=packets, packets_refused=0)
 
 
-def hears_others(participants: Iterable[Participant]) -> None:
+def hears_others(participants: Iterable[Participant]) -> Evidence:
     """R3 (media path works while protected): each hears every other tone and not its own."""
     group = list(participants)
     tones = {p.name: p.tone_hz for p in group}
@@ -215,10 +319,19 @@ def hears_others(participants: Iterable[Participant]) -> None:
             problems.append(f"{p.name} hears its own tone")
     if problems:
         raise NonConformance("; ".join(problems))
+    if len(group) < 2:
+        raise Inconclusive("fewer than two participants: nobody could hear anybody")
+    return Evidence.of(listeners=len(group), tones_heard=len(group) * (len(group) - 1))
 
 
-def does_not_hear(listener: Participant, speaker: Participant) -> None:
-    """R3: media that was not protected must not reach the others."""
+def does_not_hear(listener: Participant, speaker: Participant, sent: int) -> Evidence:
+    """R3: media that was not protected must not reach the others.
+
+    Judged only with two controls: the speaker did send packets in the window (`sent`; else
+    nothing was withheld), and the speaker was heard when it sent SRTP (`heard_by_all`, in a
+    window before: else a mixer that mixes no one would pass)."""
+    if sent <= 0:
+        raise Inconclusive(f"{speaker.name} sent no packets: nothing could reach anyone")
     heard = listener.heard_tones([speaker.tone_hz, *listener.other_tones()])
     if not any(f in heard for f in listener.other_tones() if f != speaker.tone_hz):
         raise Inconclusive(f"{listener.name} heard no one at all: the window shows nothing")
@@ -226,6 +339,22 @@ def does_not_hear(listener: Participant, speaker: Participant) -> None:
         raise NonConformance(
             f"{listener.name} hears {speaker.name}'s tone although {speaker.name} sent plain RTP"
         )
+    return Evidence.of(
+        f"{listener.name} heard the others in the same window",
+        plain_packets_sent=sent,
+        listeners=1,
+    )
+
+
+def heard_by_all(speaker: Participant, listeners: Iterable[Participant]) -> Evidence:
+    """The positive control of `does_not_hear`: with SRTP, `speaker` is heard by the others."""
+    deaf = [p.name for p in listeners if speaker.tone_hz not in p.heard_tones([speaker.tone_hz])]
+    if deaf:
+        raise Inconclusive(
+            f"control failed: {', '.join(deaf)} did not hear {speaker.name} even over SRTP, so "
+            f"not hearing {speaker.name}'s plain RTP would show nothing"
+        )
+    return Evidence.of(f"{speaker.name} heard by the others over SRTP")
 
 
 def _scope_matches(f: KeyStreamReuse, scope: str) -> bool:
@@ -239,18 +368,63 @@ def _scope_matches(f: KeyStreamReuse, scope: str) -> bool:
     return True
 
 
-def no_key_stream_reuse(ledger: KeyStreamLedger, scope: str) -> None:
-    """R4: no two streams share (master key, master salt, SSRC) within `scope`."""
-    if len(ledger) == 0:
-        raise Inconclusive("the ledger recorded no streams")
+#: Ledger findings that break R4 (a two-time pad: one key stream on two streams). The others
+#: are reported as observations with their severity, never dropped (see `ledger_observations`).
+R4_FAILS = frozenset({"keystream-reuse"})
+
+
+def no_key_stream_reuse(ledger: KeyStreamLedger, scope: str) -> Evidence:
+    """R4: no two streams share (master key, master salt, SSRC) within `scope`.
+
+    A pass needs key streams seen on the wire: streams whose SSRC the ledger learnt from
+    packets, in the scope's pairs (two participants, two directions, two media)."""
     findings = [
-        f for f in ledger.findings() if f.kind == "keystream-reuse" and _scope_matches(f, scope)
+        f for f in ledger.findings() if f.kind in R4_FAILS and _scope_matches(f, scope)
     ]
     if findings:
         raise NonConformance("; ".join(f.sentence for f in findings))
+    rows = [r for r in ledger.entries() if r.packets_seen > 0 and r.ssrcs]
+    # The claim is about the target's key streams: those it keyed and sent on (our own
+    # sending keys are fresh by construction, so they alone would show nothing).
+    target = [r for r in rows if r.stream.direction == "recv"]
+    if not target:
+        raise Inconclusive(
+            "no packet from the target was seen under a key it gave (no key stream of the "
+            "target on the wire): reuse cannot be judged"
+        )
+    if not _scope_has_pairs(rows, scope):
+        raise Inconclusive(f"the target's streams seen offer no pair across {scope} to compare")
+    return Evidence.of(
+        streams=len(rows),
+        target_streams=len(target),
+        packets=sum(r.packets_seen for r in rows),
+        shared_key_streams=0,
+    )
 
 
-def every_stream_observed(ledger: KeyStreamLedger) -> None:
+def _scope_has_pairs(rows: list[LedgerRow], scope: str) -> bool:
+    """Whether the streams seen hold a pair of the scope with a target-keyed stream in it."""
+    recv = [r for r in rows if r.stream.direction == "recv"]
+    if scope == "participants":
+        return len({r.stream.owner for r in recv}) > 1
+    if scope == "directions":
+        sent = {(r.stream.owner, r.stream.media) for r in rows if r.stream.direction == "send"}
+        return any((r.stream.owner, r.stream.media) in sent for r in recv)
+    if scope == "media":
+        media: dict[str, set[str]] = {}
+        for r in recv:
+            media.setdefault(r.stream.owner, set()).add(r.stream.media)
+        return any(len(m) > 1 for m in media.values())
+    return len(rows) > 1
+
+
+def ledger_observations(ledger: KeyStreamLedger) -> list[str]:
+    """Every ledger finding that does not fail R4, as a sentence with its kind: reported with
+    the scenario (Allure, evidence.json), so none vanishes."""
+    return [f"{f.kind}: {f.sentence}" for f in ledger.findings() if f.kind not in R4_FAILS]
+
+
+def every_stream_observed(ledger: KeyStreamLedger) -> Evidence:
     """Every key in the ledger carried packets, so reuse could be judged on the wire.
 
     A key that a rekey (R6) replaced before it was used leaves no key stream behind: a silent
@@ -270,6 +444,7 @@ def every_stream_observed(ledger: KeyStreamLedger) -> None:
     ]
     if silent:
         raise Inconclusive(f"no packets seen on {', '.join(silent)}: reuse cannot be excluded")
+    return Evidence.of(streams=len(last), packets=sum(r.packets_seen for r in rows))
 
 
 def _judgeable(probes: dict[str, TlsProbe]) -> list[tuple[str, TlsProbe]]:
@@ -282,24 +457,42 @@ def _judgeable(probes: dict[str, TlsProbe]) -> list[tuple[str, TlsProbe]]:
     return list(probes.items())
 
 
-def interfaces_protected(probes: dict[str, TlsProbe]) -> None:
-    """O1: every internal interface carrying media keys runs TLS with a valid certificate."""
-    problems = [
-        f"{name} does not complete TLS ({probe.tls_error}): keys may cross it in the clear"
-        for name, probe in _judgeable(probes)
-        if not probe.handshake_ok
-    ]
-    if problems:
-        raise NonConformance("; ".join(problems))
-
-
-def interfaces_refuse_anonymous(probes: dict[str, TlsProbe]) -> None:
-    """O1 (NDS/IP authenticates both ends): a peer without a certificate is refused."""
+def interfaces_protected(probes: dict[str, TlsProbe]) -> Evidence:
+    """O1: every internal interface carrying media keys runs TLS with a certificate valid for
+    the name the capability statement gives. Judged on what the server presents, whatever it
+    then makes of the suite (which holds no AS certificate): a handshake that completed, or one
+    the server ended with an alert after the suite had verified its certificate."""
     problems = []
     for name, probe in _judgeable(probes):
-        if probe.handshake_ok and not probe.closed_by_peer:
-            problems.append(f"{name} accepted a TLS client that presented no certificate")
-        elif not probe.handshake_ok and "certificate" not in (probe.tls_error or "").lower():
-            raise Inconclusive(f"{name}: TLS failed for another reason ({probe.tls_error})")
+        if probe.cert_rejected:
+            problems.append(f"{name}'s certificate does not validate for it ({probe.tls_error})")
+        elif not probe.server_verified:
+            problems.append(
+                f"{name} does not complete TLS ({probe.tls_error}): keys may cross it in the clear"
+            )
     if problems:
         raise NonConformance("; ".join(problems))
+    return Evidence.of(interfaces=len(probes), server_certificates_verified=len(probes))
+
+
+def interfaces_refuse(probes: dict[str, TlsProbe], who: str) -> Evidence:
+    """O1 (NDS/IP authenticates both ends): a peer that is not the interface's partner is
+    refused: one without a certificate, or a participant with its valid one. A refusal is an
+    alert in the handshake (TLS 1.2) or a close right after it (TLS 1.3); the control is that
+    the interface spoke TLS with a valid certificate, so the refusal concerns the client."""
+    problems = []
+    for name, probe in _judgeable(probes):
+        if not probe.server_verified:
+            raise Inconclusive(
+                f"{name}: TLS failed before its certificate could be verified "
+                f"({probe.tls_error}), so a refusal of {who} cannot be told from any failure"
+            )
+        if probe.handshake_ok and not probe.closed_by_peer:
+            problems.append(f"{name} accepted a TLS client that presented {who}")
+    if problems:
+        raise NonConformance("; ".join(problems))
+    return Evidence.of(
+        "each interface presented a certificate valid for its name",
+        connections_tried=len(probes),
+        refusals=len(probes),
+    )

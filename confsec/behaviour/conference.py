@@ -36,6 +36,8 @@ from confsec.report.verdicts import Inconclusive
 from confsec.target.model import Account, InternalInterface, Target
 
 # Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.
+INTERFACE_CLOSE_WATCH_S = 2.0
+"""How long a TLS connection to an internal key interface is watched for a refusal (a close)."""
 PARTICIPANT_ORDER = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
 __all__ = ["CallOutcome", "ConferenceRun", "OfferSpec", "TlsProbe"]
@@ -66,6 +68,17 @@ class TlsProbe:
     closed_by_peer: bool = False
     cert_rejected: bool = False
     """The handshake failed because the suite rejected the peer's certificate (not an alert)."""
+    alert: str | None = None
+    """The handshake ended in a TLS alert from the peer. The client verifies the server's
+    certificate before it sends its own flight, so an alert means the peer speaks TLS with a
+    certificate the suite accepted, and refused something of ours (e.g. our certificate)."""
+    identity_error: str | None = None
+    """The peer's certificate could not be read after the handshake (not a close by itself)."""
+
+    @property
+    def server_verified(self) -> bool:
+        """The peer presented a certificate valid for its name, whatever it made of ours."""
+        return self.handshake_ok or self.alert is not None
 
 
 class ConferenceRun:
@@ -82,6 +95,15 @@ class ConferenceRun:
         self.creation: CallOutcome | None = None
         self.conference_uri: str | None = None
         self.last_probe: TlsProbe | None = None
+        self.notes: list[dict[str, str]] = []
+        """Observations reported beside the verdict (`{text, severity}`), e.g. ledger findings
+        that do not fail R4: the conf fixture hands them to the reports."""
+        self.last_exchange_sent: dict[str, int] = {}
+        """Packets each participant sent in the last exchange of media."""
+        self.media_shortfalls: list[str] = []
+        """Legs that got less media than asked in the last exchange, with why."""
+        self.tls_control: TlsProbe | None = None
+        """The control probe: a client with its certificate, answered over TLS (R2)."""
         self.interface_probes: dict[str, TlsProbe] = {}
         self._extra_uas: list[UserAgent] = []
         self.protocol_windows: dict[str, float] = {}
@@ -149,16 +171,20 @@ class ConferenceRun:
         self.last_probe = probe
         return probe
 
-    def probe_interfaces(self, *, client_cert: bool) -> dict[str, TlsProbe]:
+    def probe_interfaces(self, client: str) -> dict[str, TlsProbe]:
         """TLS to every internal key interface the capability statement names (O1, O6).
 
-        With `client_cert`, the suite presents a participant's certificate from the target's
-        PKI; without, it waits briefly to see whether the interface closes the connection.
+        `client` is who the suite claims to be: "none" (no client certificate: what the server
+        presents is judged, and whether it refuses an anonymous peer) or "participant" (a
+        participant's valid certificate, which only the AS's interface partner may replace).
+        A refusal may come as an alert in the handshake (TLS 1.2) or as a close right after it
+        (TLS 1.3), so the suite watches for a close either way: the verdict must not depend on
+        the TLS version.
         """
-        account = next(iter(self.target.accounts.values()), None) if client_cert else None
+        account = next(iter(self.target.accounts.values()), None) if client != "none" else None
         self.interface_probes = {
             i.name: self._run(
-                self._probe(account, False, where=i, await_close=0.0 if client_cert else 2.0),
+                self._probe(account, False, where=i, await_close=INTERFACE_CLOSE_WATCH_S),
                 what=f"TLS probe of {i.name}",
             )
             for i in self.target.capabilities.internal_interfaces
@@ -175,6 +201,15 @@ class ConferenceRun:
             timeout=seconds + self.target.timeouts.media + 5,
             what="media exchange",
         )
+
+    def note_ledger_observations(self) -> None:
+        """Ledger findings that do not fail R4 (a shared key under distinct SSRCs, one master
+        key with several salts) go to the reports as observations with their severity."""
+        from confsec.behaviour.checks import ledger_observations
+
+        for text in ledger_observations(self.ledger):
+            if text not in (n["text"] for n in self.notes):
+                self.notes.append({"text": text, "severity": "minor"})
 
     def lateness(self) -> Lateness:
         """The suite's own punctuality since this scenario began (evidence for any verdict,
@@ -328,6 +363,8 @@ class ConferenceRun:
         except ssl.SSLError as exc:
             probe.tls_error = getattr(exc, "verify_message", None) or exc.reason or str(exc)
             probe.cert_rejected = isinstance(exc, ssl.SSLCertVerificationError)
+            if not probe.cert_rejected and "ALERT" in (exc.reason or "").upper():
+                probe.alert = exc.reason
             return probe
         except (OSError, TimeoutError) as exc:
             if where is None:
@@ -340,12 +377,13 @@ class ConferenceRun:
         try:
             # The peer may already have closed (a refused client certificate): no identity then.
             probe.peer = peer_identity(sslobj) if sslobj is not None else None
-        except (ValueError, OSError, ssl.SSLError, LocalProtocolError):
+        except (ValueError, OSError, ssl.SSLError, LocalProtocolError) as exc:
             # LocalProtocolError: the session is gone before its certificate could be read
-            # (kamailio's alert for a missing client certificate can be that quick).
-            probe.closed_by_peer = True
+            # (kamailio's alert for a missing client certificate can be that quick). That is
+            # no close by itself: the read below, or the request, shows what the peer did.
+            probe.identity_error = str(exc) or type(exc).__name__
         try:
-            if await_close and not probe.closed_by_peer:
+            if await_close:
                 watched = asyncio.get_running_loop().time()
                 try:
                     probe.closed_by_peer = not await asyncio.wait_for(reader.read(1), await_close)
@@ -382,24 +420,46 @@ class ConferenceRun:
 
     async def _exchange(self, seconds: float, plain: set[str] | frozenset[str]) -> None:
         active = [p for p in self.participants.values() if p.legs]
+        sent_before = {p.name: sum(leg.sent for leg in p.legs.values()) for p in active}
         for p in active:
+            for leg in p.legs.values():
+                leg.reset_audio()  # what is heard afterwards is this window's
             p.start_media(plain=p.name in plain)
         want = max(1, int(seconds * 50))
+        waiting = [
+            (p.name, kind, leg)
+            for p in active
+            for kind, leg in p.legs.items()
+            if leg.remote is not None
+        ]
         try:
-            await asyncio.gather(
+            results = await asyncio.gather(
                 *(
                     # Counted from now: a leg that sat idle while the mixer sent it silence
                     # already holds more than `want`, and would not wait for the tones.
                     leg.wait_for_packets(leg.received + want, seconds + self.target.timeouts.media)
-                    for p in active
-                    for leg in p.legs.values()
-                    if leg.remote is not None
+                    for _, _, leg in waiting
                 ),
                 return_exceptions=True,
             )
+            # A leg that fell short is not an error of the exchange (a conference that stopped
+            # is what some checks look for), but it is kept, never swallowed: the checks that
+            # need media see it in `media_shortfalls`.
+            self.media_shortfalls = [
+                f"{name}'s {kind} leg: {exc}"
+                for (name, kind, _), exc in zip(waiting, results, strict=True)
+                if isinstance(exc, BaseException)
+            ]
+            for exc in results:
+                if isinstance(exc, BaseException) and not isinstance(exc, ConfsecError):
+                    raise exc  # a bug of the suite, not a quiet target
         finally:
             for p in active:
                 p.stop_media()
+            self.last_exchange_sent = {
+                p.name: sum(leg.sent for leg in p.legs.values()) - sent_before[p.name]
+                for p in active
+            }
 
     async def _close(self) -> None:
         """Stop media and leave with BYE, all at once: otherwise the reference keeps mixing for

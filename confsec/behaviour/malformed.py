@@ -41,7 +41,7 @@ from confsec.errors import (
 )
 from confsec.net.transport import Flow
 from confsec.net.ua import TraceEntry, UserAgent
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun
@@ -508,7 +508,7 @@ def measurements(probe: RawProbe) -> dict[str, float]:
 # --------------------------------------------------------------------------------- checks
 
 
-def malformed_not_accepted(probe: RawProbe | None) -> None:
+def malformed_not_accepted(probe: RawProbe | None) -> Evidence:
     """R1: a malformed or oversized request is refused (4xx, or 513), dropped or answered with
     a close of the connection; a 2xx means the service acted on a request it cannot have read."""
     if probe is None:
@@ -529,7 +529,7 @@ def malformed_not_accepted(probe: RawProbe | None) -> None:
                 "must be refused with a 4xx or dropped, never acted on"
             )
         if 400 <= status < 500 or status in CLEAN_REFUSALS_5XX:
-            return
+            return Evidence.of(f"refused with {status} {reason}", requests_sent=1, refusals=1)
         raise Inconclusive(
             f"the service answered {what} with {status} {reason}: not an acceptance, but not a "
             "refusal that names the request as malformed (a 4xx, or 513) either, so the check "
@@ -542,12 +542,14 @@ def malformed_not_accepted(probe: RawProbe | None) -> None:
         )
     # A close, or silence with the connection still open for the whole window: both are clean
     # (RFC 3261 18.3: framing lost on a stream; discarding unparseable input is allowed).
+    how = "closed the connection" if probe.closed_by_peer else f"silent for {probe.window:g} s"
+    return Evidence.of(f"the service {how}", requests_sent=1)
 
 
-def _carried(group: list[Participant], since: dict[str, MediaStats] | None) -> None:
+def _carried(group: list[Participant], since: dict[str, MediaStats] | None) -> int:
     """Each of `group` received media (after `since`), all of it authenticating, and hears
     every other one's tone; NonConformance naming what is missing otherwise."""
-    problems = []
+    problems, judged = [], 0
     for p in group:
         got = received_total(p)
         if since is not None:
@@ -555,6 +557,7 @@ def _carried(group: list[Participant], since: dict[str, MediaStats] | None) -> N
         if got.judged <= 0:
             problems.append(f"{p.name} received no media at all")
             continue
+        judged += got.judged
         if got.refused:
             problems.append(
                 f"{got.refused} of the {got.judged} packets {p.name} received did not "
@@ -567,6 +570,7 @@ def _carried(group: list[Participant], since: dict[str, MediaStats] | None) -> N
             problems.append(f"{p.name} does not hear {' or '.join(missing)}")
     if problems:
         raise NonConformance("; ".join(problems))
+    return judged
 
 
 def conference_went_on(
@@ -574,7 +578,7 @@ def conference_went_on(
     cause: str,
     baseline_ok: bool,
     since: dict[str, MediaStats],
-) -> None:
+) -> Evidence:
     """R1/R3: after `cause`, the others still hear each other and every packet they received
     since the probe authenticates: the probe cost them nothing. Judged only against a baseline
     in which they did (`SignallingProbes.baseline`), on what arrived after the probe."""
@@ -590,18 +594,28 @@ def conference_went_on(
             "on cannot be told apart from a conference that never carried any"
         )
     try:
-        _carried(group, since)
+        judged = _carried(group, since)
     except NonConformance as exc:
         raise NonConformance(
             f"after {cause}, the conference did not go on for the others: {exc}"
         ) from None
+    return Evidence.of(
+        "the conference carried media before the probe",
+        listeners=len(group),
+        packets_after_the_probe=judged,
+    )
 
 
 def admitted_with_offered_suite(
     outcome: CallOutcome | None, name: str, suite: str = SUPPORTED_SUITE, tag: int = 2
-) -> None:
+) -> Evidence:
     """R3 (RFC 4568 §7.1.2): the answer accepts the supported a=crypto, with its tag, and not the
     unknown suite offered before it. Call after `checks.admitted_secure` (2xx, SRTP)."""
+    _selected(outcome, name, suite, tag)
+    return Evidence.of(answers=1, suites_checked=1)
+
+
+def _selected(outcome: CallOutcome | None, name: str, suite: str, tag: int) -> None:
     if outcome is None or outcome.answer is None:
         raise Inconclusive(f"{name} has no SDP answer to judge (an earlier step failed)")
     audio = [m for m in outcome.answer.media if m.media == "audio" and m.port != 0]

@@ -29,7 +29,7 @@ from confsec.behaviour.participant import PAYLOAD_TYPES
 from confsec.errors import LocalProtocolError
 from confsec.media.rtp import RTP_HEADER_LEN
 from confsec.media.tone import ToneGenerator
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun
@@ -367,7 +367,7 @@ def everyone_heard(window: Window) -> None:
 
 def still_hears(
     baseline: Window | None, probe: Window | None, listener: str, speakers: list[str]
-) -> None:
+) -> Evidence:
     """After the abuser's truncated packets the listener still hears every speaker."""
     base, now = _windows(baseline, probe, TRUNCATED)
     was = _heard(base, listener, "before the probe")
@@ -386,6 +386,12 @@ def still_hears(
             f"window, {h.authenticated} authenticated): one participant's malformed packets "
             "disrupted the conference for the others"
         )
+    return Evidence.of(
+        f"{listener} heard {', '.join(speakers)} before the probe",
+        abusive_packets_sent=now.abusive,
+        packets_received=h.received,
+        speakers_heard=len(speakers),
+    )
 
 
 _FINDING = {
@@ -402,7 +408,7 @@ _FINDING = {
 
 def does_not_hear(
     baseline: Window | None, probe: Window | None, listener: str, speaker: str, abuse: str
-) -> None:
+) -> Evidence:
     """The speaker's replayed or forged packets never reach the listener's mix."""
     if abuse not in _FINDING:
         raise LocalProtocolError(f"no finding for {abuse!r} packets")
@@ -432,3 +438,11 @@ def does_not_hear(
         raise NonConformance(
             _FINDING[abuse].format(listener=listener, speaker=speaker, n=now.abusive)
         )
+    if now.abusive <= 0:
+        raise Inconclusive(f"{speaker} sent no {abuse} packets in the probe window")
+    return Evidence.of(
+        f"{listener} heard {speaker}'s genuine tone before the probe",
+        f"{listener} heard {', '.join(o for o in others if o in h.tones)} during the probe",
+        **{f"{abuse}_packets_sent": now.abusive},
+        packets_received=h.received,
+    )

@@ -40,7 +40,7 @@ from confsec.codec.sdp import (
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId, key_fingerprint
 from confsec.media.srtp import new_receiver, new_sender
-from confsec.report.verdicts import Inconclusive, NonConformance, NotApplicable
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance, NotApplicable
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun
@@ -445,7 +445,7 @@ def _new_keys(p: Participant, kind: str, after: float) -> list[Key]:
     return [r.recv_keys[kind] for r in p.rekeys if r.at >= after and kind in r.changed]
 
 
-def forward_security(m: Membership, leaver: str) -> None:
+def forward_security(m: Membership, leaver: str) -> Evidence:
     """R6: after the leave, nothing the remaining participants received (once their rekey took
     effect, or once the rekey deadline passed) authenticates under any key the leaver held."""
     event = _event(m, "leave", leaver)
@@ -471,9 +471,10 @@ def forward_security(m: Membership, leaver: str) -> None:
         raise NonConformance("no forward security: " + "; ".join(problems))
     if judged == 0:
         raise Inconclusive(f"no packet was received after {leaver} left: nothing to judge")
+    return Evidence.of(packets_judged=judged, leaver_keys_tried=len(keys), packets_opened=0)
 
 
-def backward_security(m: Membership, joiner: str) -> None:
+def backward_security(m: Membership, joiner: str) -> Evidence:
     """R6: nothing received before the join authenticates under any key the joiner got."""
     event = _event(m, "join", joiner)
     keys = held_keys(m.conf.ledger, joiner, "recv")
@@ -497,14 +498,19 @@ def backward_security(m: Membership, joiner: str) -> None:
         raise NonConformance("no backward security: " + "; ".join(problems))
     if judged == 0:
         raise Inconclusive(f"no packet was received before {joiner} joined: nothing to judge")
+    return Evidence.of(packets_judged=judged, joiner_keys_tried=len(keys), packets_opened=0)
 
 
-def keys_fresh(ledger: KeyStreamLedger) -> None:
+def keys_fresh(ledger: KeyStreamLedger) -> Evidence:
     """R6 freshness: no master key or salt given to a participant repeats one it held before,
-    and no unicast key or salt shows up at two participants (a group key may, by design)."""
+    and no unicast key or salt shows up at two participants (a group key may, by design).
+    Judged only once a rekey happened: without new keys there is no freshness to see."""
     rows = ledger.keys_for_evidence()
     if not rows:
         raise Inconclusive("the ledger recorded no keys")
+    rekeyed = [r for r in rows if "epoch-" in str(r["stream"])]
+    if not rekeyed:
+        raise Inconclusive("no rekey happened: no new key to judge the freshness of")
     seen: dict[tuple[str, bytes], str] = {}
     problems = []
     for row in rows:
@@ -523,9 +529,10 @@ def keys_fresh(ledger: KeyStreamLedger) -> None:
                 seen[(what, value)] = stream
     if problems:
         raise NonConformance("keys are not fresh: " + "; ".join(sorted(set(problems))[:6]))
+    return Evidence.of(keys_compared=len(rows), rekeyed_keys=len(rekeyed), repeats=0)
 
 
-def rekeyed_completely(m: Membership, kind: str, name: str) -> dict[str, float]:
+def rekeyed_completely(m: Membership, kind: str, name: str) -> Evidence:
     """R6 completeness: after the event every stream every remaining participant (present
     before it) receives changed key and the new key carried packets. Returns the rekey latency
     per participant (seconds from the 200 OK of the BYE/INVITE to its last stream's first
@@ -533,6 +540,7 @@ def rekeyed_completely(m: Membership, kind: str, name: str) -> dict[str, float]:
     event = _event(m, kind, name)
     problems = []
     latencies: dict[str, float] = {}
+    streams = 0
     for p in m.remaining():
         if p.name == name or not p.rekeys or p.rekeys[0].at >= event.started:
             continue  # the joiner itself, or someone who came in the same burst
@@ -548,6 +556,7 @@ def rekeyed_completely(m: Membership, kind: str, name: str) -> dict[str, float]:
             if first is None:
                 problems.append(f"{p.name} received no {leg_kind} packet under its new key")
                 continue
+            streams += 1
             worst = max(worst, first - event.done, 0.0)
         latencies[p.name] = worst
     m.lateness = m.conf.runtime.punctuality.during(event.started, event.settled)
@@ -569,7 +578,7 @@ def rekeyed_completely(m: Membership, kind: str, name: str) -> dict[str, float]:
         raise Inconclusive(f"nobody was in the conference before {name}'s {kind}")
     m.latencies = latencies
     m.latency_event = event
-    return latencies
+    return Evidence.of(participants=len(latencies), streams_rekeyed=streams)
 
 
 def latency_summary(latencies: dict[str, float]) -> dict[str, float]:
@@ -585,7 +594,7 @@ def latency_summary(latencies: dict[str, float]) -> dict[str, float]:
     }
 
 
-def rekey_within_declared(m: Membership) -> None:
+def rekey_within_declared(m: Membership) -> Evidence:
     """O2: every remaining participant saw its new keys in use within the latency bound the
     capability statement declares. No requirement bounds the latency, so without a declared
     bound there is nothing to judge (the scenario is tagged @pics:rekey_latency_bound).
@@ -599,7 +608,7 @@ def rekey_within_declared(m: Membership) -> None:
         raise Inconclusive("no rekey latency was measured")
     slow = {n: v for n, v in m.latencies.items() if v > bound}
     if not slow:
-        return
+        return Evidence.of(participants_within_bound=len(m.latencies))
     done = m.latency_event.done
     findings, excused = [], []
     for n, v in sorted(slow.items(), key=lambda kv: -kv[1]):
@@ -628,16 +637,20 @@ def _event(m: Membership, kind: str, name: str) -> MembershipEvent:
 # -- group keys (R5) ----------------------------------------------------------------------------
 
 
-def common_stream_decrypted(participants: list[Participant]) -> None:
+def common_stream_decrypted(participants: list[Participant]) -> Evidence:
     """R5: every participant receives the common stream, it authenticates, and it carries
     everyone's tone (the full mix)."""
-    problems = []
+    problems, silent, packets = [], [], 0
     tones = {p.name: p.tone_hz for p in participants}
     for p in participants:
         leg = p.legs.get(COMMON)
         if leg is None or leg.remote is None:
             raise NonConformance(f"{p.name} was given no common stream although it asked")
         s = leg.stats
+        if s.received == 0:
+            silent.append(p.name)  # no observation: the target sent nothing to judge
+            continue
+        packets += s.authenticated
         if s.authenticated == 0:
             problems.append(f"{p.name} could not decrypt the common stream ({s.received} packets)")
             continue
@@ -647,9 +660,12 @@ def common_stream_decrypted(participants: list[Participant]) -> None:
             problems.append(f"{p.name} does not hear {', '.join(missing)} in the common stream")
     if problems:
         raise NonConformance("; ".join(problems))
+    if silent:
+        raise Inconclusive(f"{', '.join(silent)} received nothing on the common stream")
+    return Evidence.of(listeners=len(participants), packets_authenticated=packets)
 
 
-def same_group_key(participants: list[Participant]) -> None:
+def same_group_key(participants: list[Participant]) -> Evidence:
     """R5: all participants hold the same (current) key for the common stream."""
     keys = {}
     for p in participants:
@@ -660,9 +676,10 @@ def same_group_key(participants: list[Participant]) -> None:
     if len(set(keys.values())) > 1:
         listed = ", ".join(f"{n}: {fp}" for n, fp in keys.items())
         raise NonConformance(f"the participants hold different common-stream keys ({listed})")
+    return Evidence.of(participants=len(keys), group_keys=len(set(keys.values())))
 
 
-def group_key_distinct(ledger: KeyStreamLedger) -> None:
+def group_key_distinct(ledger: KeyStreamLedger) -> Evidence:
     """R5: the common stream's key and salt appear in no other (unicast) stream of the ledger."""
     common: dict[bytes, str] = {}
     other: dict[bytes, str] = {}
@@ -678,6 +695,9 @@ def group_key_distinct(ledger: KeyStreamLedger) -> None:
         raise NonConformance(
             "the common stream shares key material with another stream: " + "; ".join(shared[:4])
         )
+    return Evidence.of(
+        group_key_values=len(common), other_key_values=len(other), shared_values=0
+    )
 
 
 @dataclass
@@ -722,7 +742,7 @@ async def _non_member(conf: ConferenceRun, name: str, credentials: str) -> NonMe
     return attempt
 
 
-def non_member_got_nothing(attempt: NonMemberAttempt) -> None:
+def non_member_got_nothing(attempt: NonMemberAttempt) -> Evidence:
     if attempt.keyed:
         raise NonConformance(
             f"{attempt.name}, not a member, received keys in {', '.join(attempt.keyed)}"
@@ -731,3 +751,4 @@ def non_member_got_nothing(attempt: NonMemberAttempt) -> None:
         raise NonConformance(f"{attempt.name} was admitted without valid credentials")
     if not attempt.statuses:
         raise Inconclusive(f"{attempt.name}'s INVITE got no response")
+    return Evidence.of(responses=len(attempt.statuses), keyed_responses=0)

@@ -96,6 +96,12 @@ DEFECTS: tuple[Defect, ...] = (
         "O1",
         "the mixer takes key commands from any TLS client, without a client certificate",
     ),
+    Defect(
+        "key-channel-any-client-cert",
+        "O1",
+        "the mixer takes key commands from any client whose certificate the run's CA issued "
+        "(a participant's too), not only from the AS",
+    ),
     # R5: group keys (confsec/reference/rekey.py, keys.py)
     Defect(
         "group-key-to-non-member",

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFECT = "key-channel-in-clear"
 NO_CLIENT_AUTH_DEFECT = "key-channel-no-client-auth"
+ANY_CLIENT_DEFECT = "key-channel-any-client-cert"
 _LIMIT = 1 << 20
 
 
@@ -72,9 +73,12 @@ def decode(value: Any) -> Any:
 class KeyChannelServer:
     """The mixer's end: applies each request line to the real mixer, answers `allocate`."""
 
-    def __init__(self, mixer: Mixer, host: str = "127.0.0.1"):
+    def __init__(self, mixer: Mixer, host: str = "127.0.0.1", peer_name: str | None = None):
         self.mixer = mixer
         self.host = host
+        self.peer_name = peer_name
+        """The DNS name the client certificate must carry (the AS's, i.e. the focus's); None
+        takes any certificate the CA issued (the `key-channel-any-client-cert` defect)."""
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +94,8 @@ class KeyChannelServer:
         if task is not None:
             self._tasks.add(task)
         try:
+            if not self._peer_allowed(writer):
+                return  # a participant's certificate is valid, but not the AS's: closed
             while line := await reader.readline():
                 reply = await self._apply(json.loads(line))
                 if reply is not None:
@@ -101,6 +107,18 @@ class KeyChannelServer:
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        """Only the AS may send key commands: a certificate that chains to the CA is not
+        enough, since every participant holds one (NDS/IP authenticates the peer node)."""
+        if self.peer_name is None or writer.get_extra_info("ssl_object") is None:
+            return True
+        cert = writer.get_extra_info("peercert") or {}
+        names = {v.lower() for k, v in cert.get("subjectAltName", ()) if k == "DNS"}
+        if self.peer_name.lower() not in names:
+            log.warning("key channel: refused a client certificate for %s", sorted(names))
+            return False
+        return True
 
     async def _apply(self, req: dict[str, Any]) -> dict[str, Any] | None:
         op = req.get("op")
@@ -232,8 +250,9 @@ class KeyChannel:
         server_ctx: ssl.SSLContext | None,
         client_ctx: ssl.SSLContext | None,
         server_hostname: str,
+        peer_name: str | None = None,
     ) -> KeyChannel:
-        server = KeyChannelServer(mixer, host)
+        server = KeyChannelServer(mixer, host, peer_name)
         await server.start(server_ctx)
         client = KeyChannelClient(mixer)
         await client.connect(host, server.port, client_ctx, server_hostname)
@@ -274,4 +293,7 @@ async def start_for(deployment: Any) -> KeyChannel:
         server_ctx=server_ctx,
         client_ctx=client_ctx,
         server_hostname=config.domain,
+        # The focus presents the service certificate; a participant's is refused.
+        peer_name=None if {ANY_CLIENT_DEFECT, NO_CLIENT_AUTH_DEFECT} & deployment.defects
+        else config.domain,
     )

@@ -68,7 +68,7 @@ def record_evidence(
     report_dir = reports / "evidence" / slug
     meta = {"nodeid": node.nodeid, "slug": slug}
     ev.write(report_dir, bundle / "scenarios" / slug, meta)
-    _attach(ev, report_dir)
+    _attach(ev, report_dir, getattr(node, "_confsec_title", None))
     return report_dir
 
 
@@ -97,12 +97,14 @@ def measured(props: list[tuple[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _attach(ev: Any, report_dir: Path) -> None:
+def _attach(ev: Any, report_dir: Path, title: str | None = None) -> None:
     try:
         import allure
         from allure_commons.types import AttachmentType
     except ImportError:  # pragma: no cover - allure-pytest-bdd is a dependency
         return
+    if title:  # an outline's title with its example's values, as in every other report
+        allure.dynamic.title(title)
     allure.attach(ev.ladder_text(), "SIP ladder (redacted)", AttachmentType.TEXT)
     allure.attach(ev.ledger_csv(), "key-stream ledger", AttachmentType.CSV)
     allure.attach.file(str(report_dir / "slice.pcap"), "pcap slice (redacted)", AttachmentType.PCAP)

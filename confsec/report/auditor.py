@@ -93,7 +93,10 @@ def build_auditor(
                 k: s.get(k)
                 for k in (
                     "name",
+                    "title",
                     "params",
+                    "observed",
+                    "notes",
                     "verdict",
                     "reason",
                     "evidence",
@@ -250,8 +253,14 @@ def render_html(rep: dict[str, Any]) -> str:
     for r in rep["matrix"]:
         scen = []
         for s in r["scenarios"]:
+            title = s.get("title") or s["name"]
             params = s.get("params") or {}
-            ptxt = " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""
+            shown = title != s["name"]  # an outline title that shows its example's values
+            ptxt = (
+                " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+                if params and not shown
+                else ""
+            )
             links = ""
             if s.get("evidence"):
                 e = escape(s["evidence"])
@@ -269,12 +278,20 @@ def render_html(rep: dict[str, Any]) -> str:
             if s.get("waiver_expired"):
                 note += f'<br><span class="small">{escape(s["waiver_expired"])}</span>'
             reason = ""
+            seen = (s.get("observed") or {}).get("summary")
+            if seen and s["verdict"] == "pass":
+                reason = f'<br><span class="small">observed: {escape(seen[:300])}</span>'
+            for n in s.get("notes") or []:
+                reason += (
+                    f'<br><span class="small">observation ({escape(n.get("severity", ""))}): '
+                    f"{escape(n.get('text', '')[:300])}</span>"
+                )
             if s.get("reason") and s["verdict"] not in ("pass",):
                 reason = (
                     f'<br><span class="small">{escape(s["reason"].splitlines()[0][:300])}</span>'
                 )
             scen.append(
-                f"<li>{_badge(s['verdict'])} {escape(s['name'])}{escape(ptxt)}{links}{reason}"
+                f"<li>{_badge(s['verdict'])} {escape(title)}{escape(ptxt)}{links}{reason}"
                 f"{note}</li>"
             )
         scen_html = f"<ul>{''.join(scen)}</ul>" if scen else '<span class="small">none</span>'

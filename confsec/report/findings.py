@@ -37,10 +37,13 @@ def sentence(req: dict[str, Any], s: dict[str, Any]) -> str:
     """One sentence a reader can act on, without opening the evidence."""
     reason = (s.get("reason") or "").splitlines()[0] if s.get("reason") else ""
     reason = reason.split(": ", 1)[-1] if reason else ""
-    name, rid, strength = s["name"], req["id"], req["strength"]
+    name, rid, strength = s.get("title") or s["name"], req["id"], req["strength"]
     v = s["verdict"]
     if v == "pass":
-        return f"{rid} ({strength}): '{name}' observed as the requirement asks."
+        seen = (s.get("observed") or {}).get("summary")
+        return f"{rid} ({strength}): '{name}' observed as the requirement asks" + (
+            f" ({seen})." if seen else "."
+        )
     if v == "fail":
         return f"{rid} ({strength}) not met: '{name}': {reason or 'the check failed'}."
     if v == "waived":
@@ -67,7 +70,9 @@ def build_findings(doc: dict[str, Any], assessment: Any, argv: list[str]) -> dic
                 "id": finding_id(req["id"], s["nodeid"]),
                 "requirement": req["id"],
                 "scenario": s["name"],
+                "title": s.get("title", s["name"]),
                 "params": s.get("params", {}),
+                "observed": s.get("observed", {}),
                 "verdict": s["verdict"],
                 "severity": severity(req, s["verdict"]),
                 "finding": sentence(req, s),
@@ -77,6 +82,23 @@ def build_findings(doc: dict[str, Any], assessment: Any, argv: list[str]) -> dic
             if s.get("waiver_expired"):
                 rec["waiver_expired"] = s["waiver_expired"]
             records.append(rec)
+            for n, note in enumerate(s.get("notes", [])):
+                # Observations a check reports beside its verdict (e.g. ledger findings that
+                # do not fail R4): a record of their own, so that none vanishes.
+                records.append(
+                    {
+                        "id": finding_id(req["id"], f"{s['nodeid']}#note{n}"),
+                        "requirement": req["id"],
+                        "scenario": s["name"],
+                        "title": s.get("title", s["name"]),
+                        "params": s.get("params", {}),
+                        "verdict": "observation",
+                        "severity": note.get("severity", "minor"),
+                        "finding": f"{req['id']}: '{s.get('title', s['name'])}': {note['text']}",
+                        "evidence": s.get("evidence"),
+                        "timestamp": s.get("finished", doc.get("started")),
+                    }
+                )
     return {
         "header": {
             "tool": "confsec",

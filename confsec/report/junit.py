@@ -4,9 +4,10 @@ pytest's junitxml writes what pytest saw. Two things differ from the conformance
 plugin's per-phase `user_properties` leak into it as Python reprs, and a waived failure (an
 accepted deviation, exit code 0) would still fail any CI job that reads the file. After the
 waivers are applied, `annotate_junit` rewrites each test case from verdicts.json: properties
-`confsec.requirement`, `confsec.verdict` and `confsec.reason`, and a waived scenario's
-<failure> becomes <skipped type="confsec.waived"> carrying the justification and expiry, with
-the original failure text kept in the skipped element's text.
+`confsec.requirement`, `confsec.verdict`, `confsec.reason`, `confsec.title` (an outline's
+title with its example's values) and `confsec.evidence` (what the verdict rests on), and a
+waived scenario's <failure> becomes <skipped type="confsec.waived"> carrying the justification
+and expiry, with the original failure text kept in the skipped element's text.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def annotate_junit(path: Path, doc: dict[str, Any]) -> int:
                 ("confsec.requirement", ",".join(r for r, _ in rows)),
                 ("confsec.verdict", verdict),
                 ("confsec.reason", rows[0][1].get("reason") or ""),
+                ("confsec.title", rows[0][1].get("title") or rows[0][1]["name"]),
+                ("confsec.evidence", (rows[0][1].get("observed") or {}).get("summary", "")),
             ):
                 ET.SubElement(props, "property", name=name, value=value)
             if verdict == "waived":

@@ -39,13 +39,33 @@ from confsec.requirements import REQUIREMENTS
 _VERDICT = "confsec_verdict"
 _META = "confsec_meta"
 EVIDENCE = "confsec_observed"
+NOTE = "confsec_note"
+"""A user property carrying an observation reported beside the verdict: {text, severity}."""
 """The user property under which a step records what a check observed (`record_observation`)."""
-REQUIRE_EVIDENCE = False
-"""Switched on once every check records its evidence (issue 12)."""
+REQUIRE_EVIDENCE = True
+"""A pass needs every Then-step to have recorded what it observed (issue 12)."""
 NO_EVIDENCE = (
     "Inconclusive: every step passed, but no check recorded an observation: a pass must rest "
     "on evidence (packets judged, messages seen, connections tried)"
 )
+
+
+UNEVIDENCED = "confsec_unevidenced_step"
+"""A Then-step that passed without recording a non-empty observation (its text)."""
+
+
+def pytest_bdd_before_step(request: pytest.FixtureRequest, step: Any) -> None:
+    request.node._confsec_step_mark = len(request.node.user_properties)  # type: ignore[attr-defined]
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, step: Any) -> None:
+    """Every Then-step is a check, and every check must say what it observed: one that
+    recorded nothing (or only zeros) is noted, and the scenario cannot pass on it."""
+    if getattr(step, "type", "") != "then":
+        return
+    mark = getattr(request.node, "_confsec_step_mark", 0)
+    if not evidence_of(request.node.user_properties[mark:]):
+        request.node.user_properties.append((UNEVIDENCED, step.name))
 
 
 def record_observation(node: pytest.Item, evidence: Evidence) -> Evidence:
@@ -173,10 +193,10 @@ def pytest_runtest_makereport(
         and verdict is Verdict.PASS
         and call.when == "call"
         and _scenario_template(item) is not None
-        and not evidence_of(item.user_properties)
+        and (missing := _missing_evidence(item))
     ):
         # The central rule: no check may pass on nothing. Shown as skipped, like Inconclusive.
-        verdict, reason = Verdict.INCONCLUSIVE, NO_EVIDENCE
+        verdict, reason = Verdict.INCONCLUSIVE, missing
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {reason}")
     if verdict is Verdict.INCONCLUSIVE and call.when == "call":
@@ -193,11 +213,25 @@ def pytest_runtest_makereport(
             "params": dict(callspec.params.get("_pytest_bdd_example", {})) if callspec else {},
         }
         report.user_properties.append((_META, json.loads(json.dumps(meta, default=str))))
+        item._confsec_title = example_title(meta["scenario"], meta["params"])  # type: ignore[attr-defined]
     return report
 
 
 STARVED_LAG_S = 0.1
 """Loop lag from which an inconclusive verdict's reason names the suite's own lateness."""
+
+
+def _missing_evidence(item: pytest.Item) -> str:
+    """Why the scenario's pass rests on nothing, or '' when every check observed something."""
+    if not evidence_of(item.user_properties):
+        return NO_EVIDENCE
+    bare = [value for key, value in item.user_properties if key == UNEVIDENCED]
+    if bare:
+        return (
+            f"Inconclusive: the check '{bare[0]}' passed without recording what it observed: "
+            "a pass must rest on evidence"
+        )
+    return ""
 
 
 def _starvation_note(item: pytest.Item, reason: str) -> str:
@@ -236,6 +270,8 @@ class ScenarioResult:
     """What the steps measured (rekey latency, ...), flattened as `name.key`."""
     evidence: Evidence = field(default_factory=Evidence)
     """What the checks observed: what a pass rests on."""
+    notes: list[dict[str, str]] = field(default_factory=list)
+    """Observations reported beside the verdict ({text, severity})."""
 
     @property
     def title(self) -> str:
@@ -287,6 +323,8 @@ class VerdictCollector:
                     res.protocol_window_s = float(value.get("total", 0.0))
                 elif key == EVIDENCE:
                     res.evidence = res.evidence + Evidence.from_json(value)
+                elif key == NOTE:
+                    res.notes.append(dict(value))
                 else:
                     res.numbers.update(measured([(key, value)]))
         if report.when == "teardown" and self.config.getoption("--confsec-progress"):
@@ -390,6 +428,7 @@ def build_verdicts(
                             **s.evidence.to_json(),
                             "summary": s.evidence.summary(),
                         },
+                        "notes": s.notes,
                     }
                     for s in scen
                 ],

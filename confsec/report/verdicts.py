@@ -9,7 +9,7 @@ plugin, the CLI and the tests agree on it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from confsec.errors import ConfsecError, PeerTimeout, RemoteProtocolError, TransportError
@@ -90,6 +90,10 @@ class Evidence:
             {str(k): int(v) for k, v in counts.items()},  # type: ignore[union-attr]
             tuple(str(c) for c in controls),  # type: ignore[union-attr]
         )
+
+
+Observe = Callable[[Evidence], Evidence]
+"""The type of the `observed` fixture: a step hands it what its check observed."""
 
 
 # Worst first: a definite finding outranks trouble of our own, which outranks "could not tell".

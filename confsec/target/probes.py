@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from confsec.codec.digest import DigestError, parse_credentials
 from confsec.errors import ConfsecError, TargetUnreachable, TransportError
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
 from confsec.target.model import Listener, Target
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ async def observe_wrong_passwords(
     return out
 
 
-def refusals_alike(attempts: Iterable[DigestAttempt]) -> None:
+def refusals_alike(attempts: Iterable[DigestAttempt]) -> Evidence:
     """R2 (no user enumeration): a wrong password gets the same answer, challenge and reason
     phrase included, whether the user exists or not.
 
@@ -267,6 +267,9 @@ def refusals_alike(attempts: Iterable[DigestAttempt]) -> None:
             f"every wrong password got past authentication ({answers}): there is no refusal "
             "to compare (the scenario 'A wrong password is refused' judges that)"
         )
+    return Evidence.of(
+        refusals_compared=len(attempts), existing_users=len(known), unknown_users=len(unknown)
+    )
 
 
 # -- over TLS: dictionary passwords ----------------------------------------------------------
@@ -314,7 +317,7 @@ async def observe_dictionary(
     return out
 
 
-def no_dictionary_password(trials: Iterable[DictionaryTrial]) -> None:
+def no_dictionary_password(trials: Iterable[DictionaryTrial]) -> Evidence:
     """R2: no account's password is a dictionary word (over SIPS with the service's digest).
 
     Judged only where the controls hold: the account's real password got past authentication
@@ -351,6 +354,11 @@ def no_dictionary_password(trials: Iterable[DictionaryTrial]) -> None:
                 f"after {len(ts) - 2} dictionary words {name}'s real password was refused too "
                 f"({last.answer}; a lockout?): the words say nothing"
             )
+    return Evidence.of(
+        *(f"{n}'s real password accepted before and after the words" for n in by_account),
+        accounts=len(by_account),
+        words_tried=sum(1 for t in trials if t.word is not None),
+    )
 
 
 # -- over plain UDP: sipvicious ----------------------------------------------------------------
@@ -418,7 +426,7 @@ def _replace(seen: UdpSurface, **changes: object) -> UdpSurface:
     return dataclasses.replace(seen, **changes)  # type: ignore[arg-type]
 
 
-def udp_no_enumeration(surfaces: Iterable[UdpSurface]) -> None:
+def udp_no_enumeration(surfaces: Iterable[UdpSurface]) -> Evidence:
     """R2: no declared plain-UDP listener lets svwar tell existing users from unknown ones.
 
     A listener where nothing answers SIP tells nothing (a secure service need offer nothing
@@ -446,6 +454,11 @@ def udp_no_enumeration(surfaces: Iterable[UdpSurface]) -> None:
         if s.answers_sip and s.svwar_exit not in (0, None):
             why = "reports a find it does not list" if s.svwar_exit == EXIT_FOUND else "failed"
             raise Inconclusive(f"{s.where}: svwar {why} (exit {s.svwar_exit})")
+    return Evidence.of(
+        listeners_probed=len(surfaces),
+        listeners_answering_sip=sum(1 for s in surfaces if s.answers_sip),
+        names_tried=sum(len(s.accounts) + len(s.decoys) for s in surfaces),
+    )
 
 
 def sipvicious_probes(

@@ -29,6 +29,7 @@ def test_fresh_keys_pass_and_a_repeated_salt_fails() -> None:
     for owner in ("alice", "bob"):
         _recv(ledger, owner, "", _key())
         _recv(ledger, owner, "common", group)  # a group key is shared by design
+        _recv(ledger, owner, "epoch-2", _key())  # a rekey: new keys to judge
     rekeying.keys_fresh(ledger)
     k1 = _key()
     _recv(ledger, "carol", "", k1)

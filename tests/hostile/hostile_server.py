@@ -27,7 +27,14 @@ Modes:
   a fresh key for the first acceptable offered suite; plain RTP and null ciphers get 488), that
   never sends any media;
 - `srtp-bad-tag`: the same focus, sending each participant 50 SRTP packets/s of tone under the
-  key of its answer, with the authentication tag of every packet corrupted.
+  key of its answer, with the authentication tag of every packet corrupted;
+- `refuse-all`: TLS works (the service certificate), and every request gets 403 Forbidden;
+- `accept-all-silent`: TLS works, every INVITE gets 200 OK with a valid SDES answer (plain RTP
+  and null offers too), every other request 200 OK, and no media is ever sent;
+- `ignore-all`: TLS works, and no request is ever answered (the connection stays open).
+
+The last three are the safety net of issue 12: against them no scenario whose claim needs an
+observation may pass (tests/hostile/test_hostile_all_requirements.py).
 
 The `srtp-*` modes live in `srtp_focus.py`.
 """
@@ -46,13 +53,21 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from confsec.behaviour.conference import PARTICIPANT_ORDER
 from confsec.pki import TestPki
 from tests.hostile.srtp_focus import SrtpFocus
 
-__all__ = ["DOMAIN", "MODES", "USERS", "HostileServer", "write_profile"]
+__all__ = ["ALL_USERS", "DOMAIN", "MODES", "USERS", "HostileServer", "write_profile"]
 
 DOMAIN = "conference.example.test"
 USERS = ("alice", "bob", "carol", "mallory")
+# Every account a scenario may name (the R6 size outline goes to guest50): for the profile that
+# claims every capability, so that every requirement's scenarios run against the target.
+ALL_USERS = (
+    *PARTICIPANT_ORDER,
+    "mallory",
+    *(f"guest{n:02d}" for n in range(len(PARTICIPANT_ORDER) + 1, 51)),
+)
 MODES = (
     "silence",
     "reset",
@@ -66,6 +81,9 @@ MODES = (
     "bad-sdp",
     "srtp-silent",
     "srtp-bad-tag",
+    "refuse-all",
+    "accept-all-silent",
+    "ignore-all",
 )
 CERT_MODES = {"expired": "expired", "other-domain": "other-domain", "self-signed": "self-signed"}
 HUGE = 10 * 1024 * 1024
@@ -165,7 +183,27 @@ class HostileServer:
         while await reader.read(65536):
             pass
 
-    _expired = _other_domain = _self_signed = _silence
+    _expired = _other_domain = _self_signed = _ignore_all = _silence
+
+    async def _refuse_all(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await self._request(reader)) is not None:
+            if req.startswith(b"ACK "):
+                continue
+            writer.write(_response(req, b"", status=b"403 Forbidden"))
+            await writer.drain()
+
+    async def _accept_all_silent(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        focus = SrtpFocus(
+            DOMAIN,
+            send_media=False,
+            accept_all=True,
+            spawn=self._spawn,
+            record=self.requests.append,
+        )
+        self.foci.append(focus)
+        await focus.serve(reader, writer)
 
     async def _reset(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (req := await self._request(reader)) is not None:
@@ -240,8 +278,9 @@ _SDP_LIKE = (
 )
 
 
-def _response(request: bytes, body: bytes) -> bytes:
-    """A 200 OK to `request` that echoes its dialog headers and carries `body` as SDP."""
+def _response(request: bytes, body: bytes, status: bytes = b"200 OK") -> bytes:
+    """A 200 OK (or `status`) to `request` that echoes its dialog headers and carries `body`
+    as SDP."""
     copied = []
     for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
         name = line.partition(b":")[0].strip().lower()
@@ -251,7 +290,7 @@ def _response(request: bytes, body: bytes) -> bytes:
             tag = b"" if b"tag=" in line else b";tag=" + secrets.token_hex(4).encode()
             copied.append(line + tag)
     head = [
-        b"SIP/2.0 200 OK",
+        b"SIP/2.0 " + status,
         *copied,
         f"Contact: <sips:conf-{secrets.token_hex(4)}@{DOMAIN};transport=tls>;isfocus".encode(),
     ]
@@ -262,13 +301,25 @@ def _response(request: bytes, body: bytes) -> bytes:
 
 
 def write_profile(
-    directory: Path, port: int, pki: TestPki, timeouts: tuple[float, float, float] = (2, 3, 3)
+    directory: Path,
+    port: int,
+    pki: TestPki,
+    timeouts: tuple[float, float, float] = (2, 3, 3),
+    *,
+    claim_all: bool = False,
 ) -> tuple[Path, dict[str, str]]:
     """Write `target.toml` (and `target.env`) for a hostile server on `port`.
 
+    `claim_all`: the capability statement claims everything (mutual TLS, group keys, event
+    package, floor control, a rekey latency bound, an internal key interface on the same port)
+    and lists every account a scenario may use, so that no scenario is skipped as not
+    applicable: the run then tests every requirement against the hostile behaviour. The PKI
+    must hold client certificates for `ALL_USERS` then.
+
     Returns the profile's path and the environment variables that hold the passwords.
     """
-    env = {f"CONFSEC_HOSTILE_{u.upper()}_PASSWORD": secrets.token_urlsafe(12) for u in USERS}
+    users = ALL_USERS if claim_all else USERS
+    env = {f"CONFSEC_HOSTILE_{u.upper()}_PASSWORD": secrets.token_urlsafe(12) for u in users}
     connect, transaction, media = timeouts
     lines = [
         "[target]",
@@ -293,17 +344,29 @@ def write_profile(
         "",
         "[capabilities]",
         'key_management = "sdes"',
-        "mutual_tls = false",
+        f"mutual_tls = {str(claim_all).lower()}",
         "video = false",
         'creation_modes = ["dial-in-factory"]',
     ]
-    for user in USERS:
+    if claim_all:
+        lines += [
+            "group_keys = true",
+            "event_package = true",
+            "floor_control = true",
+            "rekey_latency_bound = 1.0",
+            f'internal_interfaces = [{{name = "key channel", host = "127.0.0.1", port = {port}, '
+            f'server_name = "{DOMAIN}"}}]',
+        ]
+    for user in users:
         lines += [
             "",
             f"[accounts.{user}]",
             f'username = "{user}"',
             f'password_env = "CONFSEC_HOSTILE_{user.upper()}_PASSWORD"',
         ]
+        if claim_all:
+            pair = pki.client(user)
+            lines += [f'client_cert = "{pair.cert}"', f'client_key = "{pair.key}"']
     directory.mkdir(parents=True, exist_ok=True)
     profile = directory / "target.toml"
     profile.write_text("\n".join(lines) + "\n")
@@ -313,8 +376,8 @@ def write_profile(
     return profile, env
 
 
-def make_pki(directory: Path) -> TestPki:
-    return TestPki.create(directory, DOMAIN, USERS)
+def make_pki(directory: Path, users: tuple[str, ...] = USERS) -> TestPki:
+    return TestPki.create(directory, DOMAIN, users)
 
 
 def main() -> None:

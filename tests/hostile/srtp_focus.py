@@ -9,6 +9,10 @@ the first acceptable offered suite with a fresh key of the right length; 488 to 
 part:
 
 - `send_media=False` (`srtp-silent`): nothing is ever sent, so a check has nothing to judge;
+- `accept_all=True` (`accept-all-silent`): every INVITE, plain RTP and null ciphers included,
+  gets 200 OK with a valid SDES answer (AES_CM_128_HMAC_SHA1_80 where the offer had no usable
+  key), every other request 200 OK, and no media is ever sent: a target that says yes to
+  everything and does nothing;
 - `send_media=True` (`srtp-bad-tag`): after the ACK, 50 SRTP packets per second go to each
   participant's offered address, a PCMU tone protected with the key of the answer by
   `confsec.media.srtp`, whose last two octets (inside the tag for every suite: 4, 10 or 16
@@ -119,9 +123,11 @@ class SrtpFocus:
         send_media: bool,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         record: Callable[[bytes], None],
+        accept_all: bool = False,
     ) -> None:
         self.domain = domain
         self.send_media = send_media
+        self.accept_all = accept_all
         self._spawn = spawn
         self._record = record
         self._calls: dict[str, _Call] = {}
@@ -165,7 +171,7 @@ class SrtpFocus:
             call.close()
             del self._calls[req.call_id]
             return make_response(req, 200).to_bytes()
-        if req.method in ("OPTIONS", "CANCEL"):
+        if req.method in ("OPTIONS", "CANCEL") or self.accept_all:
             return make_response(req, 200, headers=[("Allow", _ALLOW)]).to_bytes()
         return make_response(req, 405, headers=[("Allow", _ALLOW)]).to_bytes()
 
@@ -176,6 +182,10 @@ class SrtpFocus:
         except SdpParseError:
             return make_response(req, 488, headers=[("Warning", '399 - "bad SDP"')]).to_bytes()
         chosen = [(m, acceptable_crypto(m)) for m in offer.media if m.port != 0]
+        if self.accept_all:  # yes to everything: a made-up key where the offer had none
+            chosen = [
+                (m, c or CryptoAttribute.generate(1, "AES_CM_128_HMAC_SHA1_80")) for m, c in chosen
+            ]
         if not chosen or any(c is None for _, c in chosen):
             warning = '305 - "plain RTP and null ciphers are not accepted"'
             return make_response(req, 488, headers=[("Warning", warning)]).to_bytes()
@@ -219,7 +229,7 @@ class SrtpFocus:
         return MediaDescription.build(
             m.media,
             port=transport.get_extra_info("sockname")[1],
-            proto=m.proto,
+            proto="RTP/SAVP",
             formats=[m.formats[0]],
             attributes=[("crypto", ours.to_value()), ("sendrecv", None)],
         )

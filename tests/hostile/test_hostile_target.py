@@ -176,7 +176,7 @@ CASES = [
         may_pass=frozenset({*REFUSALS, UNKNOWN_FIRST}),
         reasons={
             **dict.fromkeys(PROTECTED, "received no audio packets: nothing to judge"),
-            UNPROTECTED: "heard no one at all",
+            UNPROTECTED: "control failed",
             **dict.fromkeys(NEEDS_BASELINE, "before the probe the conference did not carry"),
         },
         sends_media=False,
@@ -189,7 +189,7 @@ CASES = [
         may_pass=frozenset({*REFUSALS, UNKNOWN_FIRST}),
         reasons={
             **dict.fromkeys(PROTECTED, "did not authenticate under the negotiated key"),
-            UNPROTECTED: "heard no one at all",
+            UNPROTECTED: "control failed",
             **dict.fromkeys(NEEDS_BASELINE, "before the probe the conference did not carry"),
         },
         sends_media=True,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.events import EventRun, lists_after_first
+from confsec.behaviour.events import EventRun, lists_after_first, no_state_given, notified_of
 from confsec.reference.deployment import EmbeddedReference
 
 
@@ -118,3 +118,32 @@ def test_identity_comes_from_authentication_not_from(conf: ConferenceRun, events
     shown = {u.entity: u.display_text for u in view.users}
     assert shown[conf.target.account("mallory").aor(conf.target.domain)] == "mallory"
     assert list(shown).count(conf.target.account("alice").aor(conf.target.domain)) == 1
+
+
+def test_the_change_notification_is_judged_after_the_joiners_invite(
+    conf: ConferenceRun, events: EventRun
+) -> None:
+    """`await_change` dates the join by the joiner's INVITE and waits for a partial state that
+    shows it; the initial full state came before and does not count as the change."""
+    _conference(conf)
+    first = events.subscribe("bob").notifications()[0]
+    assert conf.join("carol", OfferSpec()).status == 200
+    notes, since = events.await_change("bob", "carol")
+    assert since is not None and first.time < since
+    seen = notified_of(events.outcome("bob"), notes, events.aor("carol"), since=since)
+    assert seen.counts["partial states showing the joiner"] >= 1
+
+
+def test_a_refused_subscriber_is_listened_to_for_the_window(
+    conf: ConferenceRun, events: EventRun
+) -> None:
+    """The refusal is judged after the window (accounted as a protocol window) and beside the
+    participant's subscription, which got the full state."""
+    assert conf.create("alice", OfferSpec()).status == 200
+    events.subscribe("alice")
+    erin = events.subscribe("erin")
+    assert erin.status == 403 and erin.dedicated
+    events.listen("erin", 0.5)
+    assert erin.listened_s >= 0.5 and conf.protocol_windows["notify_watch"] >= 0.5
+    seen = no_state_given(erin, events.others("erin"), window_s=0.5)
+    assert seen.controls == ("alice, a participant, received the full conference state",)

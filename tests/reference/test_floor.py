@@ -8,14 +8,17 @@ and that a malformed message leaves the connection usable.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
 
+from confsec.behaviour import floor as fl
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.floor import SECURE, FloorRun, FloorSession
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
+from confsec.errors import TargetUnreachable
 from confsec.net.bfcp import Received
 
 
@@ -133,3 +136,36 @@ def test_fuzzed_bfcp_gets_an_error_each_on_one_connection(floor: FloorRun) -> No
     assert [p.result for p in probes] == ["error"] * 40
     again = _joined(floor, "carol")
     assert _send(floor, again, _msg(again, 11)).message.primitive == 12  # type: ignore[union-attr]
+
+
+def test_bob_own_grant_is_the_control_for_refusing_carols_user_id(floor: FloorRun) -> None:
+    floor.join("carol", SECURE)
+    _joined(floor, "bob")
+    floor.request_and_release("bob")
+    got = floor.request_floor("bob", as_user="carol")
+    seen = fl.foreign_request_refused(got, "bob", "carol", floor.session("bob"))
+    assert seen.counts["refused with an Error"] == 1 and len(seen.controls) == 1
+
+
+def test_the_malformed_batch_follows_a_served_hello_and_carol_is_served_after(
+    floor: FloorRun,
+) -> None:
+    _joined(floor, "bob")
+    carol = floor.join("carol", SECURE)
+    probes = floor.send_malformed("bob", 5)
+    assert floor.fuzz_baseline == "HelloAck" and [p.result for p in probes] == ["error"] * 5
+    floor.request_and_release("carol")
+    assert fl.malformed_handled(probes, floor.fuzz_baseline).counts["Errors"] == 5
+    assert fl.still_serving(carol, floor.fuzz_baseline, floor.fuzz_ended)
+
+
+def test_a_floor_server_that_refuses_the_connection_is_unreachable(floor: FloorRun) -> None:
+    s = floor.join("bob", SECURE)
+    assert s.answer is not None
+    with socket.socket() as closed:  # a port nothing listens on any more
+        closed.bind(("127.0.0.1", 0))
+        s.answer.port = closed.getsockname()[1]
+    floor.request_and_release("bob")
+    assert s.unreachable and s.cycle is not None and not s.cycle.connected
+    with pytest.raises(TargetUnreachable):
+        fl.granted_and_released(s)
