@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confsec.behaviour import events as ev
@@ -24,7 +23,8 @@ from confsec.codec.sip import Headers, Request, Response
 from confsec.errors import PeerTimeout
 from confsec.net.transport import Flow
 from confsec.net.ua import TraceEntry
-from confsec.report.verdicts import Evidence, Verdict, classify
+from confsec.report.verdicts import Verdict
+from tests.behaviour.judging import judge, passes_on_evidence
 
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 DOMAIN = "example.com"
@@ -33,22 +33,6 @@ TLS = Flow("tls", ("127.0.0.1", 5061), ("127.0.0.1", 40000))
 _seq = itertools.count(1)
 
 
-def judge(check: Callable[..., object], *args: object, **kwargs: object) -> tuple[Verdict, str]:
-    """The verdict a scenario would get from `check` alone, as the plugin computes it
-    (`classify`), and the reason, or on a pass the summary of the evidence it returned (a pass
-    test also checks that summary: a pass on no evidence will be inconclusive, issue 12)."""
-    try:
-        result = check(*args, **kwargs)
-    except Exception as exc:
-        return classify(exc), f"{type(exc).__name__}: {exc}"
-    if isinstance(result, Evidence) and result:
-        return PASS, result.summary()
-    return PASS, f"no evidence returned ({result!r})"
-
-
-def passes_on_evidence(check: Callable[..., object], *args: object) -> bool:
-    verdict, why = judge(check, *args)
-    return verdict == PASS and not why.startswith("no evidence")
 
 
 def aor(name: str) -> str:

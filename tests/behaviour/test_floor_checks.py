@@ -15,7 +15,6 @@ being turned into a skip.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 
 from confsec.behaviour import floor as fl
 from confsec.behaviour.conference import CallOutcome
@@ -23,29 +22,14 @@ from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
 from confsec.errors import TransportError
 from confsec.net.bfcp import Received
-from confsec.report.verdicts import Evidence, Verdict, classify
+from confsec.report.verdicts import Verdict
+from tests.behaviour.judging import judge, passes_on_evidence
 
 PASS, FAIL = Verdict.PASS, Verdict.FAIL
 INCONCLUSIVE, ERROR = Verdict.INCONCLUSIVE, Verdict.ERROR
 FP = "AB:CD:" + ":".join(["00"] * 30)
 
 
-def judge(check: Callable[..., object], *args: object, **kwargs: object) -> tuple[Verdict, str]:
-    """The verdict a scenario would get from `check` alone, as the plugin computes it
-    (`classify`), and the reason, or on a pass the summary of the evidence it returned (a pass
-    test also checks that summary: a pass on no evidence will be inconclusive, issue 12)."""
-    try:
-        result = check(*args, **kwargs)
-    except Exception as exc:
-        return classify(exc), f"{type(exc).__name__}: {exc}"
-    if isinstance(result, Evidence) and result:
-        return PASS, result.summary()
-    return PASS, f"no evidence returned ({result!r})"
-
-
-def passes_on_evidence(check: Callable[..., object], *args: object) -> bool:
-    verdict, why = judge(check, *args)
-    return verdict == PASS and not why.startswith("no evidence")
 
 
 def received(primitive: int, *attrs: b.BfcpAttribute) -> Received:

@@ -376,6 +376,13 @@ def write_profile(
     return profile, env
 
 
+def add_dictionary(profile: Path, workdir: Path) -> None:
+    """A short password dictionary in the profile, so that the dictionary scenario runs too."""
+    (workdir / "words.txt").write_text("123456\npassword\n")
+    with profile.open("a") as f:
+        f.write(f'\n[probes]\ndictionary = "{workdir / "words.txt"}"\n')
+
+
 def make_pki(directory: Path, users: tuple[str, ...] = USERS) -> TestPki:
     return TestPki.create(directory, DOMAIN, users)
 

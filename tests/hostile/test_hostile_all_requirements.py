@@ -23,7 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli_runner import confsec_run
-from tests.hostile.hostile_server import ALL_USERS, HostileServer, make_pki, write_profile
+from tests.hostile.hostile_server import (
+    ALL_USERS,
+    HostileServer,
+    add_dictionary,
+    make_pki,
+    write_profile,
+)
 
 TIMEOUTS = (2.0, 1.5, 1.5)  # connect, transaction, media
 RUN_TIMEOUT = 420.0
@@ -69,9 +75,7 @@ def run_mode(mode: str, workdir: Path) -> tuple[int | None, dict[str, tuple[str,
     port = server.start()
     try:
         profile, env = write_profile(workdir, port, pki, TIMEOUTS, claim_all=True)
-        (workdir / "words.txt").write_text("123456\npassword\n")
-        with profile.open("a") as f:
-            f.write(f'\n[probes]\ndictionary = "{workdir / "words.txt"}"\n')
+        add_dictionary(profile, workdir)
         run = confsec_run(
             workdir / "reports",
             "--target",

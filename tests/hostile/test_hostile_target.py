@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_runner import confsec_run
-from tests.hostile.hostile_server import HostileServer, make_pki, write_profile
+from tests.hostile.hostile_server import HostileServer, add_dictionary, make_pki, write_profile
 
 TIMEOUTS = (2.0, 3.0, 3.0)  # connect, transaction, media
 RUN_TIMEOUT = 180.0
@@ -236,10 +236,7 @@ def run_case(case: Case, workdir: Path) -> RunResult:
     port = server.start() if server else closed_port()
     try:
         profile, env = write_profile(workdir, port, pki, TIMEOUTS)
-        # A short dictionary, so that the dictionary scenario runs against every mode too.
-        (workdir / "words.txt").write_text("123456\npassword\n")
-        with profile.open("a") as f:
-            f.write(f'\n[probes]\ndictionary = "{workdir / "words.txt"}"\n')
+        add_dictionary(profile, workdir)
         args = [a for r in case.reqs for a in ("--req", r)]
         run = confsec_run(
             workdir / "reports",
