@@ -450,6 +450,8 @@ class ConferenceRun:
                 for (name, kind, _), exc in zip(waiting, results, strict=True)
                 if isinstance(exc, BaseException)
             ]
+            for text in self.media_shortfalls:
+                self.notes.append({"text": f"media fell short: {text}", "severity": "info"})
             for exc in results:
                 if isinstance(exc, BaseException) and not isinstance(exc, ConfsecError):
                     raise exc  # a bug of the suite, not a quiet target

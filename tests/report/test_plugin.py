@@ -2,7 +2,8 @@
 
 A tiny feature with one scenario per verdict is run through the real plugin; this pins the
 mapping pass / fail / inconclusive / not applicable / error and the per-requirement roll-up,
-including a requirement with no scenario (not covered).
+including a requirement with no scenario (not covered), and the rule of issue 12: a pass needs
+every Then-step to have recorded a non-empty observation, and only NonConformance is a fail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ FEATURE = """\
 Feature: Verdict mapping
   Scenario: passes
     Given the step does "nothing"
+    Then the check observed 3 packets
+
+  Scenario: passes on nothing
+    Given the step does "nothing"
+    Then the check observed nothing
+
+  Scenario: passes on zeros
+    Given the step does "nothing"
+    Then the check observed 0 packets
+
+  Scenario: one check forgot
+    Given the step does "nothing"
+    Then the check observed 3 packets
+    And the check observed nothing
+
+  Scenario: asserts
+    Given the step does "assert"
 
   Scenario: fails
     Given the step does "fail"
@@ -37,6 +55,7 @@ FEATURE_R2 = """\
 Feature: Second requirement
   Scenario: only passes
     Given the step does "nothing"
+    Then the check observed 1 packets
 
   @pics:floor_control
   Scenario: optional capability
@@ -44,12 +63,14 @@ Feature: Second requirement
 
   Scenario: measures
     Given the step measures a latency of 12.5 ms in a media window of 1.5 s
+    Then the check observed 2 packets
 """
 
 STEPS = """\
 import pytest
-from pytest_bdd import given, parsers, scenarios
-from confsec.report.verdicts import Inconclusive, NonConformance, NotApplicable
+from pytest_bdd import given, parsers, scenarios, then
+from confsec.report.plugin import record_observation
+from confsec.report.verdicts import Evidence, Inconclusive, NonConformance, NotApplicable
 
 pytest_plugins = ["confsec.report.plugin"]
 
@@ -73,6 +94,16 @@ def step(what):
         raise NotApplicable("capability not claimed")
     if what == "crash":
         raise RuntimeError("bug in the suite")
+    if what == "assert":
+        assert what == "something else", "a bare assert in suite code"
+
+@then(parsers.parse("the check observed {n:d} packets"))
+def observed(request, n):
+    record_observation(request.node, Evidence.of(packets=n))
+
+@then("the check observed nothing")
+def observed_nothing():
+    pass
 """
 
 
@@ -83,7 +114,7 @@ def verdicts(pytester: pytest.Pytester) -> dict:
     pytester.makepyfile(test_bdd='from pytest_bdd import scenarios\nscenarios(".")\n')
     pytester.makeini("[pytest]\nbdd_features_base_dir = .\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--reports", "out")
-    result.assert_outcomes(passed=3, failed=2, skipped=3)
+    result.assert_outcomes(passed=3, failed=3, skipped=6, errors=0)
     return json.loads((pytester.path / "out" / "verdicts.json").read_text())
 
 
@@ -92,6 +123,10 @@ def test_each_scenario_keeps_its_own_verdict(verdicts: dict) -> None:
     got = {s["name"]: s["verdict"] for s in r1["scenarios"]}
     assert got == {
         "passes": "pass",
+        "passes on nothing": "inconclusive",
+        "passes on zeros": "inconclusive",
+        "one check forgot": "inconclusive",
+        "asserts": "error",
         "fails": "fail",
         "cannot judge": "inconclusive",
         "not claimed": "not applicable",
@@ -100,6 +135,11 @@ def test_each_scenario_keeps_its_own_verdict(verdicts: dict) -> None:
     reasons = {s["name"]: s["reason"] for s in r1["scenarios"]}
     assert "forbidden thing" in reasons["fails"]
     assert "RuntimeError" in reasons["breaks"]
+    assert "a bare assert in suite code" in reasons["asserts"]
+    assert "no check recorded an observation" in reasons["passes on nothing"]
+    assert "'the check observed nothing' passed without recording" in reasons["one check forgot"]
+    observed = {s["name"]: s["observed"] for s in r1["scenarios"]}
+    assert observed["passes"]["summary"] == "3 packets"
 
 
 def test_requirements_roll_up_and_gaps_are_listed(verdicts: dict) -> None:

@@ -66,6 +66,8 @@ def test_waived_case_becomes_skipped_with_the_justification(tmp_path: Path) -> N
         "confsec.requirement": "R3",
         "confsec.verdict": "waived",
         "confsec.reason": "NonConformance: accepted",
+        "confsec.title": "A null cipher offer is refused",  # the doc carries no title here
+        "confsec.evidence": "",  # a fail rests on its reason, not on a pass's evidence
     }
 
 
