@@ -237,6 +237,12 @@ class _StreamConnection(asyncio.Protocol):
         self.closed = True
         self.layer._unregister(self)
         if self.flow is not None and not was_closed:
+            partial = self.stream.unfinished()
+            if partial:
+                # The peer closed inside a message (a Content-Length larger than the body it
+                # sent): a message that cannot be read, reported like any other.
+                why = f"the connection closed inside a message ({len(partial)} octets of it)"
+                self.layer._deliver_error(RemoteProtocolError(why), self.flow, partial)
             self.layer._deliver_closed(self.flow, exc)
 
     def send(self, data: bytes) -> None:

@@ -97,7 +97,11 @@ class KeyManager:
             salt=salt,
             lifetime=None,
             mki=None,
-            session_params=(),
+            # The accept-null-cipher defect agrees to leave media unencrypted: it echoes the
+            # offer's UNENCRYPTED_SRTP/SRTCP. A conformant answer never carries them.
+            session_params=tuple(p for p in offered.session_params if p.startswith("UNENCRYPTED"))
+            if "accept-null-cipher" in self.defects
+            else (),
         )
         return IssuedStream(answer, SrtpKeys(suite, key, salt), ssrc)
 

@@ -16,7 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-_OURS = ("confsec_verdict", "confsec_meta")
+_INTERNAL = "confsec_"
+"""The plugin's own user properties (verdict, meta, observed, notes...): rewritten, not leaked."""
 
 
 def _nodeid(case: ET.Element) -> str:
@@ -47,7 +48,7 @@ def annotate_junit(path: Path, doc: dict[str, Any]) -> int:
             if props is None:
                 props = ET.Element("properties")
                 case.insert(0, props)
-            for p in [p for p in props if p.get("name") in _OURS]:
+            for p in [p for p in props if (p.get("name") or "").startswith(_INTERNAL)]:
                 props.remove(p)
             # A scenario tagged with two requirements is waived only if both waive it.
             unwaived = [s["verdict"] for _, s in rows if s["verdict"] != "waived"]

@@ -56,6 +56,10 @@ class SipStream:
         """How many received bytes are not yet part of a returned message."""
         return len(self._buf)
 
+    def unfinished(self) -> bytes:
+        """The received bytes of a message not yet complete (what a close would cut short)."""
+        return bytes(self._buf).lstrip(b"\r\n")
+
     @property
     def poisoned(self) -> bool:
         """True once an error was raised: no further message can be framed."""
