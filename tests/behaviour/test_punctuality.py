@@ -143,6 +143,17 @@ def test_a_stream_not_seen_rekeyed_while_the_suite_starved_is_inconclusive() -> 
         rekeying.rekeyed_completely(m, "leave", "carol")  # type: ignore[arg-type]
 
 
+def test_a_reinvite_that_left_a_stream_unrekeyed_fails_whatever_the_lag() -> None:
+    """bob got a re-INVITE after the leave, but his audio kept its key: the target acted, so
+    no lateness of the suite explains it (rekey-partial was inconclusive before this rule)."""
+    m = membership(Lateness(3.0, 1.4), Capabilities())
+    bob = m.remaining()[0]
+    bob.rekeys.append(SimpleNamespace(at=1.05, changed=("common",), recv_keys={}))
+    m.events[0].settled = 1.2  # the settle ended early: everyone had a re-INVITE
+    with pytest.raises(NonConformance, match="bob's audio stream was not rekeyed"):
+        rekeying.rekeyed_completely(m, "leave", "carol")  # type: ignore[arg-type]
+
+
 def _latency(latency: float, lag: float, bound: float | None) -> SimpleNamespace:
     caps = replace(Capabilities(), rekey_latency_bound_s=bound)
     event = MembershipEvent("leave", "carol", started=1.0, done=1.1, settled=4.1)

@@ -192,6 +192,36 @@ def test_garbage_on_a_stream_reports_error_and_closes(run) -> None:
     run(main())
 
 
+def test_a_close_inside_a_message_is_a_malformed_message(run) -> None:
+    """A Content-Length larger than the body, then a close: the message can never be read.
+    It is reported with the bytes that came (a keep-alive CRLF before a close is not)."""
+
+    async def main() -> None:
+        sink = Sink()
+        server = sink.layer()
+        try:
+            port = (await server.listen_tcp("127.0.0.1"))[1]
+
+            async def send_and_close(data: bytes) -> int:
+                errors, closed = len(sink.errors), len(sink.closed)
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(data)
+                await writer.drain()
+                writer.close()
+                await sink.until(lambda: len(sink.closed) > closed)
+                return len(sink.errors) - errors
+
+            assert await send_and_close(b"\r\n\r\n") == 0
+            assert await send_and_close(options(1).to_bytes()[:-4] + b"x") == 1
+            error, flow, raw = sink.errors[-1]
+            assert "closed inside a message" in str(error) and flow.transport == "tcp"
+            assert raw.startswith(b"OPTIONS sip:focus@")
+        finally:
+            await server.close()
+
+    run(main())
+
+
 def test_udp_parse_error_is_reported_with_raw_bytes(run) -> None:
     async def main() -> None:
         sink = Sink()
