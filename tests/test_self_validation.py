@@ -210,6 +210,13 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
         if s["verdict"] not in ("pass", "not applicable")
     ]
     assert not bad, bad
+    # Every pass shows what it rests on (issue 12): non-empty evidence in verdicts.json.
+    bare = [
+        title(c)
+        for c, s in records.items()
+        if s["verdict"] == "pass" and not any(v > 0 for v in s["observed"]["counts"].values())
+    ]
+    assert not bare, bare
     assert code == 0, output[-3000:]
     assert (tmp_path / "reports" / "junit.xml").is_file()
     assert any((tmp_path / "reports" / "allure-results").iterdir())
