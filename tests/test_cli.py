@@ -295,7 +295,7 @@ def test_waiver_turns_the_failure_into_waived(tmp_path: Path) -> None:
     results = [
         json.loads(p.read_text()) for p in (run.reports / "allure-results").glob("*-result.json")
     ]
-    waived = [r for r in results if r["name"] == NULL_CIPHER]
+    waived = [r for r in results if r["name"].startswith(NULL_CIPHER)]  # titles show the offer
     assert len(waived) == 2
     for r in waived:
         assert r["statusDetails"]["muted"] and r["statusDetails"]["known"]

@@ -14,7 +14,10 @@ from typing import Any
 
 
 def _display_name(s: dict[str, Any]) -> str:
-    """An outline's name with its example values, as allure-pytest-bdd names the result."""
+    """An outline's title with its example values, as the result is named (the plugin sets it
+    with `allure.dynamic.title`; `title` in verdicts.json)."""
+    if s.get("title"):
+        return str(s["title"])
     name = s["name"]
     for key, value in s.get("params", {}).items():
         name = name.replace(f"<{key}>", str(value))
