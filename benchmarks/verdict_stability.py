@@ -28,6 +28,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from confsec.report.verdicts import example_title
+
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = ("pass", "fail", "inconclusive", "error", "not applicable")
 BURN_LIMIT_S = 3 * 3600
@@ -46,15 +48,7 @@ def example_name(scenario: dict) -> str:
     """The outline's title with its example's values: '... with <suite>' -> '... with X', and a
     title without a placeholder gets the values after it: '... goes on (a request line ...)'.
     Each example is counted apart (verdicts.json's `title` where the run wrote one)."""
-    if scenario.get("title"):
-        return scenario["title"]
-    name = scenario["name"]
-    params = scenario.get("params") or {}
-    for key, value in params.items():
-        name = name.replace(f"<{key}>", str(value))
-    if params and name == scenario["name"]:
-        name += " (" + ", ".join(str(v) for v in params.values()) + ")"
-    return name
+    return scenario.get("title") or example_title(scenario["name"], scenario.get("params") or {})
 
 
 def start_burners(n: int) -> list[subprocess.Popen[bytes]]:

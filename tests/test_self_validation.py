@@ -20,6 +20,7 @@ import pytest
 from pytest_bdd.scenario import make_python_name
 
 from confsec.reference.defects import DEFECTS
+from confsec.report.verdicts import example_title
 from tests.cli_runner import ROOT
 from tests.cli_runner import confsec_run as cli_run
 
@@ -155,9 +156,7 @@ def cases(name: str) -> set[Case]:
 
 def title(case: Case) -> str:
     name, params = case
-    for key, value in params:
-        name = name.replace(f"<{key}>", value)
-    return name + (f" [{', '.join(v for _, v in params)}]" if params and name == case[0] else "")
+    return example_title(name, dict(params))
 
 
 def record_case(s: dict) -> Case:

@@ -100,8 +100,6 @@ class ConferenceRun:
         that do not fail R4: the conf fixture hands them to the reports."""
         self.last_exchange_sent: dict[str, int] = {}
         """Packets each participant sent in the last exchange of media."""
-        self.media_shortfalls: list[str] = []
-        """Legs that got less media than asked in the last exchange, with why."""
         self.tls_control: TlsProbe | None = None
         """The control probe: a client with its certificate, answered over TLS (R2)."""
         self.interface_probes: dict[str, TlsProbe] = {}
@@ -443,15 +441,11 @@ class ConferenceRun:
                 return_exceptions=True,
             )
             # A leg that fell short is not an error of the exchange (a conference that stopped
-            # is what some checks look for), but it is kept, never swallowed: the checks that
-            # need media see it in `media_shortfalls`.
-            self.media_shortfalls = [
-                f"{name}'s {kind} leg: {exc}"
-                for (name, kind, _), exc in zip(waiting, results, strict=True)
-                if isinstance(exc, BaseException)
-            ]
-            for text in self.media_shortfalls:
-                self.notes.append({"text": f"media fell short: {text}", "severity": "info"})
+            # is what some checks look for), but it is reported, never swallowed.
+            for (name, kind, _), exc in zip(waiting, results, strict=True):
+                if isinstance(exc, BaseException):
+                    text = f"media fell short: {name}'s {kind} leg: {exc}"
+                    self.notes.append({"text": text, "severity": "info"})
             for exc in results:
                 if isinstance(exc, BaseException) and not isinstance(exc, ConfsecError):
                     raise exc  # a bug of the suite, not a quiet target

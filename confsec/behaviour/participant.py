@@ -12,7 +12,7 @@ import itertools
 import secrets
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,10 +120,7 @@ class MediaStats:
 
 
 def _counts(s: MediaStats) -> tuple[int, ...]:
-    return (
-        s.received, s.authenticated, s.auth_failed, s.replayed, s.malformed, s.plain, s.rtcp,
-        s.held,
-    )
+    return astuple(s)
 
 
 NO_MEDIA = MediaStats(0, 0, 0, 0, 0)

@@ -140,7 +140,6 @@ class Punctuality:
         self._due = 0.0
         self._beats = 0
         self._handle: asyncio.TimerHandle | None = None
-        self.worst_lag_s = 0.0
 
     def start(self) -> None:
         """Arm the heartbeat; safe from any thread."""
@@ -166,8 +165,6 @@ class Punctuality:
         with self._lock:
             self._times.append(now)
             self._lags.append(lag)
-        if lag > self.worst_lag_s:
-            self.worst_lag_s = lag
         self._beats += 1
         if self._beats % SAMPLE_EVERY == 0:
             self._sample(now)

@@ -52,8 +52,9 @@ COMMON = "common"
 REKEY_MARGIN_S = 1.0
 """What the suite adds to the target's declared rekey deadline (`Capabilities.rekey_deadline_s`)
 before it judges that a stream was not rekeyed: whether a rekey happened must not hang on how
-punctual the suite was. If the suite's own lateness in the window exceeds this margin, the
-judgement is inconclusive instead (see confsec.behaviour.punctuality)."""
+punctual the suite was. A participant that got no re-INVITE at all is a finding only if the
+suite's measured lateness fits in the time it watched past the declared deadline; otherwise the
+judgement is inconclusive (see `rekeyed_completely` and confsec.behaviour.punctuality)."""
 STARVATION_GRACE_S = 5.0
 """The most the wait for rekeys is extended beyond the declared deadline and margin (plus the
 deadline once more) to make up for time the suite or the reference spent starved."""

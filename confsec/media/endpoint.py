@@ -422,7 +422,7 @@ class MediaLeg(asyncio.DatagramProtocol):
             self._wake()
 
     def _classify(self, data: bytes) -> None:
-        if self._held is not None and self._receiver is None:
+        if self._held is not None:  # only ever set while there is no receiver
             if len(self._held) < self._held_limit:
                 self._held.append(data)
                 return

@@ -33,6 +33,7 @@ from confsec.report.verdicts import (
     Verdict,
     classify,
     combine,
+    example_title,
 )
 from confsec.requirements import REQUIREMENTS
 
@@ -42,8 +43,6 @@ EVIDENCE = "confsec_observed"
 NOTE = "confsec_note"
 """A user property carrying an observation reported beside the verdict: {text, severity}."""
 """The user property under which a step records what a check observed (`record_observation`)."""
-REQUIRE_EVIDENCE = True
-"""A pass needs every Then-step to have recorded what it observed (issue 12)."""
 NO_EVIDENCE = (
     "Inconclusive: every step passed, but no check recorded an observation: a pass must rest "
     "on evidence (packets judged, messages seen, connections tried)"
@@ -82,15 +81,6 @@ def evidence_of(props: Any) -> Evidence:
     return total
 
 
-def example_title(name: str, params: dict[str, Any]) -> str:
-    """An outline's title with its example's values: '... with <suite>' -> '... with X'; a
-    title with no placeholder gets the values after it: '... goes on (a request line ...)'."""
-    title = name
-    for key, value in params.items():
-        title = title.replace(f"<{key}>", str(value))
-    if params and title == name:
-        title += " (" + ", ".join(str(v) for v in params.values()) + ")"
-    return title
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -189,8 +179,7 @@ def pytest_runtest_makereport(
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict}: {exc}")
     reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
     if (
-        REQUIRE_EVIDENCE
-        and verdict is Verdict.PASS
+        verdict is Verdict.PASS
         and call.when == "call"
         and _scenario_template(item) is not None
         and (missing := _missing_evidence(item))

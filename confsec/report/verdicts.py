@@ -92,6 +92,17 @@ class Evidence:
         )
 
 
+def example_title(name: str, params: Mapping[str, object]) -> str:
+    """An outline's title with its example's values: '... with <suite>' -> '... with X'; a
+    title with no placeholder gets the values after it: '... goes on (a request line ...)'."""
+    title = name
+    for key, value in params.items():
+        title = title.replace(f"<{key}>", str(value))
+    if params and title == name:
+        title += " (" + ", ".join(str(v) for v in params.values()) + ")"
+    return title
+
+
 Observe = Callable[[Evidence], Evidence]
 """The type of the `observed` fixture: a step hands it what its check observed."""
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from confsec.report.verdicts import example_title
 from tests.cli_runner import confsec_run
 from tests.hostile.hostile_server import HostileServer, add_dictionary, make_pki, write_profile
 
@@ -51,7 +52,7 @@ UDP_ENUMERATION = "No plain SIP listener tells which users exist"
 # The R1 robustness probes (features/robustness_signalling.feature) start by creating a
 # conference, so they need a SIP answer as much as the creation does.
 MALFORMED_SIP = tuple(
-    f"A malformed SIP request is refused cleanly and the conference goes on [{r}]"
+    f"A malformed SIP request is refused cleanly and the conference goes on ({r})"
     for r in (
         "a request line that is not SIP",
         "an INVITE without Call-ID",
@@ -61,7 +62,7 @@ MALFORMED_SIP = tuple(
     )
 )
 OVERSIZED_SIP = tuple(
-    f"An oversized SIP request is refused cleanly and the conference goes on [{r}]"
+    f"An oversized SIP request is refused cleanly and the conference goes on ({r})"
     for r in ("an INVITE with a 100 KB header value", "an INVITE with 300 header fields")
 )
 NEEDS_SIP = (
@@ -82,7 +83,7 @@ NEEDS_SIP = (
 PLAIN_FACTORY = "A plain RTP offer to the factory is refused"
 PLAIN_JOIN = "A plain RTP join to a secure conference is refused"
 NULL_OFFERS = tuple(
-    f"A null cipher offer is refused [{o}]" for o in ("NULL_HMAC_SHA1_80", "UNENCRYPTED_SRTP")
+    f"A null cipher offer is refused ({o})" for o in ("NULL_HMAC_SHA1_80", "UNENCRYPTED_SRTP")
 )
 REFUSALS = (PLAIN_FACTORY, PLAIN_JOIN, *NULL_OFFERS)
 PROTECTED = tuple(
@@ -95,7 +96,7 @@ UNPROTECTED = "Unprotected media from an admitted participant does not reach the
 # sends none (or none that authenticates) never gives.
 NEEDS_BASELINE = (
     *(
-        f"An offer with malformed SDP is refused and the conference goes on [{f}]"
+        f"An offer with malformed SDP is refused and the conference goes on ({f})"
         for f in (
             "an a=crypto key that is not base64",
             "an a=crypto key of the wrong length for its suite",
@@ -220,14 +221,8 @@ def closed_port() -> int:
 
 
 def scenario_key(scenario: dict) -> str:
-    """The scenario's name, with an outline's parameters put in: in its `<placeholders>`, or
-    in brackets when the name has none (`A null cipher offer is refused [UNENCRYPTED_SRTP]`)."""
-    name, params = scenario["name"], scenario.get("params") or {}
-    for key, value in params.items():
-        name = name.replace(f"<{key}>", str(value))
-    if params and name == scenario["name"]:
-        name += f" [{', '.join(map(str, params.values()))}]"
-    return name
+    """The scenario's title as every report shows it (an outline's with its example's values)."""
+    return example_title(scenario["name"], scenario.get("params") or {})
 
 
 def run_case(case: Case, workdir: Path) -> RunResult:

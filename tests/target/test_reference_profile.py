@@ -8,61 +8,27 @@ verdicts of the embedded default. This is the proof that the profile path loses 
 from __future__ import annotations
 
 import json
-import shlex
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import ROOT, confsec_run
-
-
-def read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
-    return env
+from confsec.reference.process import ReferenceProcess, read_env_file
+from tests.cli_runner import confsec_run
 
 
 def served(tmp_path: Path, *defects: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    profile = tmp_path / "target.toml"
-    args = [a for d in defects for a in ("--defect", d)]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "confsec.cli",
-            "reference",
-            "serve",
-            *args,
-            "--workdir",
-            str(tmp_path / "work"),
-            "--write-profile",
-            str(profile),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """`confsec reference serve` in a process of its own: its profile and the passwords of its
+    env file (mode 0600; none in the profile)."""
+    ref = ReferenceProcess.start(tmp_path / "work", defects=frozenset(defects))
     try:
-        deadline = time.monotonic() + 30
-        while not profile.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "reference serve wrote no profile"
-            time.sleep(0.1)
+        profile = ref.workdir / "target.toml"
         env_file = profile.with_suffix(".env")
         assert env_file.stat().st_mode & 0o077 == 0, "the env file holds secrets: mode 0600"
         assert "password =" not in profile.read_text()
-        yield profile, read_env(env_file)
+        yield profile, read_env_file(env_file)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+        ref.stop()
 
 
 def run(tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None):
