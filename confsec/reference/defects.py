@@ -59,6 +59,11 @@ DEFECTS: tuple[Defect, ...] = (
     Defect("accept-plain-rtp", "R3", "RTP/AVP offers are accepted, at creation and on join"),
     Defect("accept-null-cipher", "R3", "NULL_HMAC_SHA1_* and UNENCRYPTED_SRTP offers are accepted"),
     Defect(
+        "answer-other-suite",
+        "R3",
+        "the answer selects AES_CM_128_HMAC_SHA1_80 whatever suite the offer named",
+    ),
+    Defect(
         "mixer-sends-plain-rtp",
         "R3",
         "the mixer sends plain RTP to participants although SRTP was negotiated",
@@ -125,6 +130,14 @@ DEFECTS: tuple[Defect, ...] = (
         "rekey-partial",
         "R6",
         "a rekey renews the unicast streams but leaves the common stream on its old group key",
+    ),
+    # O2: cost of rekeying (confsec/reference/rekey.py)
+    Defect(
+        "rekey-late",
+        "O2",
+        "a rekey round starts 1.5 s after the last join or leave: within the declared 2 s rekey "
+        "deadline, beyond the declared 1 s latency bound (joins inside those 1.5 s share the "
+        "pending epoch's key, so R6's join scenarios fail too)",
     ),
     # R7: conference event package (confsec/reference/events.py)
     Defect(

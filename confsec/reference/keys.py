@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from confsec.codec.sdp import SRTP_SUITES, CryptoAttribute
 
+OTHER_SUITE = "AES_CM_128_HMAC_SHA1_80"
+"""What the `answer-other-suite` defect answers with, whatever was offered."""
 
 @dataclass(frozen=True)
 class SrtpKeys:
@@ -76,6 +78,8 @@ class KeyManager:
         offered_ssrc: int | None,
     ) -> IssuedStream:
         suite = offered.suite
+        if "answer-other-suite" in self.defects:
+            suite = OTHER_SUITE  # the defect: not the suite the offer named
         if "reuse-key-across-directions" in self.defects and offered_ssrc is not None:
             key, salt, ssrc = offered.key, offered.salt, offered_ssrc
         elif "reuse-key-across-participants" in self.defects:

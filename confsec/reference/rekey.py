@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 COMMON_LABEL = "common"
 DEFAULT_WINDOW_S = 0.05
+LATE_REKEY_S = 1.5
+"""How much later the `rekey-late` defect starts a round (past the 1 s bound it declares)."""
 
 
 def is_common(m: MediaDescription) -> bool:
@@ -81,6 +83,9 @@ class _Conf:
     group: SrtpKeys | None = None
     group_ssrc: int = 0
     pending: bool = False
+    scheduled_at: float = 0.0
+    """Loop time of the last join or leave that asked for a round (the `rekey-late` defect
+    counts its delay from it)."""
     legs: dict[str, _Leg] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -199,6 +204,7 @@ class Rekeyer:
         conf.epoch += 1
 
     def _schedule(self, conf: _Conf) -> None:
+        conf.scheduled_at = asyncio.get_running_loop().time()
         if conf.pending:
             return
         conf.pending = True
@@ -208,6 +214,10 @@ class Rekeyer:
 
     async def _round_later(self, conf: _Conf) -> None:
         await asyncio.sleep(self.window)
+        if "rekey-late" in self.defects:  # the O2 defect: late after every join or leave
+            loop = asyncio.get_running_loop()
+            while (wait := conf.scheduled_at + LATE_REKEY_S - loop.time()) > 0:
+                await asyncio.sleep(wait)
         async with conf.lock:
             conf.pending = False
             target = conf.epoch
