@@ -69,22 +69,28 @@ from benchmarks.fuzz_codecs import mutate
 from confsec.behaviour import checks
 from confsec.behaviour.conference import CallOutcome, ConferenceRun, OfferSpec
 from confsec.behaviour.floor import floor_offer_line
-from confsec.behaviour.participant import Participant, client_ssl_context
+from confsec.behaviour.participant import Participant
 from confsec.behaviour.rekeying import attach
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
 from confsec.codec.sdp import parse_sdp
 from confsec.codec.sip import Request, Response, SipStream
-from confsec.errors import ConfsecError, PeerTimeout, RemoteProtocolError
+from confsec.errors import (
+    ConfsecError,
+    Inconclusive,
+    NonConformance,
+    PeerTimeout,
+    RemoteProtocolError,
+)
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_sender
 from confsec.net.bfcp import BfcpClient, Received
+from confsec.net.startup import client_ssl_context
 from confsec.net.transport import Flow
 from confsec.net.ua import UserAgent
 from confsec.reference.deployment import EmbeddedReference
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.runtime.loop import LoopThread
 from confsec.target.model import Target
 
 ENTRY_POINTS = ("sip", "sdp", "bfcp", "srtp")

@@ -53,3 +53,21 @@ class TlsVerificationError(TransportError):
 
 class TargetUnreachable(ConfsecError):
     """The system under test cannot be reached at all: the environment broke, not a finding."""
+
+
+# -- verdicts a check signals (the verdict model itself is confsec.report.verdicts) -------
+
+
+class NonConformance(AssertionError, ConfsecError):
+    """The system under test did something the requirement forbids: verdict fail.
+
+    The only fail. Any other AssertionError (a bare `assert` in suite code, a library's) is an
+    error of the suite, not a finding about the system under test."""
+
+
+class Inconclusive(ConfsecError):
+    """The check could not judge (the system did something outside what the check observes)."""
+
+
+class NotApplicable(ConfsecError):
+    """The system does not claim the optional capability this check is about."""

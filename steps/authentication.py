@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pytest_bdd import given, parsers, then, when
 
-from confsec.behaviour import checks, surface
+from confsec.behaviour import checks, probes, surface
 from confsec.behaviour.conference import ConferenceRun
-from confsec.report.verdicts import Observe
-from confsec.target import probes
+from confsec.observed import Observe
 
 
 @when(parsers.parse("{name} opens a TLS connection to the service"))

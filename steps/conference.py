@@ -6,7 +6,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @given("the conference service is reachable over SIPS")

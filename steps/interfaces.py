@@ -6,7 +6,7 @@ from pytest_bdd import then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @when("the suite connects to every internal key interface with TLS")

@@ -6,7 +6,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @when(parsers.parse("every participant sends its tone for {seconds:g} second"))

@@ -10,7 +10,7 @@ from pytest_bdd import given, parsers, then, when
 from confsec.behaviour import rekeying
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.rekeying import Membership
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import media_abuse as ma
 from confsec.behaviour.conference import ConferenceRun
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pytest_bdd import given, parsers, then, when
 from confsec.behaviour import checks
 from confsec.behaviour import malformed as mf
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.report.verdicts import Observe
+from confsec.observed import Observe
 
 
 @pytest.fixture

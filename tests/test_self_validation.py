@@ -27,6 +27,7 @@ from tests.cli_runner import confsec_run as cli_run
 Case = tuple[str, tuple[tuple[str, str], ...]]
 """(scenario name as written, the example's values): one scenario, or one outline example."""
 
+
 def example(name: str, **values: str) -> Case:
     """One example of an outline, where a defect concerns only some of them."""
     return (name, tuple(sorted(values.items())))

@@ -31,7 +31,8 @@ from confsec.analyze.checks import Analyzer, Finding, SrtpKey, Unjudged
 from confsec.analyze.pcap import packets
 from confsec.errors import ConfigError
 from confsec.media.srtp import UnsupportedSuite, profile_for
-from confsec.report.verdicts import Evidence, Verdict
+from confsec.observed import Evidence
+from confsec.report.verdicts import Verdict
 
 FEATURE = "confsec analyze"
 _UNJUDGED_LISTED = 1000
@@ -359,7 +360,7 @@ def _junit(path: Path, judgements: list[Judgement], seconds: float) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from confsec.cli import exit_code
+    from confsec.report.conformance import exit_code
 
     capture = Path(args.capture)
     keys = load_keys(Path(args.keys)) if args.keys else []

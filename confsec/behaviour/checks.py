@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from confsec.codec.digest import parse_challenge
 from confsec.codec.sip import parse_name_addr, parse_uri
-from confsec.errors import ConfsecError, TargetUnreachable
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
+from confsec.errors import ConfsecError, Inconclusive, NonConformance, TargetUnreachable
+from confsec.observed import Evidence
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import CallOutcome, TlsProbe
@@ -378,9 +378,7 @@ def no_key_stream_reuse(ledger: KeyStreamLedger, scope: str) -> Evidence:
 
     A pass needs key streams seen on the wire: streams whose SSRC the ledger learnt from
     packets, in the scope's pairs (two participants, two directions, two media)."""
-    findings = [
-        f for f in ledger.findings() if f.kind in R4_FAILS and _scope_matches(f, scope)
-    ]
+    findings = [f for f in ledger.findings() if f.kind in R4_FAILS and _scope_matches(f, scope)]
     if findings:
         raise NonConformance("; ".join(f.sentence for f in findings))
     rows = [r for r in ledger.entries() if r.packets_seen > 0 and r.ssrcs]

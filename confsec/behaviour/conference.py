@@ -14,14 +14,13 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from confsec.behaviour.participant import OfferSpec, Participant, client_ssl_context, start_ua
-from confsec.behaviour.punctuality import Lateness
+from confsec.behaviour.participant import OfferSpec, Participant
 from confsec.behaviour.rekeying import attach
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
 from confsec.codec.sip import Request, Response, SipStream, parse_name_addr
 from confsec.errors import (
     ConfsecError,
+    Inconclusive,
     LocalProtocolError,
     PeerTimeout,
     TargetUnreachable,
@@ -30,9 +29,11 @@ from confsec.errors import (
 )
 from confsec.media.ledger import KeyStreamLedger
 from confsec.media.tone import tone_for
+from confsec.net.startup import client_ssl_context, start_ua
 from confsec.net.tls import PeerCert, peer_identity
 from confsec.net.ua import UserAgent
-from confsec.report.verdicts import Inconclusive
+from confsec.runtime.loop import LoopThread
+from confsec.runtime.punctuality import Lateness
 from confsec.target.model import Account, InternalInterface, Target
 
 # Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import CallOutcome, ConferenceRun, OfferSpec
-from confsec.behaviour.participant import Participant, start_ua
+from confsec.behaviour.participant import Participant
 from confsec.codec.conference_info import (
     CONTENT_TYPE,
     ConferenceInfo,
@@ -29,12 +29,19 @@ from confsec.codec.conference_info import (
     parse_conference_info,
 )
 from confsec.codec.sip import Request, Response
-from confsec.errors import PeerTimeout, TlsVerificationError, TransportError
+from confsec.errors import (
+    Inconclusive,
+    NonConformance,
+    PeerTimeout,
+    TlsVerificationError,
+    TransportError,
+)
 from confsec.media.tone import tone_for
 from confsec.net.dialog import Dialog, contact_uri
+from confsec.net.startup import start_ua
 from confsec.net.transport import Flow
 from confsec.net.ua import UserAgent
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
+from confsec.observed import Evidence
 from confsec.target.model import Account
 
 __all__ = [

@@ -25,14 +25,21 @@ from typing import NoReturn
 from scapy.packet import fuzz
 
 from confsec.behaviour.conference import CallOutcome, ConferenceRun, OfferSpec
-from confsec.behaviour.participant import client_ssl_context
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp, BfcpParseError, parse_bfcp
 from confsec.codec.sdp import MediaDescription, parse_sdp
-from confsec.errors import PeerTimeout, TargetUnreachable, TlsVerificationError, TransportError
+from confsec.errors import (
+    Inconclusive,
+    NonConformance,
+    PeerTimeout,
+    TargetUnreachable,
+    TlsVerificationError,
+    TransportError,
+)
 from confsec.net.bfcp import BfcpClient, Received
+from confsec.net.startup import client_ssl_context
+from confsec.observed import Evidence
 from confsec.pki import fingerprint_sha256
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
 
 SECURE = "TCP/TLS/BFCP"
 PLAIN = "TCP/BFCP"

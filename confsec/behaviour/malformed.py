@@ -29,19 +29,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.conference import CallOutcome
-from confsec.behaviour.participant import NO_MEDIA, MediaStats, received_total, start_ua
+from confsec.behaviour.participant import NO_MEDIA, MediaStats, received_total
 from confsec.codec.sdp import CryptoAttribute, SdpParseError, parse_sdp
 from confsec.codec.sip import Response
 from confsec.errors import (
     ConfsecError,
+    Inconclusive,
+    NonConformance,
     PeerTimeout,
     TargetUnreachable,
     TlsVerificationError,
     TransportError,
 )
+from confsec.net.startup import start_ua
 from confsec.net.transport import Flow
 from confsec.net.ua import TraceEntry, UserAgent
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
+from confsec.observed import Evidence
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.participant import PAYLOAD_TYPES
-from confsec.errors import LocalProtocolError
+from confsec.errors import Inconclusive, LocalProtocolError, NonConformance
 from confsec.media.rtp import RTP_HEADER_LEN
 from confsec.media.tone import ToneGenerator
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
+from confsec.observed import Evidence
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import ssl
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from confsec.behaviour.rekeying import common_offer_line, stream_kind, stream_label
@@ -294,32 +292,3 @@ def _video_frames() -> Iterator[bytes]:
     """Synthetic 'video' payloads: distinct per frame, so fan-out and reuse can be told apart."""
     for n in itertools.count():
         yield n.to_bytes(4, "big") + secrets.token_bytes(96)
-
-
-def client_ssl_context(target: Target, account: Account | None, keylog: str) -> ssl.SSLContext:
-    from confsec.net.tls import client_context
-
-    cert = account.client_cert if account else None
-    key = account.client_key if account else None
-    return client_context(target.ca_file, cert, key, keylog_file=keylog)
-
-
-async def start_ua(
-    target: Target,
-    keylog: str | Path,
-    *,
-    shown: Account,
-    cert: Account | None,
-    credentials: tuple[str, str] | None,
-) -> UserAgent:
-    """A user agent that speaks to `target` as `shown` (AOR and display name), presenting
-    `cert`'s client certificate and answering digest challenges with `credentials` (None: it
-    has none). Participants, probes and attackers all differ only in these three."""
-    return await UserAgent.start(
-        aor=shown.aor(target.domain),
-        display_name=shown.display_name or shown.name.capitalize(),
-        contact_host="127.0.0.1",
-        credentials=credentials,
-        client_ssl=client_ssl_context(target, cert, str(keylog)),
-        server_hostname=target.domain,
-    )

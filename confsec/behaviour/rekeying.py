@@ -29,7 +29,6 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confsec.behaviour.punctuality import Lateness, judge_late
 from confsec.codec.sdp import (
     CryptoAttribute,
     MediaDescription,
@@ -37,10 +36,12 @@ from confsec.codec.sdp import (
     SessionDescription,
     parse_sdp,
 )
+from confsec.errors import Inconclusive, NonConformance, NotApplicable
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId, key_fingerprint
 from confsec.media.srtp import new_receiver, new_sender
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance, NotApplicable
+from confsec.observed import Evidence
+from confsec.runtime.punctuality import Lateness, judge_late
 
 if TYPE_CHECKING:
     from confsec.behaviour.conference import ConferenceRun
@@ -54,7 +55,7 @@ REKEY_MARGIN_S = 1.0
 before it judges that a stream was not rekeyed: whether a rekey happened must not hang on how
 punctual the suite was. A participant that got no re-INVITE at all is a finding only if the
 suite's measured lateness fits in the time it watched past the declared deadline; otherwise the
-judgement is inconclusive (see `rekeyed_completely` and confsec.behaviour.punctuality)."""
+judgement is inconclusive (see `rekeyed_completely` and confsec.runtime.punctuality)."""
 STARVATION_GRACE_S = 5.0
 """The most the wait for rekeys is extended beyond the declared deadline and margin (plus the
 deadline once more) to make up for time the suite or the reference spent starved."""
@@ -259,9 +260,7 @@ class Membership:
         if self.conf.conference_uri is None:
             raise Inconclusive("no conference was created")
         t = self.conf.target
-        timeout = (
-            t.timeouts.transaction * 2 + t.capabilities.rekey_deadline_s + REKEY_MARGIN_S + 10
-        )
+        timeout = t.timeouts.transaction * 2 + t.capabilities.rekey_deadline_s + REKEY_MARGIN_S + 10
         return self._run(self._burst(joins, leaves, spec), timeout, "joins and leaves")
 
     def receive(self, seconds: float) -> None:
@@ -706,9 +705,7 @@ def group_key_distinct(ledger: KeyStreamLedger) -> Evidence:
         raise NonConformance(
             "the common stream shares key material with another stream: " + "; ".join(shared[:4])
         )
-    return Evidence.of(
-        group_key_values=len(common), other_key_values=len(other), shared_values=0
-    )
+    return Evidence.of(group_key_values=len(common), other_key_values=len(other), shared_values=0)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The insecure-surface probes as R2 scenarios see them: one synchronous call per observation.
 
-The probes themselves (`confsec.target.probes`) are shared with `confsec probe`; this module
+The probes themselves (`confsec.behaviour.probes`) are shared with `confsec probe`; this module
 gives each a deadline from the target profile and runs the TLS ones on the suite's loop, so a
 silent target ends a step with a verdict instead of hanging it.
 """
@@ -8,8 +8,7 @@ silent target ends a step with a verdict instead of hanging it.
 from __future__ import annotations
 
 from confsec.behaviour.conference import ConferenceRun
-from confsec.report.verdicts import NotApplicable
-from confsec.target.probes import (
+from confsec.behaviour.probes import (
     DictionaryTrial,
     DigestAttempt,
     UdpSurface,
@@ -18,6 +17,7 @@ from confsec.target.probes import (
     observe_wrong_passwords,
     read_dictionary,
 )
+from confsec.errors import NotApplicable
 
 SIPVICIOUS_TIMEOUT = 30.0
 """Per sipvicious run: svmap alone waits about 3 s for answers that do not come."""

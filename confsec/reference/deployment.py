@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec.digest import DigestServer
 from confsec.errors import ConfigError
 from confsec.net.tls import server_context
@@ -22,6 +21,7 @@ from confsec.reference import keychannel
 from confsec.reference.floor import FloorServer
 from confsec.reference.focus import INTEROP, MD5_INTEROP, Focus, FocusConfig
 from confsec.reference.mixer import Mixer
+from confsec.runtime.loop import LoopThread
 from confsec.target.model import Account, Capabilities, InternalInterface, Target
 
 DOMAIN = "conference.example.test"

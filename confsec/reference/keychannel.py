@@ -294,6 +294,7 @@ async def start_for(deployment: Any) -> KeyChannel:
         client_ctx=client_ctx,
         server_hostname=config.domain,
         # The focus presents the service certificate; a participant's is refused.
-        peer_name=None if {ANY_CLIENT_DEFECT, NO_CLIENT_AUTH_DEFECT} & deployment.defects
+        peer_name=None
+        if {ANY_CLIENT_DEFECT, NO_CLIENT_AUTH_DEFECT} & deployment.defects
         else config.domain,
     )

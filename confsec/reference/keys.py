@@ -20,6 +20,7 @@ from confsec.codec.sdp import SRTP_SUITES, CryptoAttribute
 OTHER_SUITE = "AES_CM_128_HMAC_SHA1_80"
 """What the `answer-other-suite` defect answers with, whatever was offered."""
 
+
 @dataclass(frozen=True)
 class SrtpKeys:
     """Keys for one direction of one stream, as handed from the focus to the mixer."""

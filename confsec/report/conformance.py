@@ -80,3 +80,9 @@ def assess(doc: dict[str, Any], fail_on: str = "minor") -> Assessment:
         + gap_text,
         below,
     )
+
+
+def exit_code(doc: dict, fail_on: str = "minor") -> int:
+    """The exit code for a verdicts document: `confsec run`, `confsec report` and `confsec
+    analyze` all end with this one rule (see `assess`)."""
+    return assess(doc, fail_on).exit_code

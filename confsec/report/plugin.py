@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from confsec import __version__
+from confsec.errors import Inconclusive, NotApplicable
 from confsec.evidence import scenario_slug
+from confsec.observed import Evidence
 from confsec.report.allure_labels import (
     PROTOCOL_WINDOW,
     measured,
@@ -26,15 +28,7 @@ from confsec.report.allure_labels import (
     requirement_marks,
     severity_of,
 )
-from confsec.report.verdicts import (
-    Evidence,
-    Inconclusive,
-    NotApplicable,
-    Verdict,
-    classify,
-    combine,
-    example_title,
-)
+from confsec.report.verdicts import Verdict, classify, combine, example_title
 from confsec.requirements import REQUIREMENTS
 
 _VERDICT = "confsec_verdict"
@@ -79,8 +73,6 @@ def evidence_of(props: Any) -> Evidence:
         if key == EVIDENCE:
             total = total + Evidence.from_json(value)
     return total
-
-
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,10 +9,16 @@ plugin, the CLI and the tests agree on it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
-from confsec.errors import ConfsecError, PeerTimeout, RemoteProtocolError, TransportError
+from confsec.errors import (
+    Inconclusive,
+    NonConformance,
+    NotApplicable,
+    PeerTimeout,
+    RemoteProtocolError,
+    TransportError,
+)
 
 
 class Verdict(enum.StrEnum):
@@ -26,72 +32,6 @@ class Verdict(enum.StrEnum):
     """A fail covered by an unexpired waiver (an accepted deviation): shown, never failing."""
 
 
-class NonConformance(AssertionError, ConfsecError):
-    """The system under test did something the requirement forbids: verdict fail.
-
-    The only fail. Any other AssertionError (a bare `assert` in suite code, a library's) is an
-    error of the suite, not a finding about the system under test."""
-
-
-class Inconclusive(ConfsecError):
-    """The check could not judge (the system did something outside what the check observes)."""
-
-
-class NotApplicable(ConfsecError):
-    """The system does not claim the optional capability this check is about."""
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What a check observed: counts by what was counted, and the controls that passed.
-
-    A pass must rest on an observation, so every check returns one of these and its step
-    records it (`confsec.report.plugin.record_observation`); the verdict layer turns a pass whose
-    evidence is empty (no count above zero) into inconclusive. Counts of findings that are zero
-    ("0 shared key streams") are kept: they say what was looked for and not found.
-    """
-
-    counts: Mapping[str, int] = field(default_factory=dict)
-    controls: tuple[str, ...] = ()
-    """Positive controls that passed before a negative check counted ("bob admitted with his
-    own certificate"): what shows the target was able to do the right thing."""
-
-    @classmethod
-    def of(cls, *controls: str, **counts: int) -> Evidence:
-        """`Evidence.of(packets=312, streams=4)`; keyword underscores read as spaces."""
-        return cls({k.replace("_", " "): int(v) for k, v in counts.items()}, tuple(controls))
-
-    def __bool__(self) -> bool:
-        return any(v > 0 for v in self.counts.values())
-
-    def __add__(self, other: Evidence) -> Evidence:
-        counts = dict(self.counts)
-        for k, v in other.counts.items():
-            counts[k] = counts.get(k, 0) + v
-        return Evidence(
-            counts, self.controls + tuple(c for c in other.controls if c not in self.controls)
-        )
-
-    def summary(self) -> str:
-        """'4 streams, 312 packets, 0 shared key streams; controls: ...'."""
-        text = ", ".join(f"{v} {k}" for k, v in self.counts.items()) or "nothing observed"
-        if self.controls:
-            text += "; controls: " + "; ".join(self.controls)
-        return text
-
-    def to_json(self) -> dict[str, object]:
-        return {"counts": dict(self.counts), "controls": list(self.controls)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Evidence:
-        counts = data.get("counts") or {}
-        controls = data.get("controls") or []
-        return cls(
-            {str(k): int(v) for k, v in counts.items()},  # type: ignore[union-attr]
-            tuple(str(c) for c in controls),  # type: ignore[union-attr]
-        )
-
-
 def example_title(name: str, params: Mapping[str, object]) -> str:
     """An outline's title with its example's values: '... with <suite>' -> '... with X'; a
     title with no placeholder gets the values after it: '... goes on (a request line ...)'."""
@@ -101,10 +41,6 @@ def example_title(name: str, params: Mapping[str, object]) -> str:
     if params and title == name:
         title += " (" + ", ".join(str(v) for v in params.values()) + ")"
     return title
-
-
-Observe = Callable[[Evidence], Evidence]
-"""The type of the `observed` fixture: a step hands it what its check observed."""
 
 
 # Worst first: a definite finding outranks trouble of our own, which outranks "could not tell".

@@ -20,7 +20,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from confsec.report.verdicts import Inconclusive
+from confsec.errors import Inconclusive
 from confsec.target.model import AdapterSpec, Target
 
 __all__ = ["AdapterResult", "perform"]

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_sender
 from confsec.reference.deployment import EmbeddedReference
+from confsec.runtime.loop import LoopThread
 from tests.analyze.recording import analyze, media_filter, need_dumpcap, recording, write_keys
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from confsec.report.verdicts import Evidence, Verdict, classify
+from confsec.observed import Evidence
+from confsec.report.verdicts import Verdict, classify
 
 
 def judge(check: Callable[..., object], *args: object, **kwargs: object) -> tuple[Verdict, str]:

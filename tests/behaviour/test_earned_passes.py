@@ -14,16 +14,12 @@ import pytest
 from confsec.behaviour import checks, rekeying
 from confsec.behaviour.conference import CallOutcome, TlsProbe
 from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
+from confsec.errors import Inconclusive, NonConformance
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_receiver, new_sender
-from confsec.report.verdicts import (
-    Evidence,
-    Inconclusive,
-    NonConformance,
-    Verdict,
-    classify,
-)
+from confsec.observed import Evidence
+from confsec.report.verdicts import Verdict, classify
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 

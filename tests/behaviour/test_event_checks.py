@@ -33,8 +33,6 @@ TLS = Flow("tls", ("127.0.0.1", 5061), ("127.0.0.1", 40000))
 _seq = itertools.count(1)
 
 
-
-
 def aor(name: str) -> str:
     return f"sips:{name}@{DOMAIN}"
 

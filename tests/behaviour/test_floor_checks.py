@@ -30,8 +30,6 @@ INCONCLUSIVE, ERROR = Verdict.INCONCLUSIVE, Verdict.ERROR
 FP = "AB:CD:" + ":".join(["00"] * 30)
 
 
-
-
 def received(primitive: int, *attrs: b.BfcpAttribute) -> Received:
     raw = bytes(
         Bfcp(

@@ -20,7 +20,7 @@ from confsec.codec.sdp import (
     parse_sdp,
 )
 from confsec.codec.sip import Request, SipParseError, SipStream
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.errors import Inconclusive, NonConformance
 
 CTX = mf.RequestContext("sips:conf-1@conference.example.test", "sips:carol@conference.example.test")
 

@@ -9,7 +9,7 @@ import pytest
 
 from confsec.behaviour import media_abuse as ma
 from confsec.behaviour.media_abuse import Heard, Window
-from confsec.errors import LocalProtocolError
+from confsec.errors import Inconclusive, LocalProtocolError, NonConformance
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
@@ -23,7 +23,6 @@ from confsec.media.srtp import (
     new_receiver,
     new_sender,
 )
-from confsec.report.verdicts import Inconclusive, NonConformance
 
 SUITES = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from confsec.behaviour import checks
 from confsec.behaviour.participant import MediaStats
-from confsec.report.verdicts import Inconclusive, NonConformance
+from confsec.errors import Inconclusive, NonConformance
 
 
 @dataclass

@@ -7,10 +7,10 @@ import os
 import pytest
 
 from confsec.behaviour import rekeying
+from confsec.errors import NonConformance
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_receiver, new_sender
-from confsec.report.verdicts import NonConformance
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun
-from confsec.behaviour.runtime import LoopThread
 from confsec.reference.deployment import EmbeddedReference
+from confsec.runtime.loop import LoopThread
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import pytest
 from benchmarks.fuzz_reference import ENTRY_POINTS, FuzzReport, ReferenceFuzzer
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
 from confsec.behaviour.floor import FloorRun, _statuses
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec.bfcp import BfcpParseError, parse_bfcp
 from confsec.reference.defects import parse_defects
+from confsec.runtime.loop import LoopThread
 
 INPUTS = 40
 """Per entry point: the whole module stays around half a minute on a loaded two-core machine."""

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.runtime import LoopThread
 from confsec.codec.sip import Request, Response
 from confsec.errors import ConfigError
 from confsec.pki import TestPki
@@ -25,6 +24,7 @@ from confsec.reference.deployment import (
     ReferenceConfig,
     ReferenceDeployment,
 )
+from confsec.runtime.loop import LoopThread
 
 
 @pytest.fixture

@@ -70,7 +70,8 @@ STEPS = """\
 import pytest
 from pytest_bdd import given, parsers, scenarios, then
 from confsec.report.plugin import record_observation
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance, NotApplicable
+from confsec.errors import Inconclusive, NonConformance, NotApplicable
+from confsec.observed import Evidence
 
 pytest_plugins = ["confsec.report.plugin"]
 

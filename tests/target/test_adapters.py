@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from confsec.report.verdicts import Inconclusive
+from confsec.errors import Inconclusive
 from confsec.target.adapters import perform
 from confsec.target.model import AdapterSpec, Target
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.runtime import LoopThread
 from confsec.reference.deployment import EmbeddedReference
 from confsec.reference.rekey import DEFAULT_WINDOW_S
+from confsec.runtime.loop import LoopThread
 from tests.thirdparty.baresip import Baresip, need_baresip
 
 INTEROP = frozenset({"digest-md5-only", "sip-over-tls"})

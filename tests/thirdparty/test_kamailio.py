@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from confsec.behaviour.runtime import LoopThread
 from confsec.pki import TestPki
 from confsec.reference.deployment import DOMAIN, USERS, ReferenceConfig, ReferenceDeployment
+from confsec.runtime.loop import LoopThread
 from confsec.target.model import Capabilities
 from confsec.target.profile import profile_text
 from tests.cli_runner import confsec_run

@@ -33,8 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from confsec.codec.digest import DigestError, parse_credentials
-from confsec.errors import ConfsecError, TargetUnreachable, TransportError
-from confsec.report.verdicts import Evidence, Inconclusive, NonConformance
+from confsec.errors import (
+    ConfsecError,
+    Inconclusive,
+    NonConformance,
+    TargetUnreachable,
+    TransportError,
+)
+from confsec.observed import Evidence
 from confsec.target.model import Listener, Target
 
 if TYPE_CHECKING:
@@ -147,7 +153,7 @@ async def attempt_digest(
     """INVITE the factory URI over SIPS as `user` with `password` (empty body: nothing is
     created even if it is accepted). A refused connection is `TargetUnreachable` (the
     environment, not a finding); every other failure is recorded in `error`."""
-    from confsec.behaviour.participant import client_ssl_context
+    from confsec.net.startup import client_ssl_context
     from confsec.net.ua import UserAgent
 
     cert_account = next(iter(target.accounts.values()), None)

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from confsec.behaviour.punctuality import Punctuality
 from confsec.errors import PeerTimeout
+from confsec.runtime.punctuality import Punctuality
 
 T = TypeVar("T")
 

@@ -1,7 +1,8 @@
-"""The command-line faces of issue 6: `confsec reference serve`, `confsec analyze`, `--target`.
+"""The commands about a system under test: `confsec reference serve`, `confsec analyze`,
+`confsec probe` and the `--target` check.
 
-They live here rather than in `confsec/cli.py` so that the main CLI only gains a few hooks; the
-heavy imports (the reference, the capture analyser) happen when the command runs.
+Kept apart from the main CLI so that the heavy imports (the reference, the capture analyser)
+happen only when such a command runs.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     import json
 
-    from confsec.target.probes import run_probes
+    from confsec.behaviour.probes import run_probes
     from confsec.target.profile import load_profile
 
     target = load_profile(args.target)

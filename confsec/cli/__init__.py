@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 from confsec import __version__
+from confsec.cli.target import add_target_commands as _add_target_commands
+from confsec.cli.target import check_target as _check_target
 from confsec.errors import ConfigError
 from confsec.reference.defects import DEFECTS, parse_defects
 from confsec.report import manifest
-from confsec.report.conformance import SEVERITIES, assess
+from confsec.report.conformance import SEVERITIES
 from confsec.report.finalize import clean, default_signing_key, finalize
 from confsec.report.waivers import Waiver, load_waivers
 from confsec.requirements import REQUIREMENTS
-from confsec.target.cli import add_target_commands as _add_target_commands
-from confsec.target.cli import check_target as _check_target
 
 EXIT_CONFORMANT = 0
 EXIT_NONCONFORMANT = 1
@@ -60,7 +60,7 @@ EPILOG = textwrap.dedent(
 
 def project_root() -> Path:
     """The directory holding features/ and conftest.py (the suite ships as a source tree)."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
         if (candidate / "features").is_dir() and (candidate / "conftest.py").is_file():
             return candidate
     raise ConfigError(
@@ -312,11 +312,6 @@ def _finish(
     return outcome.assessment.exit_code
 
 
-def exit_code(doc: dict, fail_on: str = "minor") -> int:
-    """The exit code for a verdicts document (see `confsec.report.conformance.assess`)."""
-    return assess(doc, fail_on).exit_code
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     waivers = _waivers(args)
     reports = Path(args.reports).resolve()
@@ -362,7 +357,3 @@ def print_summary(doc: dict, reports: Path) -> None:
         f"reports: {reports}/ auditor-report.html, auditor-report.json, findings.json, "
         "verdicts.json, junit.xml, allure-results/, allure-report/index.html, MANIFEST.json"
     )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

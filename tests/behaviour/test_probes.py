@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from confsec.reference.deployment import EmbeddedReference
-from confsec.report.verdicts import Inconclusive, NonConformance
-from confsec.target.model import Listener
-from confsec.target.probes import (
+from confsec.behaviour.probes import (
     EXIT_FOUND,
     DictionaryTrial,
     DigestAttempt,
@@ -25,6 +22,9 @@ from confsec.target.probes import (
     tls_probes,
     udp_no_enumeration,
 )
+from confsec.errors import Inconclusive, NonConformance
+from confsec.reference.deployment import EmbeddedReference
+from confsec.target.model import Listener
 from tests.target.weak_udp_sip import WeakUdpRegistrar
 
 

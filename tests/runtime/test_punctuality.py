@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 
 from confsec.behaviour import rekeying
-from confsec.behaviour.punctuality import Lateness, ProcessClock, Punctuality, judge_late
 from confsec.behaviour.rekeying import MembershipEvent
-from confsec.report.verdicts import Inconclusive, NonConformance, NotApplicable
+from confsec.errors import Inconclusive, NonConformance, NotApplicable
+from confsec.runtime.punctuality import Lateness, ProcessClock, Punctuality, judge_late
 from confsec.target.model import Capabilities
 
 
