@@ -280,7 +280,7 @@ class Dialog:
             return
         self.termination_reason = reason
         self.terminated.set()
-        self.ua._forget_dialog(self)
+        self.ua.forget_dialog(self)
 
 
 # ------------------------------------------------------------------------------------- helpers

@@ -792,7 +792,7 @@ class UserAgent:
         incoming.dialog = dialog
         return dialog
 
-    def _forget_dialog(self, dialog: Dialog) -> None:
+    def forget_dialog(self, dialog: Dialog) -> None:
         if self.dialogs.get(dialog.id) is dialog:
             del self.dialogs[dialog.id]
 

@@ -215,7 +215,7 @@ class ConferenceEvents:
         state = self.states.get(sub.conference_id)
         if state is not None and sub in state.subscriptions:
             state.subscriptions.remove(sub)
-        sub.dialog.ua._forget_dialog(sub.dialog)
+        sub.dialog.ua.forget_dialog(sub.dialog)
 
     async def _flow_for(self, sub: Subscription) -> Flow | None:
         ua = sub.dialog.ua
