@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confsec.analyze.checks import SrtpKey
 from confsec.analyze.command import analyze
+from confsec.analyze.findings import SrtpKey
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_sender

@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import confsec.behaviour.participant as participant_module
 from benchmarks.reference_child import cpu, reference_in_child, run_reference
-from confsec.behaviour.participant import OfferSpec, Participant
-from confsec.behaviour.rekeying import attach
+from confsec.behaviour.participant import OfferSpec, Participant, attach
 from confsec.codec.sdp import parse_sdp
 from confsec.codec.sip import parse_name_addr
 from confsec.media.ledger import KeyStreamLedger

@@ -11,17 +11,20 @@ Feature: Different media streams use different key streams (R4)
     And alice has created a secure conference with audio and video
     And bob has joined the conference with audio and video
     And carol has joined the conference with audio and video
-    When every participant sends its tone for 1 second
 
   Scenario: No key stream is shared between participants
+    When every participant sends its tone for 1 second
     Then no key stream is shared between participants
 
   Scenario: No key stream is shared between the two directions of a leg
+    When every participant sends its tone for 1 second
     Then no key stream is shared between directions
 
   Scenario: No key stream is shared between audio and video
+    When every participant sends its tone for 1 second
     Then no key stream is shared between media
 
   Scenario: The ledger shows a distinct key stream for every stream
+    When every participant sends its tone for 1 second
     Then every stream in the ledger has its own key stream
     And every stream in the ledger carried packets

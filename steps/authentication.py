@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pytest_bdd import given, parsers, then, when
 
-from confsec.behaviour import checks, probes, surface
+from confsec.behaviour import checks, probes, surface, udp_probes
 from confsec.behaviour.conference import ConferenceRun
 from confsec.observed import Observe
 
@@ -64,13 +64,13 @@ def refusals_alike(refusals: list[probes.DigestAttempt], observed: Observe) -> N
 
 
 @when("sipvicious probes every plain UDP listener for users", target_fixture="udp_surfaces")
-def sipvicious_probes(conf: ConferenceRun) -> list[probes.UdpSurface]:
+def sipvicious_probes(conf: ConferenceRun) -> list[udp_probes.UdpSurface]:
     return surface.udp_surfaces(conf)
 
 
 @then("no listener tells existing users from unknown ones")
-def udp_no_enumeration(udp_surfaces: list[probes.UdpSurface], observed: Observe) -> None:
-    observed(probes.udp_no_enumeration(udp_surfaces))
+def udp_no_enumeration(udp_surfaces: list[udp_probes.UdpSurface], observed: Observe) -> None:
+    observed(udp_probes.udp_no_enumeration(udp_surfaces))
 
 
 @when(

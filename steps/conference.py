@@ -5,7 +5,8 @@ from __future__ import annotations
 from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.participant import OfferSpec
 from confsec.observed import Observe
 
 

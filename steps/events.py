@@ -1,6 +1,6 @@
 """Steps for R7 (O4, O7): the conference event package, subscriptions and their NOTIFYs.
 
-Then-steps hand what their check observed to `observed` (issue 12: no pass without evidence).
+Then-steps hand what their check observed to `observed`: a scenario cannot pass on no evidence.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from confsec.behaviour import event_checks as ec
 from confsec.behaviour import events as ev
 from confsec.behaviour.conference import ConferenceRun
 from confsec.observed import Observe
@@ -30,7 +31,7 @@ def subscribes(events: ev.EventRun, name: str) -> None:
 @given(parsers.parse("{name} has subscribed to the conference state"))
 def has_subscribed(events: ev.EventRun, name: str) -> None:
     sub = events.subscribe(name)
-    ev.full_state_received(sub, sub.notifications())
+    ec.full_state_received(sub, sub.notifications())
 
 
 @given(parsers.parse("{name} is subscribed to the conference state as a participant"))
@@ -53,25 +54,25 @@ def subscribes_anonymous(events: ev.EventRun, name: str) -> None:
 def joined_claiming(events: ev.EventRun, name: str, claimed: str) -> None:
     # Admitted (under its own identity, judged below) or refused for the spoofed From: both
     # are compliant (O7); only an admission without SRTP is a finding here.
-    ev.spoofed_join_settled(events.join_claiming(name, claimed), name, claimed)
+    ec.spoofed_join_settled(events.join_claiming(name, claimed), name, claimed)
 
 
 @then(parsers.parse("{name} receives the full conference state"))
 def receives_full(events: ev.EventRun, observed: Observe, name: str) -> None:
     sub = events.outcome(name)
-    observed(ev.full_state_received(sub, events.await_notifications(name, bool)))
+    observed(ec.full_state_received(sub, events.await_notifications(name, bool)))
 
 
 @then(parsers.parse("every NOTIFY {name} received travelled over TLS"))
 def notify_tls(events: ev.EventRun, observed: Observe, name: str) -> None:
     sub = events.outcome(name)
-    observed(ev.notifies_only_over_tls(sub, sub.notifications()))
+    observed(ec.notifies_only_over_tls(sub, sub.notifications()))
 
 
 @then(parsers.parse("{name} is notified of {joiner}'s join as a partial state"))
 def notified(events: ev.EventRun, observed: Observe, name: str, joiner: str) -> None:
     notes, since = events.await_change(name, joiner)
-    observed(ev.notified_of(events.outcome(name), notes, events.aor(joiner), since=since))
+    observed(ec.notified_of(events.outcome(name), notes, events.aor(joiner), since=since))
 
 
 @then(
@@ -82,7 +83,7 @@ def notified(events: ev.EventRun, observed: Observe, name: str, joiner: str) -> 
 )
 def no_state(events: ev.EventRun, observed: Observe, name: str, seconds: float) -> None:
     sub = events.listen(name, seconds)
-    observed(ev.no_state_given(sub, events.others(name), window_s=seconds))
+    observed(ec.no_state_given(sub, events.others(name), window_s=seconds))
 
 
 @then(
@@ -94,7 +95,7 @@ def identities(events: ev.EventRun, observed: Observe, name: str) -> None:
     accounts = events.conf.target.accounts
     admitted = {n: accounts[n] for n in events.conf.participants if events.admitted(n)}
     observed(
-        ev.identities_authenticated(
+        ec.identities_authenticated(
             events.outcome(name).view(), admitted, accounts, events.conf.target.domain
         )
     )

@@ -1,6 +1,6 @@
 """Steps for R8 (O5): floor control negotiated in SDP and spoken over BFCP/TLS.
 
-Then-steps hand what their check observed to `observed` (issue 12: no pass without evidence).
+Then-steps hand what their check observed to `observed`: a scenario cannot pass on no evidence.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import floor as fl
+from confsec.behaviour import floor_checks as fc
 from confsec.behaviour.conference import ConferenceRun
 from confsec.observed import Observe
 
@@ -29,7 +30,7 @@ def joins_offering(floor: fl.FloorRun, name: str, proto: str) -> None:
 
 @given(parsers.parse("{name} is in the conference with floor control over TLS"))
 def in_with_floor(floor: fl.FloorRun, name: str) -> None:
-    fl.answer_secure(floor.join(name, fl.SECURE))
+    fc.answer_secure(floor.join(name, fl.SECURE))
 
 
 @when(parsers.parse("{name} opens the floor control connection"))
@@ -39,7 +40,7 @@ def opens(floor: fl.FloorRun, name: str) -> None:
 
 @when(parsers.parse("{name} requests the floor with {other}'s user id"))
 def requests_as(floor: fl.FloorRun, name: str, other: str) -> None:
-    fl.hello_answered(floor.hello(name))
+    fc.hello_answered(floor.hello(name))
     floor.request_floor(name, as_user=other)
 
 
@@ -58,34 +59,34 @@ def sends_malformed(floor: fl.FloorRun, name: str, count: int) -> None:
     parsers.parse("the answer to {name} carries floor control over TCP/TLS/BFCP with a fingerprint")
 )
 def answer_secure(floor: fl.FloorRun, observed: Observe, name: str) -> None:
-    observed(fl.answer_secure(floor.session(name)))
+    observed(fc.answer_secure(floor.session(name)))
 
 
 @then(parsers.parse("floor control over plain TCP is refused to {name}"))
 def plain_refused(floor: fl.FloorRun, observed: Observe, name: str) -> None:
-    observed(fl.plain_refused(floor.session(name), floor.others(name)))
+    observed(fc.plain_refused(floor.session(name), floor.others(name)))
 
 
 @then("the floor control server's certificate matches the fingerprint in the answer")
 def fp_matches(floor: fl.FloorRun, observed: Observe) -> None:
     for s in floor.sessions.values():
-        observed(fl.fingerprint_matches(s))
+        observed(fc.fingerprint_matches(s))
 
 
 @then(parsers.parse("the floor control server refuses {name}'s request with an Error"))
 def foreign_refused(floor: fl.FloorRun, observed: Observe, name: str) -> None:
     other = floor.last_claimed or "another participant"
-    observed(fl.foreign_request_refused(floor.last_answer, name, other, floor.session(name)))
+    observed(fc.foreign_request_refused(floor.last_answer, name, other, floor.session(name)))
 
 
 @then(parsers.parse("{name} was granted the floor and then released it over TLS"))
 def granted(floor: fl.FloorRun, observed: Observe, name: str) -> None:
-    observed(fl.granted_and_released(floor.session(name)))
+    observed(fc.granted_and_released(floor.session(name)))
 
 
 @then("every malformed message was answered with an Error or a close")
 def malformed_handled(floor: fl.FloorRun, observed: Observe) -> None:
-    observed(fl.malformed_handled(floor.fuzz_probes, floor.fuzz_baseline))
+    observed(fc.malformed_handled(floor.fuzz_probes, floor.fuzz_baseline))
 
 
 @then(
@@ -94,4 +95,4 @@ def malformed_handled(floor: fl.FloorRun, observed: Observe) -> None:
     )
 )
 def still_serving(floor: fl.FloorRun, observed: Observe, name: str) -> None:
-    observed(fl.still_serving(floor.session(name), floor.fuzz_baseline, floor.fuzz_ended))
+    observed(fc.still_serving(floor.session(name), floor.fuzz_baseline, floor.fuzz_ended))

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from confsec.behaviour import rekeying
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.rekeying import Membership
+from confsec.behaviour import group_keys, rekeying
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.membership import Membership
+from confsec.behaviour.participant import OfferSpec
 from confsec.observed import Observe
 
 
 @pytest.fixture
 def membership(conf: ConferenceRun) -> Iterator[Membership]:
-    """Joins, leaves and their timing for one scenario (see confsec.behaviour.rekeying)."""
+    """Joins, leaves and their timing for one scenario (see confsec.behaviour.membership)."""
     yield Membership(conf)  # conf's teardown stops media and leaves with BYE
 
 
@@ -117,25 +118,25 @@ def within_declared(membership: Membership, observed: Observe) -> None:
 
 @then("every participant decrypts the common stream and hears everyone in it")
 def common_decrypted(conf: ConferenceRun, observed: Observe) -> None:
-    observed(rekeying.common_stream_decrypted(list(conf.participants.values())))
+    observed(group_keys.common_stream_decrypted(list(conf.participants.values())))
 
 
 @then("every participant holds the same group key")
 def same_group_key(conf: ConferenceRun, observed: Observe) -> None:
-    observed(rekeying.same_group_key(list(conf.participants.values())))
+    observed(group_keys.same_group_key(list(conf.participants.values())))
 
 
 @then("the common stream's key shares nothing with any other stream in the ledger")
 def group_key_distinct(conf: ConferenceRun, observed: Observe) -> None:
-    observed(rekeying.group_key_distinct(conf.ledger))
+    observed(group_keys.group_key_distinct(conf.ledger))
 
 
 @when(parsers.parse("{name} invites the conference URI {how}"), target_fixture="attempt")
-def non_member(conf: ConferenceRun, name: str, how: str) -> rekeying.NonMemberAttempt:
+def non_member(conf: ConferenceRun, name: str, how: str) -> group_keys.NonMemberAttempt:
     credentials = "none" if how == "without credentials" else "wrong"
-    return rekeying.try_as_non_member(conf, name, credentials)
+    return group_keys.try_as_non_member(conf, name, credentials)
 
 
 @then(parsers.parse("{name} receives nothing keyed"))
-def nothing_keyed(attempt: rekeying.NonMemberAttempt, observed: Observe) -> None:
-    observed(rekeying.non_member_got_nothing(attempt))
+def nothing_keyed(attempt: group_keys.NonMemberAttempt, observed: Observe) -> None:
+    observed(group_keys.non_member_got_nothing(attempt))

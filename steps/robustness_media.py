@@ -1,4 +1,4 @@
-"""Steps for the media robustness probes (issue 7): truncated, replayed and forged SRTP."""
+"""Steps for the media robustness probes: truncated, replayed and forged SRTP."""
 
 from __future__ import annotations
 

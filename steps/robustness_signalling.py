@@ -1,5 +1,10 @@
-"""Steps for the signalling robustness probes (issue 7): malformed SIP and SDP, oversized
-requests and unknown crypto suites, each followed by a look at the conference that was running."""
+"""Steps for the signalling robustness probes: malformed SIP and SDP, oversized requests and
+unknown crypto suites, each followed by a look at the conference that was running.
+
+The request or offer in a step's text is parsed by the grammar of `confsec.behaviour.crafted`
+(pytest-bdd `converters`), so the step receives a typed value and a wording outside the grammar
+fails the scenario with the list of accepted forms. The conversion runs after the step matched:
+a type in the pattern itself would turn a bad wording into "step not found" instead."""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour import malformed as mf
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.crafted import CraftedOffer, MalformedRequest, parse_offer, parse_request
+from confsec.behaviour.participant import OfferSpec
 from confsec.observed import Observe
 
 
@@ -19,19 +26,26 @@ def probes(conf: ConferenceRun) -> mf.SignallingProbes:
 
 @when(
     parsers.re(
-        r"(?P<name>\w+) sends (?P<kind>.+) to the service over (?:her|his) own TLS connection"
-    )
+        r"(?P<name>\w+) sends (?P<malformed>.+) to the service over (?:her|his) own TLS connection"
+    ),
+    converters={"malformed": parse_request},
 )
 def sends_malformed(
-    probes: mf.SignallingProbes, request: pytest.FixtureRequest, name: str, kind: str
+    probes: mf.SignallingProbes,
+    request: pytest.FixtureRequest,
+    name: str,
+    malformed: MalformedRequest,
 ) -> None:
-    probe = probes.send_request(name, kind)
+    probe = probes.send_request(name, malformed)
     request.node.user_properties.append(("malformed_request", mf.measurements(probe)))
 
 
-@when(parsers.parse("{name} joins the conference with an offer that has {kind}"))
-def joins_with_crafted_offer(probes: mf.SignallingProbes, name: str, kind: str) -> None:
-    probes.join_with_offer(name, kind)
+@when(
+    parsers.parse("{name} joins the conference with an offer that has {offer}"),
+    converters={"offer": parse_offer},
+)
+def joins_with_crafted_offer(probes: mf.SignallingProbes, name: str, offer: CraftedOffer) -> None:
+    probes.join_with_offer(name, offer)
 
 
 @then(parsers.re(r"the service did not accept (?P<name>\w+)'s (?:malformed|oversized) request"))

@@ -214,7 +214,7 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
     code, doc, output = confsec_run(tmp_path)
     assert doc, output
     reqs = by_id(doc)
-    for rid in reqs:  # every requirement R1-R8 and O1-O7 now has scenarios
+    for rid in reqs:  # every requirement R1-R8 and O1-O7 has scenarios
         assert reqs[rid]["verdict"] == "pass", (rid, reqs[rid], output[-3000:])
         assert reqs[rid]["scenarios"], rid
     # Example by example: every outline example ran, and each passed (or does not apply).
@@ -228,7 +228,7 @@ def test_compliant_reference_passes(tmp_path: Path) -> None:
         if s["verdict"] not in ("pass", "not applicable")
     ]
     assert not bad, bad
-    # Every pass shows what it rests on (issue 12): non-empty evidence in verdicts.json.
+    # Every pass shows what it rests on: non-empty evidence in verdicts.json.
     bare = [
         title(c)
         for c, s in records.items()

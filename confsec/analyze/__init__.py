@@ -1,7 +1,8 @@
 """Capture analysis (`confsec analyze`): R3, R4 and O1 judged from a recorded capture."""
 
-from confsec.analyze.checks import Analyzer, Finding, SrtpKey, Unjudged
+from confsec.analyze.checks import Analyzer
 from confsec.analyze.command import analyze, judge, load_keys, write_reports
+from confsec.analyze.findings import Finding, SrtpKey, Unjudged
 from confsec.analyze.pcap import Packet, TcpPacket, packets
 
 __all__ = [

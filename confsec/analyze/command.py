@@ -5,8 +5,8 @@ so a dashboard that reads `verdicts.json` needs nothing new for capture analysis
 themselves (with example frame numbers, never keys) go to `capture-findings.json` beside it,
 with the streams the analyser could not judge.
 
-Every judgement carries the `Evidence` it rests on (issue 12), which `verdicts.json` shows as
-each scenario's `observed`. A check passes only on something it judged, never on the absence
+Every judgement carries the `Evidence` it rests on, which `verdicts.json` shows as each
+scenario's `observed`. A check passes only on something it judged, never on the absence
 of findings alone: a stream it could not judge makes it inconclusive and is named. A check whose
 subject the capture does not hold at all (no SIP for the SDES check, no RTP/RTCP for the media
 checks, no interface port) is left out, so its requirement rests on the checks that did judge,
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from confsec.analyze.checks import Analyzer, Finding, SrtpKey, Unjudged
+from confsec.analyze.checks import Analyzer
+from confsec.analyze.findings import Finding, SrtpKey, Unjudged
 from confsec.analyze.pcap import packets
 from confsec.errors import ConfigError
 from confsec.media.srtp import UnsupportedSuite, profile_for
@@ -141,7 +142,7 @@ def _named(us: list[Unjudged]) -> str:
 
 
 def _earned(j: Judgement) -> Judgement:
-    """The rule of issue 12 in one place: a pass with nothing counted is no pass."""
+    """One rule for every check, in one place: a pass with nothing counted is no pass."""
     if j.verdict is Verdict.PASS and not j.evidence:
         return Judgement(
             j.name,

@@ -2,10 +2,10 @@
 
 A TLS record is up to 16 KiB plus overhead and TCP cuts it wherever the segment size falls, so
 judging each segment alone reads the second half of every split record as "not TLS" and fails
-O1 on a perfectly protected interface (issue 12, finding 14). Each direction of a connection is
-therefore put back in order by sequence number (RFC 793 3.3, 3.9: retransmitted and overlapping
-bytes are delivered once; segments that arrive early wait, within bounds) and then walked record
-header by record header (RFC 8446 5.1, RFC 5246 6.2.1).
+O1 on a perfectly protected interface. Each direction of a connection is therefore put back in
+order by sequence number (RFC 793 3.3, 3.9: retransmitted and overlapping bytes are delivered
+once; segments that arrive early wait, within bounds) and then walked record header by record
+header (RFC 8446 5.1, RFC 5246 6.2.1).
 
 Both are sans-IO and keep little: `TcpStream` holds only segments that arrived ahead of a hole
 (at most `MAX_PENDING_SEGMENTS` / `MAX_PENDING_BYTES`, after which the hole is skipped and

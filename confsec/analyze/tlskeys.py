@@ -16,8 +16,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confsec.analyze.checks import _CRYPTO, SrtpKey
+from confsec.analyze.findings import SrtpKey
 from confsec.analyze.pcap import PROTO_TCP, packets
+from confsec.analyze.signalling import CRYPTO, sdes_key
 from confsec.errors import ConfigError
 
 FIELDS = (
@@ -87,10 +88,8 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
     one followed by one per m=; as many as m= lines is one per m=. Otherwise the first c= is
     used, and without any the frame's source address (RFC 8866 5.7 puts c= at either level).
     """
-    from confsec.analyze.checks import Analyzer
-
-    collector = Analyzer()
     out = TlsSignalling()
+    seen: set[tuple[bytes, bytes]] = set()
     for line in output.splitlines():
         cols = (line.split("\t") + [""] * len(FIELDS))[: len(FIELDS)]
         src = cols[0].split(",")[0] or cols[1].split(",")[0]
@@ -99,8 +98,11 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
         protos = [p for p in cols[4].split(",") if p]
         out.sdp_frames += 1
         for attr in cols[5].split(","):
-            for suite, inline in _CRYPTO.findall(b"a=" + attr.encode()):
-                collector._learn_key(suite.decode(), inline, "TLS (key log)")
+            for suite, inline in CRYPTO.findall(b"a=" + attr.encode()):
+                k = sdes_key(suite.decode(), inline, "TLS (key log)")
+                if k is not None and (k.key, k.salt) not in seen:
+                    seen.add((k.key, k.salt))
+                    out.keys.append(k)
         if len(addrs) == len(ports) + 1:
             addrs = addrs[1:]
         for i, (port, proto) in enumerate(zip(ports, protos, strict=False)):
@@ -108,5 +110,4 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
                 continue
             addr = addrs[i] if len(addrs) == len(ports) else (addrs[0] if addrs else src)
             out.media.append((addr, int(port), proto))
-    out.keys = collector.keys
     return out

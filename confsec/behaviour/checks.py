@@ -20,13 +20,14 @@ from confsec.errors import ConfsecError, Inconclusive, NonConformance, TargetUnr
 from confsec.observed import Evidence
 
 if TYPE_CHECKING:
-    from confsec.behaviour.conference import CallOutcome, TlsProbe
+    from confsec.behaviour.outcomes import CallOutcome, TlsProbe
     from confsec.behaviour.participant import Participant
     from confsec.media.ledger import KeyStreamLedger, KeyStreamReuse, LedgerRow
 
 # RFC 3261 21.4.26 / 21.6.4: both say "the offer is not acceptable".
 NOT_ACCEPTABLE = {488, 606}
-# Session parameters an answer may drop, encrypting after all (issue 12, finding 11).
+# Session parameters an answer may leave out of its a=crypto: without them it encrypts after
+# all, which is what a secure conference wants.
 _DROPPABLE = frozenset({"UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP"})
 
 

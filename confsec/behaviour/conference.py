@@ -9,19 +9,19 @@ hanging it.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import ssl
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
-from confsec.behaviour.participant import OfferSpec, Participant
-from confsec.behaviour.rekeying import attach
-from confsec.codec.sdp import SdpParseError, SessionDescription, parse_sdp
-from confsec.codec.sip import Request, Response, SipStream, parse_name_addr
+from confsec.behaviour.checks import ledger_observations
+from confsec.behaviour.outcomes import CallOutcome, TlsProbe
+from confsec.behaviour.participant import OfferSpec, Participant, attach
+from confsec.behaviour.tls_probe import INTERFACE_CLOSE_WATCH_S, tls_probe
+from confsec.codec.sdp import MediaDescription, SdpParseError, parse_sdp
+from confsec.codec.sip import Response, parse_name_addr
 from confsec.errors import (
     ConfsecError,
     Inconclusive,
-    LocalProtocolError,
     PeerTimeout,
     TargetUnreachable,
     TlsVerificationError,
@@ -29,57 +29,16 @@ from confsec.errors import (
 )
 from confsec.media.ledger import KeyStreamLedger
 from confsec.media.tone import tone_for
-from confsec.net.startup import client_ssl_context, start_ua
-from confsec.net.tls import PeerCert, peer_identity
+from confsec.net.startup import start_ua
 from confsec.net.ua import UserAgent
 from confsec.runtime.loop import LoopThread
 from confsec.runtime.punctuality import Lateness
-from confsec.target.model import Account, InternalInterface, Target
+from confsec.target.model import Account, Target
 
 # Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.
-INTERFACE_CLOSE_WATCH_S = 2.0
-"""How long a TLS connection to an internal key interface is watched for a refusal (a close)."""
 PARTICIPANT_ORDER = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
-__all__ = ["CallOutcome", "ConferenceRun", "OfferSpec", "TlsProbe"]
-
-
-@dataclass
-class CallOutcome:
-    """What became of one INVITE: the final response, or why there was none."""
-
-    participant: str
-    request_uri: str
-    status: int | None = None
-    reason: str = ""
-    response: Response | None = None
-    answer: SessionDescription | None = None
-    error: str | None = None
-
-
-@dataclass
-class TlsProbe:
-    """A TLS connection attempt to the service, and what came of it."""
-
-    connect_error: str | None = None
-    handshake_ok: bool = False
-    tls_error: str | None = None
-    peer: PeerCert | None = None
-    response_status: int | None = None
-    closed_by_peer: bool = False
-    cert_rejected: bool = False
-    """The handshake failed because the suite rejected the peer's certificate (not an alert)."""
-    alert: str | None = None
-    """The handshake ended in a TLS alert from the peer. The client verifies the server's
-    certificate before it sends its own flight, so an alert means the peer speaks TLS with a
-    certificate the suite accepted, and refused something of ours (e.g. our certificate)."""
-    identity_error: str | None = None
-    """The peer's certificate could not be read after the handshake (not a close by itself)."""
-
-    @property
-    def server_verified(self) -> bool:
-        """The peer presented a certificate valid for its name, whatever it made of ours."""
-        return self.handshake_ok or self.alert is not None
+__all__ = ["ConferenceRun"]
 
 
 class ConferenceRun:
@@ -140,7 +99,9 @@ class ConferenceRun:
 
     def create(self, name: str, offer: OfferSpec, credentials: str = "valid") -> CallOutcome:
         """INVITE the factory URI (RFC 4579 5.1). `credentials`: 'valid', 'none' or 'wrong'."""
-        out = self._run(self._invite(name, self.target.factory_uri, offer, credentials))
+        out = self._run(
+            self.join_async(name, offer, uri=self.target.factory_uri, credentials=credentials)
+        )
         if out.status is not None and 200 <= out.status < 300:
             self.creation = out
             contact = out.response.headers.get("Contact") if out.response else None
@@ -149,10 +110,28 @@ class ConferenceRun:
             self.creation = out
         return out
 
-    def join(self, name: str, offer: OfferSpec) -> CallOutcome:
+    def join(
+        self,
+        name: str,
+        offer: OfferSpec,
+        *,
+        credentials: str = "valid",
+        extra_media: Sequence[MediaDescription] = (),
+    ) -> CallOutcome:
+        """INVITE the conference URI as `name` (see `join_async`)."""
         if self.conference_uri is None:
             raise Inconclusive(f"{name} cannot join: no conference was created")
-        return self._run(self._invite(name, self.conference_uri, offer, "valid"))
+        return self._run(
+            self.join_async(name, offer, credentials=credentials, extra_media=extra_media)
+        )
+
+    def leave(self, name: str) -> None:
+        """`name` leaves with BYE (see `leave_async`)."""
+        self._run(self.leave_async(name), what=f"{name} leaving")
+
+    def vanish(self, name: str) -> None:
+        """`name` disappears without a BYE (see `vanish_async`)."""
+        self._run(self.vanish_async(name), what=f"{name} vanishing")
 
     def replay_authorization(self, attacker: str, victim: str) -> CallOutcome:
         """Send a new INVITE that carries the victim's earlier Authorization verbatim."""
@@ -166,7 +145,9 @@ class ConferenceRun:
         self, name: str, *, client_cert: bool = True, send_request: bool = False
     ) -> TlsProbe:
         account = self.target.accounts.get(name) if client_cert else None
-        probe = self._run(self._probe(account, send_request), what="TLS probe")
+        probe = self._run(
+            tls_probe(self.target, self.keylog, account, send_request), what="TLS probe"
+        )
         self.last_probe = probe
         return probe
 
@@ -181,13 +162,21 @@ class ConferenceRun:
         the TLS version.
         """
         account = next(iter(self.target.accounts.values()), None) if client != "none" else None
-        self.interface_probes = {
-            i.name: self._run(
-                self._probe(account, False, where=i, await_close=INTERFACE_CLOSE_WATCH_S),
+        self.interface_probes = {}
+        for i in self.target.capabilities.internal_interfaces:
+            probe = self._run(
+                tls_probe(
+                    self.target,
+                    self.keylog,
+                    account,
+                    False,
+                    where=i,
+                    await_close=INTERFACE_CLOSE_WATCH_S,
+                ),
                 what=f"TLS probe of {i.name}",
             )
-            for i in self.target.capabilities.internal_interfaces
-        }
+            self.count_window("close_watch", probe.close_watch_s)
+            self.interface_probes[i.name] = probe
         return self.interface_probes
 
     def exchange_media(self, seconds: float, plain: set[str] | frozenset[str] = frozenset()):
@@ -204,8 +193,6 @@ class ConferenceRun:
     def note_ledger_observations(self) -> None:
         """Ledger findings that do not fail R4 (a shared key under distinct SSRCs, one master
         key with several salts) go to the reports as observations with their severity."""
-        from confsec.behaviour.checks import ledger_observations
-
         for text in ledger_observations(self.ledger):
             if text not in (n["text"] for n in self.notes):
                 self.notes.append({"text": text, "severity": "minor"})
@@ -253,10 +240,41 @@ class ConferenceRun:
             q.all_tones = {n: o.tone_hz for n, o in self.participants.items()}
         return p
 
-    async def _invite(self, name: str, uri: str, spec: OfferSpec, credentials: str) -> CallOutcome:
+    async def join_async(
+        self,
+        name: str,
+        offer: OfferSpec | bytes,
+        *,
+        uri: str | None = None,
+        credentials: str = "valid",
+        extra_media: Sequence[MediaDescription] = (),
+        keep: bool = True,
+    ) -> CallOutcome:
+        """INVITE `uri` (default: the conference URI) as `name`, and record the outcome as
+        `name`'s, so that the shared steps ('carol is refused with 488') judge it.
+
+        `offer` is what the participant offers (its legs opened and keyed as the spec says), or
+        bytes sent as the body verbatim (a crafted offer: no legs, no keys installed).
+        `extra_media` adds m-lines after the participant's own (the BFCP line of floor
+        control). `credentials` is 'valid', 'none' (no answer to a challenge) or 'wrong'.
+        With `keep` (the default) an admitted participant stays: the answer's keys are
+        installed and it answers the focus's re-INVITEs in its dialog. Without it the call is a
+        probe: its media is closed whatever the answer, and the caller decides what to do with
+        `outcome.dialog`.
+        """
+        uri = uri or self.conference_uri
+        if uri is None:
+            raise Inconclusive(f"{name} cannot join: no conference was created")
         p = await self._participant(name, credentials)
         out = CallOutcome(name, uri)
-        sdp = await p.build_offer(spec)
+        crafted = isinstance(offer, bytes)
+        if isinstance(offer, bytes):
+            sdp = offer
+        else:
+            sdp = await p.build_offer(offer)
+            if extra_media:
+                own = parse_sdp(sdp)
+                sdp = dataclasses.replace(own, media=(*own.media, *extra_media)).to_bytes()
         try:
             call = await p.ua.invite(
                 uri,
@@ -276,14 +294,37 @@ class ConferenceRun:
             out.error = f"transport failure: {exc}"
         else:
             self._record(out, call.response)
-            if out.status is not None and 200 <= out.status < 300 and out.answer is not None:
+            out.responses = list(call.responses)
+            out.dialog = call.dialog
+            if keep and not crafted and out.admitted and out.answer is not None:
                 p.apply_answer(out.answer)
                 attach(p, call.dialog, out.answer)  # dialog for BYE and rekeys (R6)
         self.outcomes[name] = out
         self.last_outcome = out
-        if out.status is None or not 200 <= out.status < 300:
+        if not crafted and (not keep or not out.admitted):
             await p.close_media()
         return out
+
+    async def leave_async(self, name: str) -> None:
+        """Stop sending and leave with BYE. The leaver's keys stay in the ledger (the forward
+        security judgement needs them); its sockets close."""
+        p = self.participant(name)
+        if p.dialog is None:
+            raise Inconclusive(f"{name} has no dialog with the focus to leave")
+        p.stop_media()
+        await p.dialog.bye(timeout=self.target.timeouts.transaction)
+        for leg in p.legs.values():
+            leg.close()
+
+    async def vanish_async(self, name: str) -> None:
+        """Disappear as a crashed or unplugged client does: media stops and the TLS connection
+        closes, with no BYE. Noticing it is the service's job (a session timer or a media
+        inactivity timeout)."""
+        p = self.participant(name)
+        p.stop_media()
+        await p.ua.close()
+        for leg in p.legs.values():
+            leg.close()
 
     def _record(self, out: CallOutcome, response: Response) -> None:
         out.status = response.status
@@ -323,99 +364,6 @@ class ConferenceRun:
         self.outcomes[attacker] = out
         self.last_outcome = out
         return out
-
-    async def _probe(
-        self,
-        account: Account | None,
-        send_request: bool,
-        *,
-        where: InternalInterface | None = None,
-        await_close: float = 0.0,
-    ) -> TlsProbe:
-        """Open TLS to the service (or to the internal interface `where`) and see what happens.
-
-        `send_request` sends an OPTIONS and reads the answer; `await_close` reads for that long
-        to see whether the peer closes, which is how TLS 1.3 shows a refused client certificate.
-        """
-        probe = TlsProbe()
-        ctx: ssl.SSLContext = client_ssl_context(self.target, account, self.keylog)
-        t = self.target.timeouts
-        host, port, name = (
-            (where.host, where.port, where.server_name)
-            if where is not None
-            else (self.target.host, self.target.port, self.target.domain)
-        )
-        if where is not None:
-            # An interface that is not TLS at all resets or stalls the handshake: reach it over
-            # plain TCP first, so that such a failure is judged as "not TLS", not "unreachable".
-            try:
-                _, raw = await asyncio.wait_for(asyncio.open_connection(host, port), t.connect)
-                raw.close()
-            except (OSError, TimeoutError) as exc:
-                probe.connect_error = str(exc) or type(exc).__name__
-                return probe
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=ctx, server_hostname=name),
-                t.connect,
-            )
-        except ssl.SSLError as exc:
-            probe.tls_error = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-            probe.cert_rejected = isinstance(exc, ssl.SSLCertVerificationError)
-            if not probe.cert_rejected and "ALERT" in (exc.reason or "").upper():
-                probe.alert = exc.reason
-            return probe
-        except (OSError, TimeoutError) as exc:
-            if where is None:
-                probe.connect_error = str(exc) or type(exc).__name__
-            else:
-                probe.tls_error = f"no TLS handshake ({type(exc).__name__}: {exc})"
-            return probe
-        probe.handshake_ok = True
-        sslobj = writer.get_extra_info("ssl_object")
-        try:
-            # The peer may already have closed (a refused client certificate): no identity then.
-            probe.peer = peer_identity(sslobj) if sslobj is not None else None
-        except (ValueError, OSError, ssl.SSLError, LocalProtocolError) as exc:
-            # LocalProtocolError: the session is gone before its certificate could be read
-            # (kamailio's alert for a missing client certificate can be that quick). That is
-            # no close by itself: the read below, or the request, shows what the peer did.
-            probe.identity_error = str(exc) or type(exc).__name__
-        try:
-            if await_close:
-                watched = asyncio.get_running_loop().time()
-                try:
-                    probe.closed_by_peer = not await asyncio.wait_for(reader.read(1), await_close)
-                finally:
-                    # Watching for the close is waiting on the peer, up to the window.
-                    elapsed = asyncio.get_running_loop().time() - watched
-                    self.count_window("close_watch", min(elapsed, await_close))
-            if send_request:
-                writer.write(_options_request(self.target))
-                await writer.drain()
-                stream = SipStream()
-                while True:
-                    data = await asyncio.wait_for(reader.read(65536), t.transaction)
-                    if not data:
-                        probe.closed_by_peer = True
-                        break
-                    stream.feed(data)
-                    msg = stream.next_message()
-                    if isinstance(msg, Response):
-                        probe.response_status = msg.status
-                        break
-        except (ssl.SSLError, ConnectionError) as exc:
-            probe.closed_by_peer = True
-            probe.tls_error = str(exc)
-        except TimeoutError:
-            pass
-        finally:
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (OSError, ssl.SSLError, TimeoutError):
-                pass
-        return probe
 
     async def _exchange(self, seconds: float, plain: set[str] | frozenset[str]) -> None:
         active = [p for p in self.participants.values() if p.legs]
@@ -480,19 +428,3 @@ class ConferenceRun:
                 await ua.close()
             except Exception:
                 pass
-
-
-def _options_request(target: Target) -> bytes:
-    """An OPTIONS for the raw TLS probe, built with the codec (no UA: the probe watches TLS)."""
-    return Request(
-        "OPTIONS",
-        target.factory_uri,
-        [
-            ("Via", f"SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK{secrets.token_hex(8)};rport"),
-            ("Max-Forwards", "70"),
-            ("From", f"<sips:probe@{target.domain}>;tag={secrets.token_hex(4)}"),
-            ("To", f"<{target.factory_uri}>"),
-            ("Call-ID", f"{secrets.token_hex(8)}@confsec"),
-            ("CSeq", "1 OPTIONS"),
-        ],
-    ).to_bytes()

@@ -1,14 +1,13 @@
-"""Robustness probes on the signalling side (issue 7): malformed SIP and SDP, oversized
-requests and unknown crypto suites, sent to the service while a conference is running.
+"""Robustness probes on the signalling side: malformed SIP and SDP, oversized requests and
+unknown crypto suites, sent to the service while a conference is running.
 
-Three parts, as in the rest of `confsec.behaviour`:
+Two parts, as in the rest of `confsec.behaviour` (what is sent, typed and crafted, is
+`confsec.behaviour.crafted`):
 
-- crafting, pure: `craft_request(kind, ...)` returns the bytes of one malformed request and
-  `craft_offer(kind, ...)` the body of one malformed or unusual SDP offer. They are assembled by
-  hand, line by line, because the codec's builders refuse to make them (which is their job);
 - sending, on the suite's loop: `SignallingProbes` opens carol's own TLS connection (her client
   certificate, her UA, so that the exchange lands in the scenario's SIP ladder) and writes the
-  bytes, or sends an authenticated INVITE with the crafted offer to the conference URI;
+  bytes of a `MalformedRequest`, or sends an authenticated INVITE with a `CraftedOffer` to the
+  conference URI;
 - the checks, pure: they judge a `RawProbe` or a `CallOutcome` and the participants' media, and
   raise `NonConformance` or `Inconclusive` from what was observed, never from what was not.
 
@@ -21,29 +20,34 @@ must not cost the others their conference.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from confsec.behaviour.conference import CallOutcome
+from confsec.behaviour.crafted import (
+    SUPPORTED_SUITE,
+    UNKNOWN_FIRST_TAG,
+    CraftedOffer,
+    MalformedRequest,
+    RequestContext,
+)
+from confsec.behaviour.outcomes import CallOutcome
 from confsec.behaviour.participant import NO_MEDIA, MediaStats, received_total
-from confsec.codec.sdp import CryptoAttribute, SdpParseError, parse_sdp
+from confsec.codec.sdp import SdpParseError
 from confsec.codec.sip import Response
 from confsec.errors import (
     ConfsecError,
     Inconclusive,
     NonConformance,
     PeerTimeout,
-    TargetUnreachable,
     TlsVerificationError,
     TransportError,
 )
+from confsec.net.flow import Flow
 from confsec.net.startup import start_ua
-from confsec.net.transport import Flow
-from confsec.net.ua import TraceEntry, UserAgent
+from confsec.net.trace import TraceEntry
+from confsec.net.ua import UserAgent
 from confsec.observed import Evidence
 
 if TYPE_CHECKING:
@@ -53,205 +57,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "OFFER_KINDS",
-    "REQUEST_KINDS",
-    "SUPPORTED_SUITE",
-    "UNKNOWN_SUITE",
     "RawProbe",
     "SignallingProbes",
     "admitted_with_offered_suite",
     "conference_went_on",
-    "craft_offer",
-    "craft_request",
     "malformed_not_accepted",
+    "measurements",
 ]
 
-UNKNOWN_SUITE = "AES_999_CM_HMAC_SHA9_80"
-"""A crypto-suite token no SRTP profile defines: an answerer must skip it (RFC 4568 §7.1.2)."""
-SUPPORTED_SUITE = "AES_CM_128_HMAC_SHA1_80"
-"""The SDES suite of RFC 4568 §6.2.1 that SRTP deployments commonly support."""
-OVERSIZED_VALUE = 100 * 1024
-"""A 100 KB header value: far beyond what any real header needs; SIP stacks cap a header line
-at a few KB and a header section at some tens of KB."""
-MANY_HEADERS = 300
 CLEAN_REFUSALS_5XX = frozenset({513})
 """513 Message Too Large is the 5xx that names the request as the problem (RFC 3261 §21.5.7)."""
-
-
-# ------------------------------------------------------------------------------- crafting
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """What a crafted request needs to look like it came from carol's TLS connection."""
-
-    request_uri: str
-    from_uri: str
-    via_host: str = "127.0.0.1"
-    via_port: int = 9
-
-
-def _lines(*lines: str) -> bytes:
-    return "".join(f"{line}\r\n" for line in lines).encode("utf-8")
-
-
-def _invite(ctx: RequestContext, *, drop: str = "", extra: Iterable[str] = ()) -> list[str]:
-    """The start line and headers of a plain, well-formed INVITE (without Content-Length),
-    minus the header named in `drop`, plus the `extra` header lines."""
-    branch = "z9hG4bK" + secrets.token_hex(8)
-    headers = [
-        f"Via: SIP/2.0/TLS {ctx.via_host}:{ctx.via_port};branch={branch};rport",
-        "Max-Forwards: 70",
-        f"From: <{ctx.from_uri}>;tag={secrets.token_hex(4)}",
-        f"To: <{ctx.request_uri}>",
-        f"Call-ID: {secrets.token_hex(10)}@confsec.robustness",
-        "CSeq: 1 INVITE",
-        f"Contact: <{ctx.from_uri}>",
-    ]
-    kept = [h for h in headers if not drop or not h.startswith(f"{drop}:")]
-    return [f"INVITE {ctx.request_uri} SIP/2.0", *kept, *extra]
-
-
-_BODY = b"v=0\r\n"  # a body exists, but no offer: nothing here is meant to be admitted
-
-
-def _not_sip(ctx: RequestContext) -> bytes:
-    return _lines("GET / HTTP/1.1", "Host: conference", "Content-Length: 0", "")
-
-
-def _no_call_id(ctx: RequestContext) -> bytes:
-    return _lines(*_invite(ctx, drop="Call-ID"), "Content-Length: 0", "")
-
-
-def _negative_length(ctx: RequestContext) -> bytes:
-    return _lines(*_invite(ctx), "Content-Type: application/sdp", "Content-Length: -5", "") + _BODY
-
-
-def _length_beyond_body(ctx: RequestContext) -> bytes:
-    head = _lines(*_invite(ctx), "Content-Type: application/sdp", "Content-Length: 4096", "")
-    return head + _BODY
-
-
-def _nul_bytes(ctx: RequestContext) -> bytes:
-    # NUL inside the header name: no token, so no SIP parser can take the line for a header.
-    return _lines(
-        *_invite(ctx, extra=["Sub\x00\x00ject: robustness probe"]), "Content-Length: 0", ""
-    )
-
-
-def _oversized_value(ctx: RequestContext) -> bytes:
-    return _lines(
-        *_invite(ctx, extra=[f"Subject: {'x' * OVERSIZED_VALUE}"]), "Content-Length: 0", ""
-    )
-
-
-def _many_headers(ctx: RequestContext) -> bytes:
-    extra = [f"X-Robustness-{n}: {n}" for n in range(MANY_HEADERS)]
-    return _lines(*_invite(ctx, extra=extra), "Content-Length: 0", "")
-
-
-REQUEST_KINDS: dict[str, Callable[[RequestContext], bytes]] = {
-    "a request line that is not SIP": _not_sip,
-    "an INVITE without Call-ID": _no_call_id,
-    "an INVITE with a negative Content-Length": _negative_length,
-    "an INVITE with a Content-Length larger than its body": _length_beyond_body,
-    "an INVITE with NUL bytes in a header line": _nul_bytes,
-    "an INVITE with a 100 KB header value": _oversized_value,
-    f"an INVITE with {MANY_HEADERS} header fields": _many_headers,
-}
-"""Gherkin name -> crafter. Each breaks RFC 3261 in one way only."""
-
-
-# Requests that are incomplete by construction: over a stream the service rightly waits for the
-# rest (RFC 3261 18.3) and sends nothing, so the whole transaction timeout would only be spent
-# waiting for silence. A short watch still catches a service that answers what it never got.
-INCOMPLETE_KINDS = frozenset({"an INVITE with a Content-Length larger than its body"})
 INCOMPLETE_WATCH_S = 2.0
+"""How long an answer to an incomplete request (`MalformedRequest.incomplete`) is watched for."""
 BASELINE_S = 1.0
-
-
-def craft_request(kind: str, ctx: RequestContext) -> bytes:
-    """The bytes of one malformed request of `kind` (a key of `REQUEST_KINDS`)."""
-    try:
-        return REQUEST_KINDS[kind](ctx)
-    except KeyError:
-        raise ValueError(
-            f"unknown malformed request {kind!r}; known: {', '.join(REQUEST_KINDS)}"
-        ) from None
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _sdp(host: str, port: int | None, cryptos: Iterable[str]) -> bytes:
-    """An SDES offer for one audio stream; `port` None leaves the port out of the m= line."""
-    lines = [
-        "v=0",
-        f"o=carol {secrets.randbelow(2**31)} 1 IN IP4 {host}",
-        "s=-",
-        f"c=IN IP4 {host}",
-        "t=0 0",
-        "m=audio RTP/SAVP 0" if port is None else f"m=audio {port} RTP/SAVP 0",
-        *(f"a=crypto:{value}" for value in cryptos),
-        "a=sendrecv",
-    ]
-    return "".join(f"{line}\r\n" for line in lines).encode("ascii")
-
-
-def _good_crypto(tag: int = 1) -> str:
-    return CryptoAttribute.generate(tag, SUPPORTED_SUITE).to_value()
-
-
-def _key_not_base64(host: str, port: int) -> bytes:
-    return _sdp(host, port, [f"1 {SUPPORTED_SUITE} inline:not*base64~at!all%%%%%%%%%%%%%%%%%%%%"])
-
-
-def _key_wrong_length(host: str, port: int) -> bytes:
-    # 20 bytes where AES_CM_128_HMAC_SHA1_80 needs a 16-byte key and a 14-byte salt.
-    return _sdp(host, port, [f"1 {SUPPORTED_SUITE} inline:{_b64(secrets.token_bytes(20))}"])
-
-
-def _no_port(host: str, port: int) -> bytes:
-    return _sdp(host, None, [_good_crypto()])
-
-
-def _cut_short(host: str, port: int) -> bytes:
-    full = _sdp(host, port, [_good_crypto()])
-    cut = full.index(b"inline:") + len(b"inline:") + 20  # half of the 40-character key
-    return full[:cut]
-
-
-def _unknown_only(host: str, port: int) -> bytes:
-    return _sdp(host, port, [f"1 {UNKNOWN_SUITE} inline:{_b64(secrets.token_bytes(30))}"])
-
-
-def _unknown_first(host: str, port: int) -> bytes:
-    unknown = f"1 {UNKNOWN_SUITE} inline:{_b64(secrets.token_bytes(30))}"
-    return _sdp(host, port, [unknown, _good_crypto(2)])
-
-
-OFFER_KINDS: dict[str, Callable[[str, int], bytes]] = {
-    "an a=crypto key that is not base64": _key_not_base64,
-    "an a=crypto key of the wrong length for its suite": _key_wrong_length,
-    "an m= line without a port": _no_port,
-    "a body cut short inside the a=crypto line": _cut_short,
-    f"only the unknown crypto suite {UNKNOWN_SUITE}": _unknown_only,
-    f"{UNKNOWN_SUITE} first and {SUPPORTED_SUITE} second": _unknown_first,
-}
-"""Gherkin name -> crafter of the SDP body; (host, port) name carol's (unused) media address."""
-
-UNKNOWN_FIRST_TAG = 2
-"""The tag of the supported a=crypto in the unknown-first offer: the answer must carry it."""
-
-
-def craft_offer(kind: str, host: str = "127.0.0.1", port: int = 9) -> bytes:
-    """The SDP body of one offer of `kind` (a key of `OFFER_KINDS`)."""
-    try:
-        return OFFER_KINDS[kind](host, port)
-    except KeyError:
-        raise ValueError(f"unknown offer {kind!r}; known: {', '.join(OFFER_KINDS)}") from None
-
 
 # ---------------------------------------------------------------------------- observation
 
@@ -260,7 +78,7 @@ def craft_offer(kind: str, host: str = "127.0.0.1", port: int = 9) -> bytes:
 class RawProbe:
     """What became of one malformed request carol wrote on her own TLS connection."""
 
-    kind: str
+    request: MalformedRequest
     sender: str = "carol"
     sent_bytes: int = 0
     connect_error: str | None = None
@@ -304,8 +122,8 @@ class SignallingProbes:
         self.conf = conf
         self.uas: dict[str, UserAgent] = {}
         self.raw: RawProbe | None = None
-        self.offered: dict[str, str] = {}
-        """Participant -> the kind of offer it sent (for the checks' sentences)."""
+        self.offered: dict[str, CraftedOffer] = {}
+        """Participant -> the offer it sent (for the checks' sentences)."""
         self.baseline_ok = False
         """The conference carried every tone before the probe (`baseline`)."""
         self.before: dict[str, MediaStats] = {}
@@ -334,44 +152,42 @@ class SignallingProbes:
             if leg is not None:
                 leg.reset_audio()
 
-    def send_request(self, name: str, kind: str) -> RawProbe:
-        """Write one malformed request of `kind` on a fresh TLS connection of `name`'s."""
+    def send_request(self, name: str, request: MalformedRequest) -> RawProbe:
+        """Write `request` on a fresh TLS connection of `name`'s."""
         t = self.conf.target.timeouts
         self._mark()
         self.raw = self.conf.runtime.run(
-            self._send_request(name, kind),
+            self._send_request(name, request),
             t.connect + t.transaction + 5,
             f"{name}'s malformed request",
         )
         self.conf.count_window("answer_watch", self.raw.waited)
-        log.info("%s's %s: %s", name, kind, self.raw.outcome)
+        log.info("%s's %s: %s", name, request, self.raw.outcome)
         return self.raw
 
-    def join_with_offer(self, name: str, kind: str) -> CallOutcome:
-        """An authenticated INVITE to the conference URI whose offer is of `kind`; the outcome
+    def join_with_offer(self, name: str, offer: CraftedOffer) -> CallOutcome:
+        """An authenticated INVITE to the conference URI with `offer`; the outcome
         is recorded as `name`'s, so the shared steps ('carol is refused with 488') judge it."""
         uri = self.conf.conference_uri
         if uri is None:
             raise Inconclusive(f"{name} cannot join: no conference was created")
-        self.offered[name] = kind
+        self.offered[name] = offer
         self._mark()
         out = self.conf.runtime.run(
-            self._join(name, uri, craft_offer(kind)),
+            self._join(name, offer.craft()),
             self.conf.target.timeouts.transaction * 2 + 5,
-            f"{name}'s INVITE with {kind}",
+            f"{name}'s INVITE with {offer}",
         )
-        self.conf.outcomes[name] = out
-        self.conf.last_outcome = out
         return out
 
     @property
     def cause(self) -> str:
         """What the last probe did, as the checks say it ("carol sent an INVITE with ...")."""
         if self.raw is not None:
-            return f"{self.raw.sender} sent {self.raw.kind}"
+            return f"{self.raw.sender} sent {self.raw.request}"
         if self.offered:
-            name, kind = list(self.offered.items())[-1]
-            return f"{name} sent an offer that has {kind}"
+            name, offer = list(self.offered.items())[-1]
+            return f"{name} sent an offer that has {offer}"
         return "the probe"
 
     # -- async work ----------------------------------------------------------------------------
@@ -392,11 +208,11 @@ class SignallingProbes:
         self.conf.keep_ua(ua)
         return ua
 
-    async def _send_request(self, name: str, kind: str) -> RawProbe:
+    async def _send_request(self, name: str, request: MalformedRequest) -> RawProbe:
         window = self.conf.target.timeouts.transaction
-        if kind in INCOMPLETE_KINDS:
+        if request.incomplete:
             window = min(window, INCOMPLETE_WATCH_S)
-        probe = RawProbe(kind, name, window=window)
+        probe = RawProbe(request, name, window=window)
         ua = await self._ua(name)
         layer = ua.transport
         try:
@@ -421,7 +237,7 @@ class SignallingProbes:
             flow.local[0],
             flow.local[1],
         )
-        data = craft_request(kind, ctx)
+        data = request.craft(ctx)
         mark = len(ua.trace)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -459,38 +275,13 @@ class SignallingProbes:
         layer.close_flow(flow)
         return probe
 
-    async def _join(self, name: str, uri: str, body: bytes) -> CallOutcome:
-        target = self.conf.target
-        out = CallOutcome(name, uri)
-        ua = await self._ua(name)
-        try:
-            call = await ua.invite(uri, body, dest=target.dest, timeout=target.timeouts.transaction)
-        except TlsVerificationError as exc:
-            out.error = f"TLS verification failed: {exc}"
-            return out
-        except PeerTimeout as exc:
-            out.error = f"no answer: {exc}"
-            return out
-        except TransportError as exc:
-            if isinstance(exc.__cause__, ConnectionRefusedError):
-                raise TargetUnreachable(f"cannot connect to the service: {exc}") from exc
-            out.error = f"transport failure: {exc}"
-            return out
-        out.status, out.reason, out.response = (
-            call.response.status,
-            call.response.reason,
-            call.response,
-        )
-        if 200 <= call.response.status < 300 and call.response.body:
-            try:
-                out.answer = parse_sdp(call.response.body)
-            except SdpParseError as exc:
-                out.error = f"the answer is not valid SDP: {exc}"
-        if call.dialog is not None:
+    async def _join(self, name: str, body: bytes) -> CallOutcome:
+        out = await self.conf.join_async(name, body, keep=False)
+        if out.dialog is not None:
             # Admitted: the admission is the observation. Leave at once, so the service stops
             # sending media to the probe's unused port and the others see no more rekeys.
             try:
-                await call.dialog.bye(timeout=target.timeouts.transaction)
+                await out.dialog.bye(timeout=self.conf.target.timeouts.transaction)
             except ConfsecError as exc:
                 log.info("%s's BYE after the admission failed: %s", name, exc)
         return out
@@ -517,10 +308,10 @@ def malformed_not_accepted(probe: RawProbe | None) -> Evidence:
     if probe is None:
         raise Inconclusive("no malformed request was sent (an earlier step did not get there)")
     name = probe.sender
-    what = f"{probe.kind} from {name}"
+    what = f"{probe.request} from {name}"
     if probe.connect_error is not None:
         raise Inconclusive(
-            f"{name} could not open her own TLS connection to the service, so {probe.kind} was "
+            f"{name} could not open her own TLS connection to the service, so {probe.request} was "
             f"never sent: {probe.connect_error}"
         )
     final = probe.final
@@ -610,7 +401,10 @@ def conference_went_on(
 
 
 def admitted_with_offered_suite(
-    outcome: CallOutcome | None, name: str, suite: str = SUPPORTED_SUITE, tag: int = 2
+    outcome: CallOutcome | None,
+    name: str,
+    suite: str = SUPPORTED_SUITE,
+    tag: int = UNKNOWN_FIRST_TAG,
 ) -> Evidence:
     """R3 (RFC 4568 §7.1.2): the answer accepts the supported a=crypto, with its tag, and not the
     unknown suite offered before it. Call after `checks.admitted_secure` (2xx, SRTP)."""

@@ -1,4 +1,4 @@
-"""Robustness probes on the media path (issue 7): truncated, replayed and forged SRTP.
+"""Robustness probes on the media path: truncated, replayed and forged SRTP.
 
 One admitted participant (the *abuser*, carol in the features) sends what an attacker on the
 path or a broken client would: SRTP datagrams too short to hold a header and a tag, genuine

@@ -2,7 +2,11 @@
 
 The participant builds its own offer (fresh SDES keys per stream, an SSRC per stream announced
 with a=ssrc), registers every key it sends or receives with the run's key-stream ledger, sends its
-own tone and records what it hears.
+own tone and records what it hears. Once admitted it answers the focus's re-INVITEs (`attach`):
+the offered `a=crypto` of each stream becomes a new SRTP receiver (the previous one stays as a
+fallback for packets still in flight), and it answers with fresh keys for every stream it sends,
+switching its running sender at once. Each set of keys it gets is a `RekeyRecord`, which the R6
+judgement (confsec.behaviour.rekeying) reads.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING
 
-from confsec.behaviour.rekeying import common_offer_line, stream_kind, stream_label
-from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
+from confsec.codec.sdp import (
+    CryptoAttribute,
+    MediaDescription,
+    SdpParseError,
+    SessionDescription,
+    parse_sdp,
+)
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.srtp import new_receiver, new_sender
@@ -24,12 +33,15 @@ from confsec.net.ua import UserAgent
 from confsec.target.model import Account, Target
 
 if TYPE_CHECKING:
-    from confsec.behaviour.rekeying import RekeyRecord
     from confsec.net.dialog import Dialog
+    from confsec.net.incoming import IncomingRequest
 
 PAYLOAD_TYPES = {"audio": 0, "video": 96}
 RECENT_PACKETS = 500  # per leg, ~10 s at 50 pps: what rekeying is judged on (R6)
 NULL_OFFERS = {"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"}
+COMMON = "common"
+
+Key = tuple[str, bytes, bytes]  # (suite, master key, master salt)
 
 
 @dataclass(frozen=True)
@@ -292,3 +304,137 @@ def _video_frames() -> Iterator[bytes]:
     """Synthetic 'video' payloads: distinct per frame, so fan-out and reuse can be told apart."""
     for n in itertools.count():
         yield n.to_bytes(4, "big") + secrets.token_bytes(96)
+
+
+# -- SDP of the streams ------------------------------------------------------------------------
+
+
+def stream_kind(m: MediaDescription) -> str:
+    """Which leg of a participant an m-line belongs to: 'common' for `a=label:common`."""
+    return COMMON if any(n == "label" and v == COMMON for n, v in m.attributes) else m.media
+
+
+def stream_label(m: MediaDescription) -> str:
+    return COMMON if stream_kind(m) == COMMON else ""
+
+
+async def common_offer_line(p: Participant, suite: str) -> MediaDescription:
+    """Open the common-stream leg and offer it receive-only (RFC 4568: our key here is never
+    used, since we send nothing on it; the answer's key is the group key)."""
+    leg = await MediaLeg.open(host="127.0.0.1", port=0, recent_limit=RECENT_PACKETS)
+    p.legs[COMMON] = leg
+    crypto = CryptoAttribute.generate(len(p.legs), suite)
+    return MediaDescription.build(
+        "audio",
+        port=leg.local_addr[1],
+        proto="RTP/SAVP",
+        formats=["0"],
+        attributes=[("crypto", crypto.to_value()), ("recvonly", None), ("label", COMMON)],
+    )
+
+
+# -- the participant's side of a rekey ----------------------------------------------------------
+
+
+@dataclass
+class RekeyRecord:
+    """One set of keys a participant got from the focus: at admission, or by re-INVITE."""
+
+    epoch: int
+    """1 for the keys of the 200 OK, then 2, 3... per re-INVITE (the participant's count)."""
+    at: float
+    """Loop time the keys arrived."""
+    recv_keys: dict[str, Key] = field(default_factory=dict)
+    """Per leg ('audio', 'video', 'common'): the key the focus sends with."""
+    changed: tuple[str, ...] = ()
+    """Legs whose receive key differs from the one before."""
+
+
+def attach(p: Participant, dialog: Dialog | None, answer: SessionDescription) -> None:
+    """After admission: remember the dialog and the first keys, and answer later re-INVITEs."""
+    p.dialog = dialog
+    record = RekeyRecord(1, asyncio.get_running_loop().time())
+    for m in answer.media:
+        crypto = _crypto(m)
+        if crypto is not None and m.port != 0:
+            record.recv_keys[stream_kind(m)] = (crypto.suite, crypto.key, crypto.salt)
+    record.changed = tuple(record.recv_keys)
+    p.rekeys.append(record)
+    if dialog is not None:
+        dialog.on_request = dialog_handler(p)
+
+
+def dialog_handler(p: Participant):
+    async def handler(req: IncomingRequest) -> None:
+        method = req.method
+        if method == "INVITE" and req.request.body:
+            try:
+                offer = parse_sdp(req.request.body)
+            except SdpParseError:
+                await req.respond(488, "Bad SDP")
+                return
+            answer = take_rekey(p, offer)
+            await req.respond(200, body=answer.to_bytes(), content_type="application/sdp")
+        elif method == "INVITE":
+            await req.respond(488)
+        elif method in ("BYE", "OPTIONS", "NOTIFY", "INFO", "UPDATE"):
+            await req.respond(200)
+        else:
+            await req.respond(405)
+
+    return handler
+
+
+def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
+    """Install the focus's new keys and answer with fresh keys for everything we send."""
+    now = asyncio.get_running_loop().time()
+    previous = p.rekeys[-1].recv_keys if p.rekeys else {}
+    record = RekeyRecord(len(p.rekeys) + 1, now)
+    label = f"epoch-{record.epoch}"
+    changed = []
+    media = []
+    for m in offer.media:
+        kind = stream_kind(m)
+        leg = p.legs.get(kind)
+        crypto = _crypto(m)
+        if leg is None or m.port == 0 or crypto is None:
+            media.append(MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats))
+            continue
+        leg.set_remote((m.connection_address or p.target.host, m.port))
+        key = (crypto.suite, crypto.key, crypto.salt)
+        record.recv_keys[kind] = key
+        if previous.get(kind) != key:
+            changed.append(kind)
+            sid = StreamId(p.name, "focus", m.media, "recv", f"{stream_label(m)} {label}".strip())
+            leg.set_receiver(new_receiver(p.ledger, sid, *key), keep_previous=True)
+        mine = CryptoAttribute.generate(crypto.tag, crypto.suite)
+        attrs: list[tuple[str, str | None]] = [("crypto", mine.to_value())]
+        if kind == COMMON:
+            attrs += [("recvonly", None), ("label", COMMON)]
+        else:
+            sender = new_sender(
+                p.ledger,
+                StreamId(p.name, "focus", m.media, "send", label),
+                mine.suite,
+                mine.key,
+                mine.salt,
+            )
+            leg.replace_sender(sender)
+            p.send_crypto[kind] = mine
+            attrs += [("sendrecv", None), ("ssrc", f"{p.ssrcs[kind]} cname:{p.name}@confsec")]
+        media.append(
+            MediaDescription.build(
+                m.media, port=leg.local_addr[1], proto=m.proto, formats=m.formats, attributes=attrs
+            )
+        )
+    record.changed = tuple(changed)
+    p.rekeys.append(record)
+    p.rekey_arrived.set()
+    return SessionDescription.build(p.name, "127.0.0.1", media=media)
+
+
+def _crypto(m: MediaDescription) -> CryptoAttribute | None:
+    try:
+        return next((c for c in m.crypto if not c.is_null and c.is_known), None)
+    except Exception:  # a malformed a=crypto: treated as none, the checks will say so
+        return None

@@ -3,35 +3,28 @@
 A secure conference service must offer nothing usable on plain UDP SIP: no answer, or a refusal
 that does not tell which users exist, and no password from a dictionary. sipvicious does those
 probes (svmap finds SIP speakers, svwar enumerates users, svcrack tries a dictionary), but only
-over UDP and only with MD5 digest, so it runs against every UDP listener the profile declares.
-Over TLS, where sipvicious cannot go, confsec's own client does the same two probes with
-SHA-256 digest: whether refusals differ between existing and unknown users, and whether any
-dictionary password is accepted.
+over UDP and only with MD5 digest, so it runs against every UDP listener the profile declares
+(confsec.behaviour.udp_probes). Over TLS, where sipvicious cannot go, this module's own client
+does the same two probes with SHA-256 digest: whether refusals differ between existing and
+unknown users, and whether any dictionary password is accepted.
 
 Observations and judgements are apart, as in `confsec.behaviour.checks`: `observe_*` and
-`attempt_digest` talk to the target and return what they saw (`DigestAttempt`, `UdpSurface`,
-`DictionaryTrial`); `refusals_alike`, `udp_no_enumeration` and `no_dictionary_password` are pure
-and raise `NonConformance` (fail) or `Inconclusive`. The R2 scenarios call both halves through
-their steps; `confsec probe` (`run_probes`) turns the same judgements into `ProbeFinding`s:
-`severity` is 'fail' for a leak or a cracked password, 'info' for what is only worth knowing (a
-UDP listener answers), 'inconclusive' when a probe could not judge (sipvicious crashes on a
-SHA-256 challenge, for one).
+`attempt_digest` talk to the target and return what they saw (`DigestAttempt`,
+`DictionaryTrial`); `refusals_alike` and `no_dictionary_password` are pure and raise
+`NonConformance` (fail) or `Inconclusive`. The R2 scenarios call both halves through their
+steps; `confsec probe` turns the same judgements into `ProbeFinding`s
+(confsec.behaviour.probe_findings).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 import secrets
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from confsec.behaviour.probe_findings import ProbeFinding, decoy_users, judged
 from confsec.codec.digest import DigestError, parse_credentials
 from confsec.errors import (
     ConfsecError,
@@ -41,64 +34,14 @@ from confsec.errors import (
     TransportError,
 )
 from confsec.observed import Evidence
-from confsec.target.model import Listener, Target
+from confsec.target.model import Target
 
 if TYPE_CHECKING:
     from confsec.net.ua import UserAgent
 
-EXIT_FOUND = 40  # svwar, svcrack: "found something"
 AUTH_REFUSALS = frozenset({401, 403, 407})
 """Final statuses that say "not authenticated"; any other answer to a digest response means the
 service looked past authentication (an empty offer then gets 488, not 2xx)."""
-INSTALL_SIPVICIOUS = "pip install sipvicious (a dependency of confsec: pip install -e .)"
-
-
-@dataclass(frozen=True)
-class ProbeFinding:
-    probe: str
-    listener: str
-    severity: str
-    sentence: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "probe": self.probe,
-            "listener": self.listener,
-            "severity": self.severity,
-            "sentence": self.sentence,
-        }
-
-
-def decoy_users(n: int = 3) -> list[str]:
-    """User names that surely do not exist, to compare refusals against."""
-    return [f"nobody{secrets.token_hex(3)}" for _ in range(n)]
-
-
-def _tool(name: str) -> str:
-    # Beside the running interpreter first: the project's venv need not be activated.
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if path is None:
-        raise ConfsecError(f"{name} is not on PATH ({INSTALL_SIPVICIOUS})")
-    return path
-
-
-def _run(argv: list[str], timeout: float) -> tuple[int | None, str]:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, "timed out"
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def _judged(probe: str, where: str, judge: Callable[[], None]) -> ProbeFinding | None:
-    """A judgement as a `confsec probe` finding: None when it passes."""
-    try:
-        judge()
-    except NonConformance as exc:
-        return ProbeFinding(probe, where, "fail", str(exc))
-    except Inconclusive as exc:
-        return ProbeFinding(probe, where, "inconclusive", str(exc))
-    return None
 
 
 # -- over TLS: digest attempts with confsec's own client -------------------------------------
@@ -367,157 +310,6 @@ def no_dictionary_password(trials: Iterable[DictionaryTrial]) -> Evidence:
     )
 
 
-# -- over plain UDP: sipvicious ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UdpSurface:
-    """What svmap and svwar saw on one declared plain-UDP listener."""
-
-    listener: Listener
-    accounts: tuple[str, ...]
-    decoys: tuple[str, ...]
-    answers_sip: bool = False
-    """svmap found a SIP speaker there."""
-    svwar_exit: int | None = None
-    listed: tuple[str, ...] = ()
-    """The names svwar lists as existing."""
-    error: str | None = None
-    """Why the probe could not run or finish (sipvicious missing, a timeout)."""
-
-    @property
-    def where(self) -> str:
-        return f"udp:{self.listener.host}:{self.listener.port}"
-
-
-_SVWAR_ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*(\S+)\s*\|\s*$")
-
-
-def _svwar_listed(text: str) -> tuple[str, ...]:
-    rows = (_SVWAR_ROW.match(line) for line in text.splitlines())
-    return tuple(m.group(1) for m in rows if m and m.group(1) != "Extension")
-
-
-def _bind(listener: Listener) -> list[str]:
-    return ["-b", "127.0.0.1"] if listener.host.startswith("127.") else []
-
-
-def observe_udp(listener: Listener, users: list[str], timeout: float = 60.0) -> UdpSurface:
-    """svmap on one UDP listener and, if SIP answers, svwar with the accounts plus decoys."""
-    decoys = tuple(decoy_users())
-    seen = UdpSurface(listener, tuple(users), decoys)
-    try:
-        svmap, svwar = _tool("sipvicious_svmap"), _tool("sipvicious_svwar")
-    except ConfsecError as exc:
-        return _replace(seen, error=str(exc))
-    rc, text = _run([svmap, *_bind(listener), listener.host, "-p", str(listener.port)], timeout)
-    # svmap 0.3.8 exits 0 even when it lists a device; svwar and svcrack exit 40 on a find.
-    if rc is None:
-        return _replace(seen, error=f"svmap did not finish within {timeout:g} s")
-    if rc != EXIT_FOUND and f"| {listener.host}:{listener.port} " not in text:
-        return seen  # nothing answers SIP there: nothing to enumerate
-    with tempfile.TemporaryDirectory() as tmp:
-        names = Path(tmp) / "users.txt"
-        names.write_text("\n".join([*users, *decoys]) + "\n")
-        argv = [svwar, *_bind(listener), "-d", str(names), "-p", str(listener.port)]
-        rc, text = _run([*argv, listener.host], timeout)
-    if rc is None:
-        return _replace(seen, answers_sip=True, error=f"svwar did not finish within {timeout:g} s")
-    return _replace(seen, answers_sip=True, svwar_exit=rc, listed=_svwar_listed(text))
-
-
-def _replace(seen: UdpSurface, **changes: object) -> UdpSurface:
-    import dataclasses
-
-    return dataclasses.replace(seen, **changes)  # type: ignore[arg-type]
-
-
-def udp_no_enumeration(surfaces: Iterable[UdpSurface]) -> Evidence:
-    """R2: no declared plain-UDP listener lets svwar tell existing users from unknown ones.
-
-    A listener where nothing answers SIP tells nothing (a secure service need offer nothing
-    there). svwar compares each name's answer with the one for a name it invented; listing our
-    decoys as well means its baseline did not hold, so that listener is inconclusive.
-    """
-    surfaces = list(surfaces)
-    if not surfaces:
-        raise Inconclusive("no plain UDP listener was probed")
-    for s in surfaces:
-        found = [u for u in s.accounts if u in s.listed]
-        if found and not set(s.decoys) & set(s.listed):
-            raise NonConformance(
-                f"user enumeration over plain UDP at {s.where}: svwar tells existing users "
-                f"({', '.join(found)}) from unknown ones"
-            )
-    for s in surfaces:
-        if s.error is not None:
-            raise Inconclusive(f"{s.where}: {s.error}")
-        if set(s.decoys) & set(s.listed):
-            raise Inconclusive(
-                f"{s.where}: svwar lists users that do not exist ({', '.join(s.listed)}): its "
-                "comparison did not hold"
-            )
-        if s.answers_sip and s.svwar_exit not in (0, None):
-            why = "reports a find it does not list" if s.svwar_exit == EXIT_FOUND else "failed"
-            raise Inconclusive(f"{s.where}: svwar {why} (exit {s.svwar_exit})")
-    return Evidence.of(
-        listeners_probed=len(surfaces),
-        listeners_answering_sip=sum(1 for s in surfaces if s.answers_sip),
-        names_tried=sum(len(s.accounts) + len(s.decoys) for s in surfaces),
-    )
-
-
-def sipvicious_probes(
-    listener: Listener, users: list[str], dictionary: Path | None, timeout: float = 60.0
-) -> list[ProbeFinding]:
-    """svmap, svwar (the accounts plus decoys) and svcrack (dictionary) on one UDP listener."""
-    seen = observe_udp(listener, users, timeout)
-    where = seen.where
-    out: list[ProbeFinding] = []
-    if seen.answers_sip:
-        out.append(ProbeFinding("svmap", where, "info", "a SIP service answers over plain UDP"))
-    elif seen.error is None:
-        return out  # nothing answers SIP there: nothing to enumerate or crack
-    finding = _judged("svwar", where, lambda: udp_no_enumeration([seen]))
-    out += [finding] if finding else []
-    if dictionary is None or not seen.answers_sip:
-        return out
-    for user in users:
-        rc, _ = _run(
-            [
-                _tool("sipvicious_svcrack"),
-                *_bind(listener),
-                "-u",
-                user,
-                "-d",
-                str(dictionary),
-                "-p",
-                str(listener.port),
-                listener.host,
-            ],
-            timeout,
-        )
-        if rc == EXIT_FOUND:
-            out.append(
-                ProbeFinding(
-                    "svcrack",
-                    where,
-                    "fail",
-                    f"svcrack found the password of {user} in the dictionary over UDP",
-                )
-            )
-        elif rc not in (0, None):
-            out.append(
-                ProbeFinding(
-                    "svcrack",
-                    where,
-                    "inconclusive",
-                    f"svcrack could not try {user} (exit {rc}; it knows MD5 digest only)",
-                )
-            )
-    return out
-
-
 async def tls_probes(target: Target, dictionary: Path | None, keylog: str) -> list[ProbeFinding]:
     """Over SIPS, with SHA-256 digest: user enumeration by refusal, and dictionary attempts."""
     where = f"tls:{target.host}:{target.port}"
@@ -526,23 +318,12 @@ async def tls_probes(target: Target, dictionary: Path | None, keylog: str) -> li
         attempts = await observe_wrong_passwords(target, keylog)
     except TargetUnreachable as exc:
         return [ProbeFinding("tls-enumeration", where, "inconclusive", str(exc))]
-    finding = _judged("tls-enumeration", where, lambda: refusals_alike(attempts))
+    finding = judged("tls-enumeration", where, lambda: refusals_alike(attempts))
     out += [finding] if finding else []
     if dictionary is not None:
         trials = await observe_dictionary(target, dictionary, keylog, accounts=len(target.accounts))
         for name in target.accounts:  # one finding per account, as svcrack gives
             mine = [t for t in trials if t.account == name]
-            finding = _judged("tls-dictionary", where, lambda m=mine: no_dictionary_password(m))
+            finding = judged("tls-dictionary", where, lambda m=mine: no_dictionary_password(m))
             out += [finding] if finding else []
-    return out
-
-
-def run_probes(target: Target, keylog: str, timeout: float = 60.0) -> list[ProbeFinding]:
-    """Every probe the profile makes possible: sipvicious per UDP listener, then TLS."""
-    users = [a.username for a in target.accounts.values()]
-    out: list[ProbeFinding] = []
-    for listener in target.listeners:
-        if listener.transport == "udp":
-            out += sipvicious_probes(listener, users, target.probe_dictionary, timeout)
-    out += asyncio.run(tls_probes(target, target.probe_dictionary, keylog))
     return out

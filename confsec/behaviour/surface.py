@@ -11,12 +11,11 @@ from confsec.behaviour.conference import ConferenceRun
 from confsec.behaviour.probes import (
     DictionaryTrial,
     DigestAttempt,
-    UdpSurface,
     observe_dictionary,
-    observe_udp,
     observe_wrong_passwords,
     read_dictionary,
 )
+from confsec.behaviour.udp_probes import UdpSurface, observe_udp
 from confsec.errors import NotApplicable
 
 SIPVICIOUS_TIMEOUT = 30.0

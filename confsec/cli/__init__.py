@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="target profile (TOML) of the system under test",
     )
-    _add_target_commands(sub)  # confsec.target.cli: reference serve, analyze (issue 6)
+    _add_target_commands(sub)  # confsec.cli.target: reference serve, analyze, probe
 
     rpt = sub.add_parser(
         "report",

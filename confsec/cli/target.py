@@ -8,6 +8,7 @@ happen only when such a command runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,21 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     import json
 
-    from confsec.behaviour.probes import run_probes
+    from confsec.behaviour.probes import tls_probes
+    from confsec.behaviour.udp_probes import sipvicious_probes
     from confsec.target.profile import load_profile
 
     target = load_profile(args.target)
     reports = Path(args.reports)
     reports.mkdir(parents=True, exist_ok=True)
-    found = run_probes(target, str(reports / "probe-tls-keylog.txt"), args.timeout)
+    # Every probe the profile makes possible: sipvicious per UDP listener, then TLS.
+    users = [a.username for a in target.accounts.values()]
+    found = []
+    for listener in target.listeners:
+        if listener.transport == "udp":
+            found += sipvicious_probes(listener, users, target.probe_dictionary, args.timeout)
+    keylog = str(reports / "probe-tls-keylog.txt")
+    found += asyncio.run(tls_probes(target, target.probe_dictionary, keylog))
     (reports / "probes.json").write_text(json.dumps([f.as_dict() for f in found], indent=2))
     for f in found:
         print(f"{f.severity:<13} {f.probe:<16} {f.listener:<24} {f.sentence}")

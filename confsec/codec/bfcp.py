@@ -19,6 +19,7 @@ strictly with `parse_bfcp(data)`, which raises `BfcpParseError` for what RFC 885
 from __future__ import annotations
 
 import struct
+from enum import IntEnum
 from typing import Any
 
 from scapy.fields import (
@@ -42,80 +43,117 @@ __all__ = [
     "ERROR_CODES",
     "PRIMITIVES",
     "REQUEST_STATUS",
+    "AttributeType",
     "Bfcp",
     "BfcpAttribute",
     "BfcpParseError",
     "BfcpStream",
+    "ErrorCode",
+    "Primitive",
+    "RequestStatus",
     "parse_bfcp",
 ]
 
-PRIMITIVES = {
-    1: "FloorRequest",
-    2: "FloorRelease",
-    3: "FloorRequestQuery",
-    4: "FloorRequestStatus",
-    5: "UserQuery",
-    6: "UserStatus",
-    7: "FloorQuery",
-    8: "FloorStatus",
-    9: "ChairAction",
-    10: "ChairActionAck",
-    11: "Hello",
-    12: "HelloAck",
-    13: "Error",
-    14: "FloorRequestStatusAck",
-    15: "FloorStatusAck",
-    16: "Goodbye",
-    17: "GoodbyeAck",
-}
-PRIMITIVE = {v: k for k, v in PRIMITIVES.items()}
 
-ATTRIBUTE_NAMES = {
-    1: "BENEFICIARY-ID",
-    2: "FLOOR-ID",
-    3: "FLOOR-REQUEST-ID",
-    4: "PRIORITY",
-    5: "REQUEST-STATUS",
-    6: "ERROR-CODE",
-    7: "ERROR-INFO",
-    8: "PARTICIPANT-PROVIDED-INFO",
-    9: "STATUS-INFO",
-    10: "SUPPORTED-ATTRIBUTES",
-    11: "SUPPORTED-PRIMITIVES",
-    12: "USER-DISPLAY-NAME",
-    13: "USER-URI",
-    14: "BENEFICIARY-INFORMATION",
-    15: "FLOOR-REQUEST-INFORMATION",
-    16: "REQUESTED-BY-INFORMATION",
-    17: "FLOOR-REQUEST-STATUS",
-    18: "OVERALL-REQUEST-STATUS",
-}
+class Primitive(IntEnum):
+    """The primitive of a message (RFC 8855 5.1, Table 2)."""
 
-REQUEST_STATUS = {
-    1: "Pending",
-    2: "Accepted",
-    3: "Granted",
-    4: "Denied",
-    5: "Cancelled",
-    6: "Released",
-    7: "Revoked",
-}
+    FLOOR_REQUEST = 1
+    FLOOR_RELEASE = 2
+    FLOOR_REQUEST_QUERY = 3
+    FLOOR_REQUEST_STATUS = 4
+    USER_QUERY = 5
+    USER_STATUS = 6
+    FLOOR_QUERY = 7
+    FLOOR_STATUS = 8
+    CHAIR_ACTION = 9
+    CHAIR_ACTION_ACK = 10
+    HELLO = 11
+    HELLO_ACK = 12
+    ERROR = 13
+    FLOOR_REQUEST_STATUS_ACK = 14
+    FLOOR_STATUS_ACK = 15
+    GOODBYE = 16
+    GOODBYE_ACK = 17
 
+
+class AttributeType(IntEnum):
+    """The Type of an attribute (RFC 8855 5.2, Table 3)."""
+
+    BENEFICIARY_ID = 1
+    FLOOR_ID = 2
+    FLOOR_REQUEST_ID = 3
+    PRIORITY = 4
+    REQUEST_STATUS = 5
+    ERROR_CODE = 6
+    ERROR_INFO = 7
+    PARTICIPANT_PROVIDED_INFO = 8
+    STATUS_INFO = 9
+    SUPPORTED_ATTRIBUTES = 10
+    SUPPORTED_PRIMITIVES = 11
+    USER_DISPLAY_NAME = 12
+    USER_URI = 13
+    BENEFICIARY_INFORMATION = 14
+    FLOOR_REQUEST_INFORMATION = 15
+    REQUESTED_BY_INFORMATION = 16
+    FLOOR_REQUEST_STATUS = 17
+    OVERALL_REQUEST_STATUS = 18
+
+
+class RequestStatus(IntEnum):
+    """The Request Status of a REQUEST-STATUS attribute (RFC 8855 5.2.5)."""
+
+    PENDING = 1
+    ACCEPTED = 2
+    GRANTED = 3
+    DENIED = 4
+    CANCELLED = 5
+    RELEASED = 6
+    REVOKED = 7
+
+
+class ErrorCode(IntEnum):
+    """The Error Code of an ERROR-CODE attribute (RFC 8855 5.2.6, Table 5)."""
+
+    CONFERENCE_DOES_NOT_EXIST = 1
+    USER_DOES_NOT_EXIST = 2
+    UNKNOWN_PRIMITIVE = 3
+    UNKNOWN_MANDATORY_ATTRIBUTE = 4
+    UNAUTHORIZED_OPERATION = 5
+    INVALID_FLOOR_ID = 6
+    FLOOR_REQUEST_ID_DOES_NOT_EXIST = 7
+    MAX_FLOOR_REQUESTS_REACHED = 8
+    USE_TLS = 9
+    UNABLE_TO_PARSE_MESSAGE = 10
+    USE_DTLS = 11
+    UNSUPPORTED_VERSION = 12
+    INCORRECT_MESSAGE_LENGTH = 13
+    GENERIC_ERROR = 14
+
+
+# The names as RFC 8855 spells them, derived from the enums so the two cannot drift apart; keyed
+# by plain int because scapy's enum fields (and `primitive_name`, which reports show) use them.
+PRIMITIVES = {p.value: p.name.title().replace("_", "") for p in Primitive}
+ATTRIBUTE_NAMES = {t.value: t.name.replace("_", "-") for t in AttributeType}
+REQUEST_STATUS = {s.value: s.name.title() for s in RequestStatus}
 ERROR_CODES = {
-    1: "Conference does not Exist",
-    2: "User does not Exist",
-    3: "Unknown Primitive",
-    4: "Unknown Mandatory Attribute",
-    5: "Unauthorized Operation",
-    6: "Invalid Floor ID",
-    7: "Floor Request ID Does Not Exist",
-    8: "Maximum Number of Ongoing Floor Requests Reached",
-    9: "Use TLS",
-    10: "Unable to Parse Message",
-    11: "Use DTLS",
-    12: "Unsupported Version",
-    13: "Incorrect Message Length",
-    14: "Generic Error",
+    code.value: text
+    for code, text in {
+        ErrorCode.CONFERENCE_DOES_NOT_EXIST: "Conference does not Exist",
+        ErrorCode.USER_DOES_NOT_EXIST: "User does not Exist",
+        ErrorCode.UNKNOWN_PRIMITIVE: "Unknown Primitive",
+        ErrorCode.UNKNOWN_MANDATORY_ATTRIBUTE: "Unknown Mandatory Attribute",
+        ErrorCode.UNAUTHORIZED_OPERATION: "Unauthorized Operation",
+        ErrorCode.INVALID_FLOOR_ID: "Invalid Floor ID",
+        ErrorCode.FLOOR_REQUEST_ID_DOES_NOT_EXIST: "Floor Request ID Does Not Exist",
+        ErrorCode.MAX_FLOOR_REQUESTS_REACHED: "Maximum Number of Ongoing Floor Requests Reached",
+        ErrorCode.USE_TLS: "Use TLS",
+        ErrorCode.UNABLE_TO_PARSE_MESSAGE: "Unable to Parse Message",
+        ErrorCode.USE_DTLS: "Use DTLS",
+        ErrorCode.UNSUPPORTED_VERSION: "Unsupported Version",
+        ErrorCode.INCORRECT_MESSAGE_LENGTH: "Incorrect Message Length",
+        ErrorCode.GENERIC_ERROR: "Generic Error",
+    }.items()
 }
 
 HEADER_LEN = 12
@@ -125,7 +163,7 @@ MAX_MESSAGE = 65535 * 4 + 16
 class BfcpParseError(RemoteProtocolError):
     """BFCP from the wire that RFC 8855 does not allow; `error_code` is the Error to answer."""
 
-    def __init__(self, reason: str, error_code: int = 10) -> None:
+    def __init__(self, reason: str, error_code: int = ErrorCode.UNABLE_TO_PARSE_MESSAGE) -> None:
         super().__init__(reason)
         self.error_code = error_code
 
@@ -180,7 +218,7 @@ class BfcpAttribute(Packet):
         return b"", s
 
 
-def _attr(type_: int, *fields: Any, fixed: int | None = None, minimum: int = 2) -> dict:
+def _attr(type_: AttributeType, *fields: Any, fixed: int | None = None, minimum: int = 2) -> dict:
     return {
         "fields_desc": [
             BitEnumField("type", type_, 7, ATTRIBUTE_NAMES),
@@ -194,7 +232,7 @@ def _attr(type_: int, *fields: Any, fixed: int | None = None, minimum: int = 2) 
     }
 
 
-def _define(cls_name: str, type_: int, *fields: Any, **kw: Any) -> type[BfcpAttribute]:
+def _define(cls_name: str, type_: AttributeType, *fields: Any, **kw: Any) -> type[BfcpAttribute]:
     ns = _attr(type_, *fields, **kw)
     ns["name"] = f"BFCP {ATTRIBUTE_NAMES[type_]}"
     klass = type(cls_name, (BfcpAttribute,), ns)
@@ -204,29 +242,37 @@ def _define(cls_name: str, type_: int, *fields: Any, **kw: Any) -> type[BfcpAttr
 
 ATTRIBUTES: dict[int, type[BfcpAttribute]] = {}
 
-BfcpBeneficiaryId = _define("BfcpBeneficiaryId", 1, ShortField("beneficiary_id", 0), fixed=4)
-BfcpFloorId = _define("BfcpFloorId", 2, ShortField("floor_id", 0), fixed=4)
-BfcpFloorRequestId = _define("BfcpFloorRequestId", 3, ShortField("floor_request_id", 0), fixed=4)
+BfcpBeneficiaryId = _define(
+    "BfcpBeneficiaryId", AttributeType.BENEFICIARY_ID, ShortField("beneficiary_id", 0), fixed=4
+)
+BfcpFloorId = _define("BfcpFloorId", AttributeType.FLOOR_ID, ShortField("floor_id", 0), fixed=4)
+BfcpFloorRequestId = _define(
+    "BfcpFloorRequestId", AttributeType.FLOOR_REQUEST_ID, ShortField("floor_request_id", 0), fixed=4
+)
 BfcpPriority = _define(
-    "BfcpPriority", 4, BitField("priority", 2, 3), BitField("reserved", 0, 13), fixed=4
+    "BfcpPriority",
+    AttributeType.PRIORITY,
+    BitField("priority", 2, 3),
+    BitField("reserved", 0, 13),
+    fixed=4,
 )
 BfcpRequestStatus = _define(
     "BfcpRequestStatus",
-    5,
-    ByteEnumField("request_status", 1, REQUEST_STATUS),
+    AttributeType.REQUEST_STATUS,
+    ByteEnumField("request_status", RequestStatus.PENDING, REQUEST_STATUS),
     ByteField("queue_position", 0),
     fixed=4,
 )
 BfcpErrorCode = _define(
     "BfcpErrorCode",
-    6,
-    ByteEnumField("error_code", 14, ERROR_CODES),
+    AttributeType.ERROR_CODE,
+    ByteEnumField("error_code", ErrorCode.GENERIC_ERROR, ERROR_CODES),
     StrLenField("details", b"", length_from=lambda p: max(0, (p.length or 0) - 3)),
     minimum=3,
 )
 
 
-def _text(type_: int, cls_name: str) -> type[BfcpAttribute]:
+def _text(type_: AttributeType, cls_name: str) -> type[BfcpAttribute]:
     return _define(
         cls_name,
         type_,
@@ -234,12 +280,14 @@ def _text(type_: int, cls_name: str) -> type[BfcpAttribute]:
     )
 
 
-BfcpErrorInfo = _text(7, "BfcpErrorInfo")
-BfcpParticipantProvidedInfo = _text(8, "BfcpParticipantProvidedInfo")
-BfcpStatusInfo = _text(9, "BfcpStatusInfo")
+BfcpErrorInfo = _text(AttributeType.ERROR_INFO, "BfcpErrorInfo")
+BfcpParticipantProvidedInfo = _text(
+    AttributeType.PARTICIPANT_PROVIDED_INFO, "BfcpParticipantProvidedInfo"
+)
+BfcpStatusInfo = _text(AttributeType.STATUS_INFO, "BfcpStatusInfo")
 BfcpSupportedAttributes = _define(
     "BfcpSupportedAttributes",
-    10,
+    AttributeType.SUPPORTED_ATTRIBUTES,
     FieldListField(
         "attributes",
         [],
@@ -250,7 +298,7 @@ BfcpSupportedAttributes = _define(
 """Each octet: the supported attribute type << 1 (the low bit is reserved)."""
 BfcpSupportedPrimitives = _define(
     "BfcpSupportedPrimitives",
-    11,
+    AttributeType.SUPPORTED_PRIMITIVES,
     FieldListField(
         "primitives",
         [],
@@ -258,11 +306,11 @@ BfcpSupportedPrimitives = _define(
         length_from=lambda p: max(0, (p.length or 0) - 2),
     ),
 )
-BfcpUserDisplayName = _text(12, "BfcpUserDisplayName")
-BfcpUserUri = _text(13, "BfcpUserUri")
+BfcpUserDisplayName = _text(AttributeType.USER_DISPLAY_NAME, "BfcpUserDisplayName")
+BfcpUserUri = _text(AttributeType.USER_URI, "BfcpUserUri")
 
 
-def _grouped(type_: int, cls_name: str, id_name: str) -> type[BfcpAttribute]:
+def _grouped(type_: AttributeType, cls_name: str, id_name: str) -> type[BfcpAttribute]:
     return _define(
         cls_name,
         type_,
@@ -277,13 +325,29 @@ def _grouped(type_: int, cls_name: str, id_name: str) -> type[BfcpAttribute]:
     )
 
 
-BfcpBeneficiaryInformation = _grouped(14, "BfcpBeneficiaryInformation", "beneficiary_id")
-BfcpFloorRequestInformation = _grouped(15, "BfcpFloorRequestInformation", "floor_request_id")
-BfcpRequestedByInformation = _grouped(16, "BfcpRequestedByInformation", "requested_by_id")
-BfcpFloorRequestStatus = _grouped(17, "BfcpFloorRequestStatus", "floor_id")
-BfcpOverallRequestStatus = _grouped(18, "BfcpOverallRequestStatus", "floor_request_id")
+BfcpBeneficiaryInformation = _grouped(
+    AttributeType.BENEFICIARY_INFORMATION, "BfcpBeneficiaryInformation", "beneficiary_id"
+)
+BfcpFloorRequestInformation = _grouped(
+    AttributeType.FLOOR_REQUEST_INFORMATION, "BfcpFloorRequestInformation", "floor_request_id"
+)
+BfcpRequestedByInformation = _grouped(
+    AttributeType.REQUESTED_BY_INFORMATION, "BfcpRequestedByInformation", "requested_by_id"
+)
+BfcpFloorRequestStatus = _grouped(
+    AttributeType.FLOOR_REQUEST_STATUS, "BfcpFloorRequestStatus", "floor_id"
+)
+BfcpOverallRequestStatus = _grouped(
+    AttributeType.OVERALL_REQUEST_STATUS, "BfcpOverallRequestStatus", "floor_request_id"
+)
 
-GROUPED = (14, 15, 16, 17, 18)
+GROUPED = (
+    AttributeType.BENEFICIARY_INFORMATION,
+    AttributeType.FLOOR_REQUEST_INFORMATION,
+    AttributeType.REQUESTED_BY_INFORMATION,
+    AttributeType.FLOOR_REQUEST_STATUS,
+    AttributeType.OVERALL_REQUEST_STATUS,
+)
 
 
 # -- the message ------------------------------------------------------------------------------
@@ -298,7 +362,7 @@ class Bfcp(Packet):
         BitField("R", 0, 1),
         BitField("F", 0, 1),
         BitField("reserved", 0, 3),
-        ByteEnumField("primitive", 11, PRIMITIVES),
+        ByteEnumField("primitive", Primitive.HELLO, PRIMITIVES),
         ShortField("payload_length", None),
         IntField("conference_id", 0),
         ShortField("transaction_id", 0),
@@ -339,29 +403,42 @@ def _consumed(a: Packet) -> int:
 def _check_attributes(attrs: list[Packet], where: str) -> None:
     for a in attrs:
         if not isinstance(a, BfcpAttribute):  # bytes scapy could not frame as an attribute
-            raise BfcpParseError(f"{where}: {len(bytes(a))} bytes that are not an attribute", 13)
+            raise BfcpParseError(
+                f"{where}: {len(bytes(a))} bytes that are not an attribute",
+                ErrorCode.INCORRECT_MESSAGE_LENGTH,
+            )
         if type(a) is BfcpAttribute and a.type in ATTRIBUTES:
             raise BfcpParseError(
                 f"{where}: {ATTRIBUTE_NAMES[a.type]} with length {a.length} does not fit its format"
             )
         if type(a) is BfcpAttribute and a.M:
-            raise BfcpParseError(f"{where}: unknown mandatory attribute type {a.type}", 4)
+            raise BfcpParseError(
+                f"{where}: unknown mandatory attribute type {a.type}",
+                ErrorCode.UNKNOWN_MANDATORY_ATTRIBUTE,
+            )
         if a.length is None or _consumed(a) != a.length + _pad_len(a):
-            raise BfcpParseError(f"{where}: attribute type {a.type} is truncated", 13)
+            raise BfcpParseError(
+                f"{where}: attribute type {a.type} is truncated", ErrorCode.INCORRECT_MESSAGE_LENGTH
+            )
         if a.type in GROUPED:
             inner = a.attributes
             if sum(_consumed(x) for x in inner) != a.length - 4:
-                raise BfcpParseError(f"{where}: grouped attribute {a.type} length mismatch", 13)
+                raise BfcpParseError(
+                    f"{where}: grouped attribute {a.type} length mismatch",
+                    ErrorCode.INCORRECT_MESSAGE_LENGTH,
+                )
             _check_attributes(inner, f"{where}/{ATTRIBUTE_NAMES[a.type]}")
 
 
 def parse_bfcp(data: bytes) -> Bfcp:
     """Decode one message strictly: what the floor control server will act on."""
     if len(data) < HEADER_LEN:
-        raise BfcpParseError(f"{len(data)} bytes: shorter than the common header", 13)
+        raise BfcpParseError(
+            f"{len(data)} bytes: shorter than the common header", ErrorCode.INCORRECT_MESSAGE_LENGTH
+        )
     version = data[0] >> 5
     if version not in (1, 2):
-        raise BfcpParseError(f"unsupported BFCP version {version}", 12)
+        raise BfcpParseError(f"unsupported BFCP version {version}", ErrorCode.UNSUPPORTED_VERSION)
     try:
         msg = Bfcp(bytes(data))
     except Exception as exc:  # scapy raises assorted errors on hostile input
@@ -371,12 +448,13 @@ def parse_bfcp(data: bytes) -> Bfcp:
         raise BfcpParseError("fragmented messages are not used over TLS (RFC 8855 6.2)")
     if len(data) != header + msg.payload_length * 4:
         raise BfcpParseError(
-            f"Payload Length {msg.payload_length} does not match {len(data) - header} bytes", 13
+            f"Payload Length {msg.payload_length} does not match {len(data) - header} bytes",
+            ErrorCode.INCORRECT_MESSAGE_LENGTH,
         )
     if msg.primitive not in PRIMITIVES:
-        raise BfcpParseError(f"unknown primitive {msg.primitive}", 3)
+        raise BfcpParseError(f"unknown primitive {msg.primitive}", ErrorCode.UNKNOWN_PRIMITIVE)
     if msg.payload is not None and len(msg.payload) and msg.payload.name != "NoPayload":
-        raise BfcpParseError("bytes after the attributes", 13)
+        raise BfcpParseError("bytes after the attributes", ErrorCode.INCORRECT_MESSAGE_LENGTH)
     _check_attributes(list(msg.attributes), msg.primitive_name)
     return msg
 
@@ -402,7 +480,10 @@ class BfcpStream:
         header = HEADER_LEN + (4 if self._buf[0] & 0x08 else 0)
         total = header + struct.unpack("!H", self._buf[2:4])[0] * 4
         if total > self.max_message:
-            raise BfcpParseError(f"message of {total} bytes exceeds {self.max_message}", 13)
+            raise BfcpParseError(
+                f"message of {total} bytes exceeds {self.max_message}",
+                ErrorCode.INCORRECT_MESSAGE_LENGTH,
+            )
         if len(self._buf) < total:
             return None
         out = bytes(self._buf[:total])

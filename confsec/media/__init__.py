@@ -5,9 +5,11 @@ The public face; the submodules hold the details:
 - `rtp`: `RtpPacket` / `RtpHeader` parse and build, hot-path helpers.
 - `srtp`: `new_sender` / `new_receiver`, the one factory of SRTP sessions (libsrtp).
 - `reference_srtp`: an independent SRTP on `cryptography`, for cross-checks only.
+- `defect_srtp`: SRTP reception without a replay window or a tag check, for defect switches.
 - `ledger`: `KeyStreamLedger`, who uses which (key, salt, SSRC), and reuse findings.
 - `tone`: PCMU, `ToneGenerator`, `detect_tones`, the tone plan.
 - `endpoint`: `MediaLeg`, an asyncio UDP leg with pacing and reception statistics.
+- `reception`: the leg's sans-IO half: each datagram judged and counted, the audio heard.
 """
 
 from confsec.media.endpoint import MediaLeg, MediaStats

@@ -7,11 +7,15 @@ replayed or not SRTP at all, which SSRCs, and which tones can be heard in them.
 
 Design points (aiortc's thin asyncio adapter over a sans-IO core):
 
+* The judgement of each datagram, its counters and the audio heard are the sans-IO
+  `confsec.media.reception.Reception`, which the leg inherits; the leg adds the socket, the
+  arrival bookkeeping (time, source, evidence), the pacing and the waiting.
 * Pacing uses `loop.call_at()` on absolute times t0 + k / pps, so the send rate does not drift
   with scheduling delays (a late packet is sent late, the next one is still on time) and there
   is no sleep loop.
 * Per-packet receive work is a few `struct` reads and counter increments; no dataclass per
-  packet. Statistics are copied into a `MediaStats` only when asked for.
+  packet, and no call beyond `Reception._classify()` and the SRTP receiver's. Statistics are
+  copied into a `MediaStats` only when asked for.
 * Waiting is event-driven: `wait_for_packets()` parks a future that the receive path resolves;
   a timeout raises `PeerTimeout` (the system under test did not deliver).
 * Memory is bounded: the first `raw_limit` datagrams are kept for evidence, the last
@@ -23,18 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-import numpy as np
-
 from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
-from confsec.media.rtp import RtpParseError, build_rtp, rtp_payload_bounds
-from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver, SrtpSender
-from confsec.media.tone import PCMU_SILENCE, detect_tones, pcmu_decode
+from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, Reception
+from confsec.media.rtp import build_rtp
+from confsec.media.srtp import SrtpReceiver, SrtpSender
+from confsec.media.tone import PCMU_SILENCE
 
 __all__ = ["MediaLeg", "MediaStats", "Protector", "RawPacket"]
 
@@ -49,13 +51,6 @@ class Protector(Protocol):
     robustness probes (confsec.behaviour.media_abuse) that forges, records or replays."""
 
     def protect(self, rtp: bytes) -> bytes: ...
-
-
-_SSRC_AT_8 = struct.Struct("!I")
-#: Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps.
-HELD_LIMIT = 500
-_PCMU = 0
-_PCMU_RATE = 8000
 
 
 @dataclass(frozen=True)
@@ -91,27 +86,6 @@ class MediaStats:
     """Loop time of the last datagram."""
 
 
-class _Audio:
-    """The last `limit` PCMU samples of one SSRC, as a deque of payloads."""
-
-    __slots__ = ("chunks", "limit", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.limit = limit
-
-    def add(self, payload: bytes) -> None:
-        self.chunks.append(payload)
-        self.size += len(payload)
-        while self.size - len(self.chunks[0]) >= self.limit:
-            self.size -= len(self.chunks.popleft())
-
-    def last(self, samples: int) -> bytes:
-        data = b"".join(self.chunks)
-        return data[-samples:] if samples < len(data) else data
-
-
 class _SendJob:
     __slots__ = (
         "count",
@@ -131,7 +105,7 @@ class _SendJob:
     )
 
 
-class MediaLeg(asyncio.DatagramProtocol):
+class MediaLeg(Reception, asyncio.DatagramProtocol):
     """One UDP media socket. Create with `await MediaLeg.open()`."""
 
     def __init__(
@@ -142,14 +116,15 @@ class MediaLeg(asyncio.DatagramProtocol):
         ssrc_limit: int = 1024,
         recent_limit: int = 0,
     ) -> None:
+        super().__init__(
+            audio_seconds=audio_seconds,
+            ssrc_limit=ssrc_limit,
+            held_limit=max(raw_limit, HELD_LIMIT),
+        )
         self._loop = asyncio.get_running_loop()
-        self._previous: SrtpReceiver | None = None
         self._seq_next: int | None = None
         self.receiver_set_at: float | None = None
         """Loop time of the last `set_receiver()`."""
-        self.first_authenticated_at: float | None = None
-        """Loop time of the first packet that authenticated under the current receiver (not
-        the previous one kept during a rekey): when a new key was first seen in use."""
         self.recent: deque[RawPacket] | None = deque(maxlen=recent_limit) if recent_limit else None
         """The last `recent_limit` datagrams (time, source, bytes): what forward and backward
         security are judged on, by trying old keys on packets actually received."""
@@ -164,29 +139,15 @@ class MediaLeg(asyncio.DatagramProtocol):
         self.hook_error: BaseException | None = None
         self.send_error: BaseException | None = None
         self.socket_errors = 0
-        self._receiver: SrtpReceiver | None = None
         self._job: _SendJob | None = None
         self._waiters: list[tuple[int, bool, asyncio.Future[None]]] = []
         self._raw: list[RawPacket] = []
         self._raw_limit = raw_limit
-        self._ssrc_limit = ssrc_limit
-        self._audio: dict[int, _Audio] = {}
-        self._audio_limit = int(audio_seconds * _PCMU_RATE)
-        self._ssrcs: set[int] = set()
         self._peers: set[Addr] = set()
         self._first: float | None = None
         self._last: float | None = None
         self.sent = 0
         self.received = 0
-        self.authenticated = 0
-        self.auth_failed = 0
-        self.replayed = 0
-        self.malformed = 0
-        self.plain = 0
-        self.rtcp = 0
-        self._held: list[bytes] | None = None
-        """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
-        self._held_limit = max(raw_limit, HELD_LIMIT)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -242,18 +203,6 @@ class MediaLeg(asyncio.DatagramProtocol):
         """Where the pacing job and `send_raw()` send to."""
         self.remote = tuple(addr)
 
-    def expect_key(self) -> None:
-        """An SRTP offer went out for this leg: hold what arrives until its key is known.
-
-        The answerer may send media as soon as it has answered (RFC 3264 section 5.1), and with
-        SDES the key travels in that answer, so the first packets can be here before the answer
-        is read, the more so on a loaded machine. Judging them then would count a conformant
-        target's packets as "not authenticating"; holding them judges every packet under the
-        key it was sent with, once `set_receiver()` brings it.
-        """
-        if self._receiver is None and self._held is None:
-            self._held = []
-
     def set_receiver(self, receiver: SrtpReceiver | None, *, keep_previous: bool = False) -> None:
         """The SRTP receiver that checks incoming packets; None accepts plain RTP.
 
@@ -261,16 +210,9 @@ class MediaLeg(asyncio.DatagramProtocol):
         one it replaces, since the peer switches keys when it gets our answer, a little later.
         Packets held by `expect_key()` are judged now, in the order they arrived.
         """
-        self._previous = self._receiver if keep_previous else None
-        self._receiver = receiver
         self.receiver_set_at = self._loop.time()
-        self.first_authenticated_at = None
-        held, self._held = self._held, None
-        if held:
-            for data in held:
-                self._classify(data)
-            if self._waiters:
-                self._wake()
+        if self._use_receiver(receiver, keep_previous, self._last) and self._waiters:
+            self._wake()
 
     def replace_sender(self, sender: SrtpSender | None) -> None:
         """Switch the running pacing job (and `self.sender`) to a new SRTP sender (a rekey)."""
@@ -284,14 +226,14 @@ class MediaLeg(asyncio.DatagramProtocol):
         self,
         sender: Protector | None,
         ssrc: int,
-        payload_type: int = _PCMU,
+        payload_type: int = PCMU_PT,
         frames: Iterator[bytes] | None = None,
         pps: float = 50.0,
         *,
         count: int | None = None,
         start_seq: int | None = None,
         start_ts: int | None = None,
-        clock_rate: int = _PCMU_RATE,
+        clock_rate: int = PCMU_RATE,
         marker_first: bool = True,
     ) -> None:
         """Send one RTP stream at `pps` packets per second until the frames or `count` run out.
@@ -378,6 +320,12 @@ class MediaLeg(asyncio.DatagramProtocol):
     def sending(self) -> bool:
         return self._job is not None
 
+    @property
+    def closed(self) -> bool:
+        """The socket is gone: a leaver's or a vanished participant's leg (keys stay in the
+        ledger for the judgements, but nothing is sent or received any more)."""
+        return self._transport is None
+
     async def wait_sending_done(self, timeout: float) -> None:
         """Wait until the pacing job has run out of frames or count (or was stopped)."""
         job = self._job
@@ -417,66 +365,9 @@ class MediaLeg(asyncio.DatagramProtocol):
             except Exception as exc:
                 if self.hook_error is None:
                     self.hook_error = exc
-        self._classify(data)
+        self._classify(data, now)
         if self._waiters:
             self._wake()
-
-    def _classify(self, data: bytes) -> None:
-        if self._held is not None:  # only ever set while there is no receiver
-            if len(self._held) < self._held_limit:
-                self._held.append(data)
-                return
-            # A key that never comes: judge what was held, and all that follows, without one.
-            held, self._held = self._held, None
-            for old in held:
-                self._classify(old)
-        if len(data) < 12 or data[0] >> 6 != 2:
-            self.malformed += 1
-            return
-        if 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761)
-            self.rtcp += 1
-            return
-        ssrc = _SSRC_AT_8.unpack_from(data, 8)[0]
-        if ssrc not in self._ssrcs and len(self._ssrcs) < self._ssrc_limit:
-            self._ssrcs.add(ssrc)
-        rx = self._receiver
-        if rx is not None:
-            plain = rx.try_unprotect(data)
-            if plain is None and self._previous is not None:
-                plain = self._previous.try_unprotect(data)
-                if plain is None:
-                    rx = self._previous
-            elif plain is not None and self.first_authenticated_at is None:
-                self.first_authenticated_at = self._last
-            if plain is None:
-                status = rx.last_status
-                if status == AUTH_FAILED:
-                    self.auth_failed += 1
-                elif status == REPLAYED:
-                    self.replayed += 1
-                else:
-                    self.malformed += 1
-                return
-            self.authenticated += 1
-        else:
-            plain = data
-            self.plain += 1
-        if plain[1] & 0x7F != _PCMU:
-            return
-        if plain[0] == 0x80:  # no padding, extension or CSRC: the common case
-            payload = plain[12:]
-        else:
-            try:
-                start, end = rtp_payload_bounds(plain)
-            except RtpParseError:
-                return  # counted as received/plain; the payload is unusable for audio
-            payload = plain[start:end]
-        audio = self._audio.get(ssrc)
-        if audio is None:
-            if len(self._audio) >= self._ssrc_limit:
-                return
-            audio = self._audio[ssrc] = _Audio(self._audio_limit)
-        audio.add(payload)
 
     def _wake(self) -> None:
         keep = []
@@ -548,50 +439,6 @@ class MediaLeg(asyncio.DatagramProtocol):
     def raw_packets(self) -> list[RawPacket]:
         """The first `raw_limit` datagrams with arrival time and source, for evidence."""
         return list(self._raw)
-
-    def audio(self, ssrc: int, seconds: float = 1.0) -> np.ndarray:
-        """The last `seconds` of PCMU decoded from one SSRC (int16; empty if none)."""
-        buf = self._audio.get(ssrc)
-        if buf is None:
-            return np.zeros(0, dtype=np.int16)
-        return pcmu_decode(buf.last(int(seconds * _PCMU_RATE)))
-
-    def tone_ratios(
-        self, candidates: Sequence[float], seconds: float = 1.0, ssrc: int | None = None
-    ) -> dict[float, float]:
-        """For each candidate, its power share in the last `seconds` of received PCMU.
-
-        Each SSRC is analysed on its own (a forwarder sends one per talker, a mixer one for
-        all) and the largest share per candidate is returned; see `tone.detect_tones()`.
-        """
-        result = dict.fromkeys((float(f) for f in candidates), 0.0)
-        ssrcs = [ssrc] if ssrc is not None else list(self._audio)
-        for s in ssrcs:
-            pcm = self.audio(s, seconds)
-            if pcm.size < 2:
-                continue
-            for f, r in detect_tones(pcm, list(result)).items():
-                if r > result[f]:
-                    result[f] = r
-        return result
-
-    def reset_audio(self) -> None:
-        """Start a fresh listening window: forget the audio received so far.
-
-        `heard_tones()` looks at the last seconds of what arrived; a check about one window
-        (a replay must not be heard *now*) would otherwise hear what came before it.
-        """
-        self._audio.clear()
-
-    def heard_tones(
-        self, candidates: Sequence[float], min_ratio: float = 0.005, seconds: float = 1.0
-    ) -> set[float]:
-        """The candidate tones heard in the last `seconds` received: "440 and 660, not 880".
-
-        A tone is heard when its share of the power is at least `min_ratio` (see
-        `tone.tones_present()`); `tone_ratios()` gives the numbers behind the answer.
-        """
-        return {f for f, r in self.tone_ratios(candidates, seconds).items() if r >= min_ratio}
 
 
 def _silence(samples: int) -> Iterator[bytes]:

@@ -4,7 +4,8 @@ The four machines (client/server x INVITE/non-INVITE) are given the time instead
 clock, in the style of aioquic: every input takes `now`, `next_timer()` says when the caller must
 call `handle_timer(now)` next, and what the machine wants done comes out of `next_event()` as
 frozen dataclasses. Nothing here touches a socket, so Timers A..K can be checked with a fake clock
-and the same code runs in the suite's participants and in the reference server.
+and the same code runs in the suite's participants and in the reference server. Which machine a
+message belongs to is computed in `_txn_keys`.
 
 Two deliberate departures from the letter of RFC 3261, both taken from RFC 6026:
 
@@ -22,10 +23,9 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from confsec.codec.sip import Headers, Request, Response, make_response, parse_via
+from confsec.codec.sip import Headers, Request, Response, make_response
 from confsec.errors import LocalProtocolError
-
-MAGIC_COOKIE = "z9hG4bK"
+from confsec.net._txn_keys import client_key, server_key
 
 
 @dataclass(frozen=True)
@@ -141,63 +141,7 @@ Event = (
 )
 
 
-# ------------------------------------------------------------------------------------- matching
-
-
-def _cseq_method(message: Request | Response) -> str:
-    try:
-        return message.cseq[1].upper()
-    except Exception:
-        return ""
-
-
-def client_key(message: Request | Response) -> tuple[str, str]:
-    """Key of a client transaction (§17.1.3): top Via branch + CSeq method.
-
-    A response carries the branch we sent in the top Via; the CSeq method tells the INVITE
-    transaction from the CANCEL that shares its branch.
-    """
-    branch = message.branch or ""
-    method = _cseq_method(message)
-    if method == "ACK":
-        method = "INVITE"
-    return (branch, method)
-
-
-def server_key(request: Request) -> tuple[str, ...]:
-    """Key of a server transaction (§17.2.3).
-
-    With the magic cookie: branch + sent-by of the top Via + method, ACK counting as INVITE.
-    Without it (RFC 2543 peers) fall back to the fields §17.2.3 lists so that such peers still
-    get their retransmissions absorbed.
-    """
-    method = request.method.upper()
-    if method == "ACK":
-        method = "INVITE"
-    top_value = request.headers.get("Via")
-    top = parse_via(top_value) if top_value is not None else None  # parsed once: hot path
-    sent_by = f"{top.host}:{top.port}" if top is not None else ""
-    branch = (top.branch if top is not None else None) or ""
-    if branch.startswith(MAGIC_COOKIE):
-        return (branch, sent_by, method)
-    to_tag = ""
-    from_tag = ""
-    try:
-        to_tag = request.to.tag or ""
-        from_tag = request.from_.tag or ""
-    except Exception:
-        pass
-    cseq = request.cseq[0] if request.headers.get("CSeq") else 0
-    return (
-        "rfc2543",
-        request.uri,
-        to_tag,
-        from_tag,
-        request.call_id or "",
-        str(cseq),
-        sent_by,
-        method,
-    )
+# ------------------------------------------------------------------------------------ the ACK
 
 
 def build_ack(request: Request, response: Response) -> Request:

@@ -14,7 +14,7 @@ import contextlib
 import ssl
 from dataclasses import dataclass
 
-from confsec.codec.bfcp import Bfcp, BfcpParseError, BfcpStream
+from confsec.codec.bfcp import Bfcp, BfcpParseError, BfcpStream, Primitive
 from confsec.errors import PeerTimeout, TransportError
 from confsec.net.tls import PeerCert, peer_identity
 
@@ -131,7 +131,7 @@ class BfcpClient:
         except (TransportError, OSError):
             return None
         return await self.wait_for(
-            lambda m: m.transaction_id == txn or m.primitive == 13, timeout, since
+            lambda m: m.transaction_id == txn or m.primitive == Primitive.ERROR, timeout, since
         )
 
     async def close(self) -> None:

@@ -1,99 +1,203 @@
-"""SIP dialogs (RFC 3261 §12): the state two user agents share after an INVITE succeeds.
+"""SIP dialogs (RFC 3261 §12) over asyncio: the state two user agents share after an INVITE
+succeeds, bound to the flow it was made on.
 
 A `Dialog` remembers the `Flow` it was made on, so that in-dialog requests (re-INVITE, UPDATE,
 NOTIFY, BYE) go back over the same connection. That is what a conference focus must do with
 participants behind their own TLS connections, and what lets a check say the whole call stayed
 inside TLS.
+
+The rules (dialog ID, CSeq order, route set, target refresh, the ACK a 2xx waits for) live in
+the sans-IO `DialogState` of `_dialog_fsm`; this module sends what they call for through the
+`DialogHost` its user agent implements, and needs nothing else from the user agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from confsec.codec.sip import Headers, Request, Response, header_key
-from confsec.errors import LocalProtocolError
-from confsec.net.transport import Flow
-
-if TYPE_CHECKING:
-    from confsec.net.transaction import ServerTransactionHandle
-    from confsec.net.ua import IncomingRequest, UserAgent
+from confsec.codec.sip import Headers, Request, Response
+from confsec.errors import ConfsecError, LocalProtocolError
+from confsec.net._dialog_fsm import (
+    AckAwaited,
+    AckDue,
+    DialogId,
+    DialogState,
+    Refusal,
+    Role,
+)
+from confsec.net.client import Exchange, RequestBuilder
+from confsec.net.flow import Destination, Flow, NextHop
+from confsec.net.headers import HeaderList, merge_headers
+from confsec.net.transaction import ServerTransactionHandle
 
 log = logging.getLogger(__name__)
 
-RequestHandler = Callable[["IncomingRequest"], Awaitable[None]]
-HeaderList = Iterable[tuple[str, str]]
+# Methods whose requests carry our Contact (§12.2.1.1 target refresh, RFC 6665, RFC 3515).
+_CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
-_REFRESH_METHODS = frozenset({"INVITE", "UPDATE"})
+
+class DialogHost(Protocol):
+    """What a dialog needs from the user agent it lives in (`UserAgent` implements it)."""
+
+    user_agent_header: str | None
+    """Value of the User-Agent header of our requests, or None for none."""
+
+    def via_for(self, flow: Flow, branch: str | None = None) -> str:
+        """Our Via for a request on `flow`."""
+        ...
+
+    def contact_for(self, flow: Flow) -> str:
+        """Our Contact for messages on `flow`."""
+        ...
+
+    def is_open(self, flow: Flow) -> bool:
+        """True if a message can still be sent on `flow` without connecting."""
+        ...
+
+    def destination_for(self, uri: str) -> Destination:
+        """Where `uri` points."""
+        ...
+
+    async def exchange(
+        self, build: RequestBuilder, hop: NextHop, *, timeout: float | None, authenticate: bool
+    ) -> Exchange:
+        """Run a client transaction for the request `build` makes, with one digest retry."""
+        ...
+
+    def send(self, message: Request | Response, flow: Flow) -> None:
+        """Send outside any transaction (an ACK for a 2xx), recording it in the trace."""
+        ...
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run `coro` in the background until the user agent closes."""
+        ...
+
+    def forget_dialog(self, dialog: Dialog) -> None:
+        """`dialog` ended: requests in it are answered 481 from now on."""
+        ...
 
 
 class Dialog:
-    """One dialog, either role (`role` is 'uac' for the caller, 'uas' for the callee).
+    """One dialog, either role, and the flow its requests go on.
 
-    Identified by (call_id, local_tag, remote_tag). `local_seq` is the CSeq of the last request
-    we sent in it; `remote_seq` the last the peer sent (None until it sends one). `route_set`
-    holds the Route values in the order they must be sent (already reversed for a UAC).
+    The dialog's identity and sequence state are in `state` and read through the properties
+    below; build one with `Dialog.uac` or `Dialog.uas`.
     """
 
-    def __init__(
-        self,
-        ua: UserAgent,
-        *,
-        role: Literal["uac", "uas"],
-        call_id: str,
-        local_tag: str,
-        remote_tag: str,
-        local_uri: str,
-        remote_uri: str,
-        local_seq: int,
-        remote_seq: int | None,
-        remote_target: str,
-        route_set: Sequence[str],
-        flow: Flow,
-        secure: bool,
-        local_display: str | None = None,
-    ) -> None:
+    def __init__(self, ua: DialogHost, state: DialogState, flow: Flow) -> None:
         self.ua = ua
-        self.role = role
-        self.call_id = call_id
-        self.local_tag = local_tag
-        self.remote_tag = remote_tag
-        self.local_uri = local_uri
-        self.remote_uri = remote_uri
-        self.local_display = local_display
-        self.local_seq = local_seq
-        self.remote_seq = remote_seq
-        self.remote_target = remote_target
-        self.route_set: list[str] = list(route_set)
+        """The user agent the dialog lives in."""
+        self.state = state
         self.flow = flow
-        self.secure = secure
-        self.on_request: RequestHandler | None = None
-        """Handler for in-dialog requests; without one, BYE -> 200 (and the dialog ends),
-        INVITE and UPDATE with a body -> 488 (we cannot accept an offer we know nothing about),
-        other requests -> 200."""
+        self.on_request: Callable[..., Awaitable[None]] | None = None
+        """Handler for in-dialog requests, called with the `IncomingRequest` (net/incoming.py);
+        without one, BYE -> 200 (and the dialog ends), INVITE and UPDATE with a body -> 488 (we
+        cannot accept an offer we know nothing about), other requests -> 200."""
         self.terminated = asyncio.Event()
         """Set when the dialog ends (BYE sent or received, ACK timeout)."""
         self.confirmed = asyncio.Event()
         """Set when the INVITE that made the dialog is ACKed (UAS: ACK received; UAC: sent)."""
-        self.termination_reason: str | None = None
-        self.remote_sdp: bytes | None = None
-        """Body of the last offer/answer from the peer (INVITE/2xx), for the media layer."""
         self.last_ack: Request | None = None
         """The last ACK we sent for a 2xx, resent if that 2xx is retransmitted."""
         self._invite_txn: ServerTransactionHandle | None = None
-        self._invite_seq: int | None = None
+
+    @classmethod
+    def uac(
+        cls,
+        ua: DialogHost,
+        request: Request,
+        response: Response,
+        flow: Flow,
+        *,
+        secure: bool,
+        local_display: str | None = None,
+    ) -> Dialog:
+        """The caller's dialog from the 2xx to `request`, made on `flow` (`DialogState.uac`)."""
+        state = DialogState.uac(request, response, secure=secure, local_display=local_display)
+        return cls(ua, state, flow)
+
+    @classmethod
+    def uas(
+        cls,
+        ua: DialogHost,
+        request: Request,
+        flow: Flow,
+        *,
+        local_tag: str,
+        local_seq: int,
+        secure: bool,
+        local_display: str | None = None,
+    ) -> Dialog:
+        """The callee's dialog for `request`, which came on `flow` (`DialogState.uas`)."""
+        state = DialogState.uas(
+            request,
+            local_tag=local_tag,
+            local_seq=local_seq,
+            secure=secure,
+            local_display=local_display,
+        )
+        return cls(ua, state, flow)
 
     # -- identity -------------------------------------------------------------------------------
     @property
-    def id(self) -> tuple[str, str, str]:
+    def id(self) -> DialogId:
         """(Call-ID, local tag, remote tag)."""
-        return (self.call_id, self.local_tag, self.remote_tag)
+        return self.state.id
+
+    @property
+    def role(self) -> Role:
+        return self.state.role
+
+    @property
+    def call_id(self) -> str:
+        return self.state.call_id
+
+    @property
+    def local_tag(self) -> str:
+        return self.state.local_tag
+
+    @property
+    def remote_tag(self) -> str:
+        return self.state.remote_tag
+
+    @property
+    def remote_uri(self) -> str:
+        return self.state.remote_uri
+
+    @property
+    def remote_target(self) -> str:
+        """Where our requests in the dialog go (the peer's last Contact)."""
+        return self.state.remote_target
+
+    @property
+    def local_seq(self) -> int:
+        """CSeq number of the last request we sent in the dialog."""
+        return self.state.local_seq
+
+    @property
+    def route_set(self) -> tuple[str, ...]:
+        return self.state.route_set
+
+    @property
+    def secure(self) -> bool:
+        return self.state.secure
+
+    @property
+    def remote_sdp(self) -> bytes | None:
+        """Body of the last offer/answer from the peer (INVITE, 2xx or ACK)."""
+        return self.state.remote_sdp
+
+    @property
+    def termination_reason(self) -> str | None:
+        return self.state.termination_reason
 
     @property
     def is_terminated(self) -> bool:
-        return self.terminated.is_set()
+        return self.state.terminated
 
     def __repr__(self) -> str:
         state = "terminated" if self.is_terminated else "confirmed"
@@ -102,8 +206,7 @@ class Dialog:
     # -- building -------------------------------------------------------------------------------
     def next_seq(self) -> int:
         """Take the CSeq number for a new request in this dialog."""
-        self.local_seq += 1
-        return self.local_seq
+        return self.state.next_seq()
 
     def build_request(
         self,
@@ -118,18 +221,9 @@ class Dialog:
     ) -> Request:
         """An in-dialog request (§12.2.1.1): Request-URI = remote target, Route = route set."""
         ua = self.ua
-        from_value = _name_addr(self.local_display, self.local_uri, self.local_tag)
-        to_value = _name_addr(None, self.remote_uri, self.remote_tag)
-        base: list[tuple[str, str]] = [
-            ("Via", ua.via_for(flow, branch)),
-            ("Max-Forwards", "70"),
-            ("From", from_value),
-            ("To", to_value),
-            ("Call-ID", self.call_id),
-            ("CSeq", f"{cseq} {method}"),
-        ]
-        base += [("Route", route) for route in self.route_set]
-        if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
+        base = [("Via", ua.via_for(flow, branch)), ("Max-Forwards", "70")]
+        base += self.state.request_headers(method, cseq)
+        if method in _CONTACT_METHODS:
             base.append(("Contact", ua.contact_for(flow)))
         if ua.user_agent_header:
             base.append(("User-Agent", ua.user_agent_header))
@@ -155,8 +249,7 @@ class Dialog:
         method = method.upper()
         if method in ("ACK", "CANCEL"):
             raise LocalProtocolError(f"{method} is not sent with Dialog.request")
-        if self.is_terminated and method != "BYE":
-            raise LocalProtocolError(f"dialog {self.call_id} is terminated")
+        self.state.check_can_send(method)
         extra = list(headers)
 
         def build(flow: Flow, auth: list[tuple[str, str]]) -> Request:
@@ -169,21 +262,14 @@ class Dialog:
                 content_type=content_type,
             )
 
-        result = await self.ua._exchange(
-            build, self.target(), timeout=timeout, authenticate=authenticate
+        result = await self.ua.exchange(
+            build, self.next_hop(), timeout=timeout, authenticate=authenticate
         )
         response = result.response
-        if method in _REFRESH_METHODS and 200 <= response.status < 300:
-            self._refresh_target(response)
-        if method == "INVITE" and 200 <= response.status < 300:
-            if response.body:
-                self.remote_sdp = response.body
-            self.send_ack(result.request, response)
-        if method == "BYE":
-            self._terminate("BYE sent")
-        elif response.status == 481 or response.status == 408:
-            # §12.2.1.2: the dialog is gone on the other side.
-            self._terminate(f"{response.status} to {method}")
+        for event in self.state.response_received(method, response):
+            if isinstance(event, AckDue):
+                self.send_ack(result.request, response)
+        self._mirror_end()
         return response
 
     async def reinvite(
@@ -203,10 +289,10 @@ class Dialog:
         """End the dialog with BYE; it is terminated whatever the answer."""
         return await self.request("BYE", headers=headers, timeout=timeout)
 
-    def target(self) -> Flow | tuple[str, str, int]:
+    def next_hop(self) -> NextHop:
         """Where in-dialog requests go: our flow while it is open, else the first Route (or the
         remote target) over the flow's transport."""
-        if self.ua.transport.is_open(self.flow):
+        if self.ua.is_open(self.flow):
             return self.flow
         return self.ua.destination_for(self.route_set[0] if self.route_set else self.remote_target)
 
@@ -224,48 +310,53 @@ class Dialog:
             ack = self.build_request("ACK", self.flow, cseq=cseq, headers=auth)
             self.last_ack = ack
         try:
-            self.ua._send(ack, self.flow)
+            self.ua.send(ack, self.flow)
         except Exception as exc:
             log.info("cannot send ACK on %s: %s", self.flow, exc)
         self.confirmed.set()
         return ack
 
-    # -- incoming -------------------------------------------------------------------------------
-    def _refresh_target(self, message: Request | Response) -> None:
-        contact = message.headers.get("Contact")
-        if contact:
-            self.remote_target = contact_uri(contact)
+    def resend_ack(self, response: Response) -> None:
+        """A 2xx to INVITE came again: resend our ACK if it is the 2xx we ACKed last, since
+        its sender retransmits until an ACK reaches it (§13.2.2.4)."""
+        if self.last_ack is not None and self.last_ack.cseq[0] == response.cseq[0]:
+            with contextlib.suppress(ConfsecError, OSError):
+                self.ua.send(self.last_ack, self.flow)
 
-    def _check_remote_seq(self, request: Request) -> bool:
-        """§12.2.2: a CSeq lower than the last one is out of order (answered 500)."""
-        seq = request.cseq[0]
-        if self.remote_seq is not None and seq <= self.remote_seq:
-            return False
-        self.remote_seq = seq
-        return True
+    # -- the peer's requests --------------------------------------------------------------------
+    def admit(self, request: Request) -> Refusal | None:
+        """A new request from the peer in this dialog: None when it is taken, else how the
+        user agent must refuse it (§12.2.2)."""
+        return self.state.admit(request)
 
-    def _expect_ack(self, txn: ServerTransactionHandle, cseq: int) -> None:
-        """UAS side: we sent a 2xx to (re-)INVITE `cseq`; the ACK will come to the dialog."""
-        self._invite_txn = txn
-        self._invite_seq = cseq
-        txn.on_timeout = self._on_ack_timeout
+    def answered(
+        self, request: Request, response: Response, transaction: ServerTransactionHandle
+    ) -> None:
+        """We sent `response` to the peer's `request` (in this dialog, or the INVITE that made
+        it) on `transaction`: a 2xx to INVITE waits for its ACK, one to BYE ends the dialog."""
+        for event in self.state.response_sent(request, response):
+            if isinstance(event, AckAwaited):
+                self._invite_txn = transaction
+                transaction.on_timeout = self._on_ack_timeout
+        self._mirror_end()
 
-    def _ack_received(self, ack: Request) -> None:
-        if self._invite_seq is not None and ack.cseq[0] != self._invite_seq:
-            log.info("ACK with CSeq %s does not match INVITE %s", ack.cseq[0], self._invite_seq)
+    def ack_received(self, ack: Request) -> None:
+        """The ACK for a 2xx of ours: it confirms the dialog and stops our retransmissions."""
+        if not self.state.ack_received(ack):
+            log.info(
+                "ACK with CSeq %s does not match INVITE %s", ack.cseq[0], self.state.awaited_ack
+            )
             return
-        if ack.body:
-            self.remote_sdp = ack.body
         if self._invite_txn is not None:
             self._invite_txn.ack_2xx_received(ack)
         self.confirmed.set()
 
     def _on_ack_timeout(self, timer: str) -> None:
         # §13.3.1.4: no ACK after 64*T1 -> the session should be ended with a BYE.
-        if timer != "L" or self.is_terminated:
+        if not self.state.ack_timed_out(timer):
             return
         log.info("no ACK for 2xx in dialog %s; sending BYE", self.call_id)
-        self.ua._spawn(self._bye_quietly())
+        self.ua.spawn(self._bye_quietly())
 
     async def _bye_quietly(self) -> None:
         try:
@@ -273,43 +364,12 @@ class Dialog:
         except Exception as exc:
             log.info("BYE after ACK timeout failed: %s", exc)
         finally:
-            self._terminate("no ACK")
+            self.state.terminate("no ACK")
+            self._mirror_end()
 
-    def _terminate(self, reason: str) -> None:
-        if self.terminated.is_set():
-            return
-        self.termination_reason = reason
-        self.terminated.set()
-        self.ua.forget_dialog(self)
-
-
-# ------------------------------------------------------------------------------------- helpers
-
-
-def _name_addr(display: str | None, uri: str, tag: str | None) -> str:
-    text = f'"{display}" <{uri}>' if display else f"<{uri}>"
-    return f"{text};tag={tag}" if tag else text
-
-
-def contact_uri(contact: str) -> str:
-    """The URI inside a Contact/Route value (`"x" <sip:a@b>;expires=1` -> `sip:a@b`)."""
-    start = contact.find("<")
-    if start != -1:
-        end = contact.find(">", start)
-        return contact[start + 1 : end if end != -1 else None].strip()
-    return contact.split(";", 1)[0].strip()
-
-
-def merge_headers(
-    base: Iterable[tuple[str, str]], extra: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """`base` with every header named in `extra` replaced by `extra`'s values.
-
-    This is how a caller overrides what the UA would put (From, Contact, Authorization...):
-    the values it gives win, and a step can still craft odd messages.
-    """
-    extra = list(extra)
-    if not extra:
-        return list(base)
-    override = {header_key(name) for name, _ in extra}
-    return [(n, v) for n, v in base if header_key(n) not in override] + extra
+    def _mirror_end(self) -> None:
+        """Once the state has ended (an `Ended` event), set `terminated` and leave the user
+        agent's table, once."""
+        if self.state.terminated and not self.terminated.is_set():
+            self.terminated.set()
+            self.ua.forget_dialog(self)

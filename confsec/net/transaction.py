@@ -26,10 +26,9 @@ from confsec.net._txn_fsm import (
     Timers,
     Transmit,
     TransportFailed,
-    client_key,
-    server_key,
 )
-from confsec.net.transport import Flow
+from confsec.net._txn_keys import client_key, server_key
+from confsec.net.flow import Flow
 
 __all__ = [
     "ClientTransactionHandle",

@@ -1,10 +1,8 @@
 """SIP transports over asyncio: UDP, TCP and TLS listeners and connections.
 
-One `TransportLayer` owns every socket of a user agent. It frames incoming bytes (one datagram
-is one message; streams go through `SipStream`) and hands each message up with the `Flow` it
-came in on. A `Flow` is what lets a response, a NOTIFY or a re-INVITE go back the way the peer
-reached us (the reference server talks to participants over the connections they opened), and
-what lets a check see that a message was protected by TLS, and by which certificate.
+One `TransportLayer` owns every socket of a user agent. Its sockets (net/connection.py) frame
+incoming bytes (one datagram is one message; streams go through `SipStream`), and the layer
+hands each message up with the `Flow` it came in on (net/flow.py).
 
 Connections are kept in a table keyed by (transport, remote address) so that responses and new
 requests towards the same peer reuse them, in both directions.
@@ -15,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
-from confsec.codec.sip import Request, Response, SipStream, parse_message
+from confsec.codec.sip import Request, Response
 from confsec.errors import (
     ConfigError,
     PeerTimeout,
@@ -29,72 +24,23 @@ from confsec.errors import (
     TlsVerificationError,
     TransportError,
 )
-from confsec.net.tls import PeerCert
+from confsec.net.connection import StreamConnection, UdpEndpoint, sock_address
+from confsec.net.flow import Address, Flow, NextHop
 
 log = logging.getLogger(__name__)
 
-TransportName = Literal["udp", "tcp", "tls"]
-Address = tuple[str, int]
-Destination = tuple[str, str, int]
-"""Where to send when there is no flow yet: (transport, host, port)."""
+MessageHandler = Callable[["Request | Response", Flow], None]
+ErrorHandler = Callable[[RemoteProtocolError, Flow, bytes], None]
+ClosedHandler = Callable[[Flow, "Exception | None"], None]
 
-MessageHandler = Callable[["Request | Response", "Flow"], None]
-ErrorHandler = Callable[[RemoteProtocolError, "Flow", bytes], None]
-ClosedHandler = Callable[["Flow", "Exception | None"], None]
+ListenSpec = tuple[str, str, int]
+"""(transport, host, port) to listen on; port 0 lets the OS choose."""
 
 _TRANSPORTS = ("udp", "tcp", "tls")
 
 
-@dataclass(frozen=True)
-class Flow:
-    """One path between a local and a remote socket address, as messages travel on it."""
-
-    transport: str
-    """'udp', 'tcp' or 'tls'."""
-    local: Address
-    """Our (host, port)."""
-    remote: Address
-    """The peer's (host, port)."""
-    peer_cert_der: bytes | None = None
-    """The certificate the peer presented in the TLS handshake (DER), if any."""
-    tls_version: str | None = None
-    """Negotiated protocol, e.g. 'TLSv1.3' (None unless TLS)."""
-    cipher: str | None = None
-    """Negotiated cipher suite name (None unless TLS)."""
-
-    @property
-    def secure(self) -> bool:
-        """True when the message travelled inside TLS."""
-        return self.transport == "tls"
-
-    @property
-    def peer_identity(self) -> PeerCert | None:
-        """The identity in the peer's certificate (subject CN, SAN DNS names and URIs)."""
-        return PeerCert.from_der(self.peer_cert_der) if self.peer_cert_der else None
-
-    @property
-    def reliable(self) -> bool:
-        """True on stream transports, where SIP does not retransmit (RFC 3261 §17)."""
-        return self.transport != "udp"
-
-    def __str__(self) -> str:
-        return (
-            f"{self.transport}:{self.local[0]}:{self.local[1]}<->{self.remote[0]}:{self.remote[1]}"
-        )
-
-
-def _addr(sockaddr: tuple) -> Address:  # type: ignore[type-arg]
-    """(host, port) from a socket address (IPv6 addresses have four fields)."""
-    return (str(sockaddr[0]), int(sockaddr[1]))
-
-
 def _is_loopback(host: str) -> bool:
     return host.startswith("127.") or host == "::1"
-
-
-def _is_keepalive(data: bytes) -> bool:
-    """CRLF keep-alives (RFC 5626 §4.4.1) and empty datagrams are not messages."""
-    return not data.strip(b"\r\n")
 
 
 def tls_reason(exc: BaseException) -> str:
@@ -104,155 +50,6 @@ def tls_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return str(exc.reason or exc)
     return str(exc) or type(exc).__name__
-
-
-# ----------------------------------------------------------------------------------- protocols
-
-
-class _UdpEndpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket: parses each datagram on its own."""
-
-    def __init__(self, layer: TransportLayer) -> None:
-        self.layer = layer
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("0.0.0.0", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.local = _addr(transport.get_extra_info("sockname"))
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
-        if _is_keepalive(data):
-            return
-        flow = Flow("udp", self.local, _addr(addr))
-        try:
-            message = parse_message(data)
-        except RemoteProtocolError as exc:
-            self.layer._deliver_error(exc, flow, data)
-            return
-        self.layer._deliver(message, flow)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable shows up here on Linux; retransmission timers cope with it.
-        log.debug("UDP %s: %s", self.local, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.layer._udp.pop(self.local, None)
-
-
-class _StreamConnection(asyncio.Protocol):
-    """One TCP or TLS connection, in either direction, framed with `SipStream`."""
-
-    def __init__(
-        self,
-        layer: TransportLayer,
-        transport_name: str,
-        server_ssl: ssl.SSLContext | None = None,
-    ) -> None:
-        self.layer = layer
-        self.name = transport_name
-        self.server_ssl = server_ssl
-        self.transport: asyncio.Transport | None = None
-        self.stream = SipStream()
-        self.flow: Flow | None = None
-        self.closed = False
-        # Bytes that arrive between the end of a server-side TLS handshake and `attach()`: in
-        # TLS 1.3 the client's first request follows its Finished at once, and the SSL protocol
-        # may deliver it before `start_tls()` has returned to us.
-        self._early: list[bytes] = []
-
-    # Called for plain TCP (both sides) and for client-side TLS after the handshake; the server
-    # side of TLS is wired by `TransportLayer._server_tls_handshake` instead.
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if self.server_ssl is not None and transport.get_extra_info("ssl_object") is None:
-            # Raw TCP half of a server TLS connection: hold the ClientHello in the kernel until
-            # start_tls() takes over, or it would land in data_received as plaintext.
-            transport.pause_reading()
-            self.layer._spawn(self.layer._server_tls_handshake(self, transport))
-            return
-        self.attach(transport)  # type: ignore[arg-type]
-
-    def attach(self, transport: asyncio.Transport) -> None:
-        """Bind to a transport that is ready for SIP and register in the connection table."""
-        self.transport = transport
-        local = _addr(transport.get_extra_info("sockname"))
-        remote = _addr(transport.get_extra_info("peername"))
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            cipher = ssl_object.cipher()
-            self.flow = Flow(
-                "tls",
-                local,
-                remote,
-                peer_cert_der=ssl_object.getpeercert(binary_form=True),
-                tls_version=ssl_object.version(),
-                cipher=cipher[0] if cipher else None,
-            )
-        else:
-            self.flow = Flow(self.name, local, remote)
-        with contextlib.suppress(OSError, AttributeError):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.layer._register(self)
-        early, self._early = self._early, []
-        for data in early:
-            self.data_received(data)
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.flow is None:
-            self._early.append(data)
-            return
-        stream = self.stream
-        pings = stream.keepalives
-        try:
-            stream.feed(data)
-            while True:
-                message = stream.next_message()
-                if message is None:
-                    break
-                self.layer._deliver(message, self.flow)
-                if self.closed:
-                    return
-            if stream.keepalives != pings and self.transport is not None:
-                self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
-        except RemoteProtocolError as exc:
-            # Framing is lost: nothing after this point can be trusted to start a message. What
-            # waits on this connection fails now, with the framing error as the reason: after
-            # our close, a peer still sending (a 10 MB body) would only add a TLS error
-            # (application data after close_notify) to `connection_lost`.
-            self.layer._deliver_error(exc, self.flow, data)
-            self.closed = True
-            self.layer._deliver_closed(self.flow, exc)
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        was_closed = self.closed
-        self.closed = True
-        self.layer._unregister(self)
-        if self.flow is not None and not was_closed:
-            partial = self.stream.unfinished()
-            if partial:
-                # The peer closed inside a message (a Content-Length larger than the body it
-                # sent): a message that cannot be read, reported like any other.
-                why = f"the connection closed inside a message ({len(partial)} octets of it)"
-                self.layer._deliver_error(RemoteProtocolError(why), self.flow, partial)
-            self.layer._deliver_closed(self.flow, exc)
-
-    def send(self, data: bytes) -> None:
-        if self.closed or self.transport is None or self.transport.is_closing():
-            raise TransportError(f"connection {self.flow} is closed")
-        self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
 
 
 # ------------------------------------------------------------------------------------ the layer
@@ -287,11 +84,11 @@ class TransportLayer:
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
-        self._udp: dict[Address, _UdpEndpoint] = {}
+        self._udp: dict[Address, UdpEndpoint] = {}
         self._servers: list[tuple[str, Address, asyncio.Server]] = []
-        self._conns: dict[tuple[str, Address], _StreamConnection] = {}
-        self._connecting: dict[tuple[str, Address], asyncio.Future[_StreamConnection]] = {}
-        self._all_conns: set[_StreamConnection] = set()
+        self._conns: dict[tuple[str, Address], StreamConnection] = {}
+        self._connecting: dict[tuple[str, Address], asyncio.Future[StreamConnection]] = {}
+        self._all_conns: set[StreamConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.tls_handshake_failures = 0
@@ -313,12 +110,25 @@ class TransportLayer:
         self.on_closed = on_closed
 
     # -- listeners ------------------------------------------------------------------------------
+    async def listen(self, spec: ListenSpec, server_ssl: ssl.SSLContext | None = None) -> Address:
+        """Listen as `spec` says (a TLS spec needs `server_ssl`); returns the bound address."""
+        name, host, port = spec
+        if name == "udp":
+            return await self.listen_udp(host, port)
+        if name == "tcp":
+            return await self.listen_tcp(host, port)
+        if name == "tls":
+            if server_ssl is None:
+                raise ConfigError("listening on TLS needs server_ssl")
+            return await self.listen_tls(host, port, server_ssl)
+        raise ConfigError(f"unknown transport {name!r} in listen spec")
+
     async def listen_udp(self, host: str, port: int = 0) -> Address:
         """Bind a UDP socket; returns the bound (host, port)."""
         loop = asyncio.get_running_loop()
         try:
             _, endpoint = await loop.create_datagram_endpoint(
-                lambda: _UdpEndpoint(self), local_addr=(host, port)
+                lambda: UdpEndpoint(self), local_addr=(host, port)
             )
         except OSError as exc:
             raise TransportError(f"cannot bind UDP {host}:{port}: {exc}") from exc
@@ -346,8 +156,8 @@ class TransportLayer:
     ) -> Address:
         loop = asyncio.get_running_loop()
 
-        def factory() -> _StreamConnection:
-            conn = _StreamConnection(self, name, ssl_context)
+        def factory() -> StreamConnection:
+            conn = StreamConnection(self, name, ssl_context)
             self._all_conns.add(conn)
             return conn
 
@@ -355,11 +165,11 @@ class TransportLayer:
             server = await loop.create_server(factory, host, port, reuse_address=True)
         except OSError as exc:
             raise TransportError(f"cannot listen on {name} {host}:{port}: {exc}") from exc
-        local = _addr(server.sockets[0].getsockname())
+        local = sock_address(server.sockets[0].getsockname())
         self._servers.append((name, local, server))
         return local
 
-    async def _server_tls_handshake(self, conn: _StreamConnection, raw: asyncio.Transport) -> None:
+    async def _server_tls_handshake(self, conn: StreamConnection, raw: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         context = conn.server_ssl
         assert context is not None
@@ -442,10 +252,10 @@ class TransportLayer:
         ssl_context: ssl.SSLContext | None,
         server_hostname: str | None,
         timeout: float | None,
-    ) -> _StreamConnection:
+    ) -> StreamConnection:
         loop = asyncio.get_running_loop()
         timeout = self.connect_timeout if timeout is None else timeout
-        conn = _StreamConnection(self, transport)
+        conn = StreamConnection(self, transport)
         kwargs: dict[str, object] = {}
         if transport == "tls":
             context = ssl_context or self.client_ssl
@@ -473,7 +283,7 @@ class TransportLayer:
             raise TransportError(f"connection to {where} closed during set-up")
         return conn
 
-    async def _udp_for(self, remote: Address) -> _UdpEndpoint:
+    async def _udp_for(self, remote: Address) -> UdpEndpoint:
         """A UDP socket to send from: a listener of the same family, or a fresh ephemeral one."""
         family_v6 = ":" in remote[0]
         to_loopback = _is_loopback(remote[0])
@@ -493,7 +303,7 @@ class TransportLayer:
     async def send(
         self,
         message: bytes | Request | Response,
-        target: Flow | Destination,
+        target: NextHop,
         *,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
@@ -527,7 +337,7 @@ class TransportLayer:
             raise TransportError(f"connection {flow} is closed")
         conn.send(bytes(data))
 
-    def _udp_any(self, flow: Flow) -> _UdpEndpoint | None:
+    def _udp_any(self, flow: Flow) -> UdpEndpoint | None:
         # A flow bound to a wildcard address reports e.g. 0.0.0.0; any socket of the family does.
         family_v6 = ":" in flow.remote[0]
         for local, endpoint in self._udp.items():
@@ -572,13 +382,13 @@ class TransportLayer:
         # Let connection_lost callbacks run.
         await asyncio.sleep(0)
 
-    # -- internal -------------------------------------------------------------------------------
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # -- from the connections (`ConnectionOwner`) ------------------------------------------------
+    def start_server_tls(self, conn: StreamConnection, raw: asyncio.Transport) -> None:
+        """Run the server side of the TLS handshake of an accepted connection in the background."""
+        self._spawn(self._server_tls_handshake(conn, raw))
 
-    def _register(self, conn: _StreamConnection) -> None:
+    def register(self, conn: StreamConnection) -> None:
+        """A connection is ready: later messages towards its peer reuse it."""
         assert conn.flow is not None
         self._all_conns.add(conn)
         key = (conn.flow.transport, conn.flow.remote)
@@ -587,7 +397,8 @@ class TransportLayer:
             log.debug("replacing connection %s", conn.flow)
         self._conns[key] = conn
 
-    def _unregister(self, conn: _StreamConnection) -> None:
+    def unregister(self, conn: StreamConnection) -> None:
+        """A connection is gone."""
         self._all_conns.discard(conn)
         if conn.flow is None:
             return
@@ -595,7 +406,12 @@ class TransportLayer:
         if self._conns.get(key) is conn:
             del self._conns[key]
 
-    def _deliver(self, message: Request | Response, flow: Flow) -> None:
+    def udp_closed(self, local: Address) -> None:
+        """A UDP socket closed: stop sending from it."""
+        self._udp.pop(local, None)
+
+    def deliver(self, message: Request | Response, flow: Flow) -> None:
+        """Hand a message to `on_message`."""
         if self.on_message is None:
             return
         try:
@@ -604,7 +420,8 @@ class TransportLayer:
             # A bug above us must not take the socket down with it.
             log.exception("on_message handler failed for a message from %s", flow)
 
-    def _deliver_error(self, exc: RemoteProtocolError, flow: Flow, raw: bytes) -> None:
+    def deliver_error(self, exc: RemoteProtocolError, flow: Flow, raw: bytes) -> None:
+        """Count, log and hand unparseable bytes to `on_error`."""
         self.parse_errors += 1
         log.info("unparseable message from %s: %s", flow, exc)
         if self.on_error is None:
@@ -614,10 +431,17 @@ class TransportLayer:
         except Exception:
             log.exception("on_error handler failed for %s", flow)
 
-    def _deliver_closed(self, flow: Flow, exc: Exception | None) -> None:
+    def deliver_closed(self, flow: Flow, exc: Exception | None) -> None:
+        """Hand a closed stream connection to `on_closed`."""
         if self.on_closed is None:
             return
         try:
             self.on_closed(flow, exc)
         except Exception:
             log.exception("on_closed handler failed for %s", flow)
+
+    # -- internal -------------------------------------------------------------------------------
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -9,6 +9,7 @@ suite's. It builds the per-run test PKI and hands the suite a `Target` describin
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from confsec.net.tls import server_context
 from confsec.net.ua import UserAgent
 from confsec.pki import TestPki
 from confsec.reference import keychannel
+from confsec.reference.auth import MD5_INTEROP, Authenticator
 from confsec.reference.floor import FloorServer
-from confsec.reference.focus import INTEROP, MD5_INTEROP, Focus, FocusConfig
+from confsec.reference.focus import INTEROP, Focus, FocusConfig
 from confsec.reference.mixer import Mixer
 from confsec.runtime.loop import LoopThread
 from confsec.target.model import Account, Capabilities, InternalInterface, Target
@@ -64,12 +66,12 @@ class ReferenceDeployment:
         self.mixer = Mixer(config.host, config.defects)
         self.digest = self._digest_server("SHA-256")
         md5 = self._digest_server("MD5") if MD5_INTEROP & config.interop else None
+        auth = Authenticator(self.digest, md5, defects=config.defects, interop=config.interop)
         self.focus = Focus(
             FocusConfig(config.domain, defects=config.defects, interop=config.interop),
-            self.digest,
+            auth,
             self.mixer,
             config.host,
-            md5_digest=md5,
         )
         self.port = 0
         self.floor = FloorServer(config.host, config.defects)
@@ -82,6 +84,7 @@ class ReferenceDeployment:
             realm=config.domain,
             users={u: config.passwords[u] for u in config.users},
             algorithm=algorithm,
+            now=time.monotonic,
             check_replay="accept-replayed-nonce" not in config.defects,
             check_response="accept-any-password" not in config.defects,
         )
@@ -109,7 +112,14 @@ class ReferenceDeployment:
         self.focus.watch(self.ua)
         self.port = self.ua.address("tls")[2]
         # O1: the focus reaches the mixer over a real (TLS) connection, see keychannel.py.
-        self.key_channel = await keychannel.start_for(self)
+        self.key_channel = await keychannel.start_for(
+            self.mixer,
+            self.pki,
+            host=self.config.host,
+            domain=self.config.domain,
+            defects=self.defects,
+            keylog_file=self.config.keylog_file,
+        )
         self.focus.mixer = self.key_channel.client
         await self._start_floor(cert.cert, cert.key)
 

@@ -12,7 +12,9 @@ What makes it secure, and what each defect switch undoes:
   (`identity-from-header` shows the From display name and URI).
 
 The focus calls `handle` for SUBSCRIBE and `joined`/`left` as legs come and go; everything else
-about the package lives here.
+about the package lives here. It is handed the focus's `Authenticator` and a lookup of the
+conferences in progress, not the focus itself, so that it authenticates exactly as the focus
+does and knows nothing else of it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from typing import TYPE_CHECKING
 from confsec.codec.conference_info import CONTENT_TYPE, ConferenceInfo, Endpoint, User
 from confsec.codec.sip import parse_uri
 from confsec.errors import ConfsecError
-from confsec.net.dialog import Dialog, contact_uri
+from confsec.net.dialog import Dialog
+from confsec.reference.auth import Authenticator
+from confsec.reference.model import Conference, ConferenceLookup, Leg
 
 if TYPE_CHECKING:
     from confsec.codec.sip import Request
-    from confsec.net.transport import Flow
-    from confsec.net.ua import IncomingRequest
-    from confsec.reference.focus import Conference, Focus, Leg
+    from confsec.net.flow import Flow
+    from confsec.net.incoming import IncomingRequest
+    from confsec.net.ua import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class Member:
 class Subscription:
     conference_id: str
     user: str
+    ua: UserAgent
+    """The focus's user agent the subscription came in on: NOTIFYs go out through it."""
     dialog: Dialog
     contact: str
     expires: int
@@ -69,11 +75,26 @@ class _ConferenceState:
 class ConferenceEvents:
     """Subscriptions and notifications of every conference of one focus."""
 
-    def __init__(self, focus: Focus) -> None:
-        self.focus = focus
-        self.defects = focus.defects
+    def __init__(
+        self,
+        auth: Authenticator,
+        conferences: ConferenceLookup,
+        domain: str,
+        defects: frozenset[str] = frozenset(),
+    ) -> None:
+        self.auth = auth
+        self.conferences = conferences
+        self.domain = domain
+        """The service domain the members' identities are in."""
+        self.defects = defects
         self.states: dict[str, _ConferenceState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.ua: UserAgent | None = None
+        """The focus's user agent: subscriptions come in and NOTIFYs go out through it."""
+
+    def watch(self, ua: UserAgent) -> None:
+        """Serve subscriptions on `ua` (the focus's)."""
+        self.ua = ua
 
     # -- hooks from the focus ------------------------------------------------------------------
 
@@ -103,13 +124,12 @@ class ConferenceEvents:
         if event != "conference":
             await req.respond(489, "Bad Event", headers=[("Allow-Events", "conference")])
             return
-        if not req.flow.secure:
-            await req.respond(403, "SIPS required")
+        if not await self.auth.require_tls(req):
             return
         if "subscribe-without-auth" in self.defects:
             user = parse_uri(r.from_.uri).user or "anonymous"
         else:
-            user = await self.focus._authenticate(req)
+            user = await self.auth.authenticate(req)
             if user is None:
                 return
         try:
@@ -117,7 +137,7 @@ class ConferenceEvents:
         except ConfsecError:
             await req.respond(400, "Bad Request-URI")
             return
-        conf = self.focus.conferences.get(uri.user or "")
+        conf = self.conferences(uri.user or "")
         if conf is None:
             await req.respond(404, "No such conference")
             return
@@ -125,11 +145,14 @@ class ConferenceEvents:
         if user not in participants and "subscribe-without-auth" not in self.defects:
             await req.respond(403, "Only participants may subscribe to this conference")
             return
+        if self.ua is None:
+            await req.respond(503, "Conference events are not served yet")
+            return
         expires = _expires(r.headers.get("Expires"))
         await req.respond(200, headers=[("Expires", str(expires))])
-        dialog = self._dialog(req)
+        dialog = self._dialog(self.ua, req)
         sub = Subscription(
-            conf.conference_id, user, dialog, r.headers.get("Contact") or "", expires
+            conf.conference_id, user, self.ua, dialog, r.headers.get("Contact") or "", expires
         )
         state = self.states.setdefault(conf.conference_id, _ConferenceState())
         if expires == 0:
@@ -142,7 +165,7 @@ class ConferenceEvents:
     # -- state ---------------------------------------------------------------------------------
 
     def _member(self, leg: Leg, request: Request) -> Member:
-        domain = self.focus.config.domain
+        domain = self.domain
         endpoint = f"sips:{leg.leg_id.rsplit('/', 1)[-1]}@{domain}"
         if "identity-from-header" in self.defects:
             from_ = request.from_
@@ -173,26 +196,17 @@ class ConferenceEvents:
 
     # -- SIP -----------------------------------------------------------------------------------
 
-    def _dialog(self, req: IncomingRequest) -> Dialog:
+    def _dialog(self, ua: UserAgent, req: IncomingRequest) -> Dialog:
         """The subscription's dialog (RFC 6665 4.1.2.1), bound to the request's TLS flow."""
-        r = req.request
-        contact = r.headers.get("Contact")
-        dialog = Dialog(
-            req.ua,
-            role="uas",
-            call_id=r.call_id,
+        dialog = Dialog.uas(
+            ua,
+            req.request,
+            req.flow,
             local_tag=req.to_tag,
-            remote_tag=r.from_.tag or "",
-            local_uri=r.to.uri,
-            remote_uri=r.from_.uri,
             local_seq=secrets.randbelow(2**16) + 1,
-            remote_seq=r.cseq[0],
-            remote_target=contact_uri(contact) if contact else r.from_.uri,
-            route_set=r.headers.get_all("Record-Route"),
-            flow=req.flow,
             secure=True,
         )
-        req.ua.dialogs[dialog.id] = dialog
+        ua.add_dialog(dialog)
         return dialog
 
     def _in_dialog(self, conf: Conference, sub: Subscription):
@@ -215,10 +229,10 @@ class ConferenceEvents:
         state = self.states.get(sub.conference_id)
         if state is not None and sub in state.subscriptions:
             state.subscriptions.remove(sub)
-        sub.dialog.ua.forget_dialog(sub.dialog)
+        sub.ua.forget_dialog(sub.dialog)
 
     async def _flow_for(self, sub: Subscription) -> Flow | None:
-        ua = sub.dialog.ua
+        ua = sub.ua
         if "notify-plain-transport" in self.defects and sub.contact:
             dest = ua.destination_for(sub.contact)
             if dest[0] != "tls":
@@ -257,7 +271,7 @@ class ConferenceEvents:
                 headers=[("Event", "conference"), ("Subscription-State", state)],
                 content_type=CONTENT_TYPE if body else None,
             )
-            handle = dialog.ua.transactions.start_client(request, flow)
+            handle = sub.ua.transactions.start_client(request, flow)
             response = await handle.wait(NOTIFY_TIMEOUT)
         except (ConfsecError, OSError) as exc:
             log.info("NOTIFY to %s failed: %s", sub.user, exc)

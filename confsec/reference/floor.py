@@ -24,7 +24,16 @@ import struct
 from dataclasses import dataclass, field
 
 from confsec.codec import bfcp as b
-from confsec.codec.bfcp import Bfcp, BfcpParseError, BfcpStream, parse_bfcp
+from confsec.codec.bfcp import (
+    AttributeType,
+    Bfcp,
+    BfcpParseError,
+    BfcpStream,
+    ErrorCode,
+    Primitive,
+    RequestStatus,
+    parse_bfcp,
+)
 from confsec.codec.sdp import MediaDescription, SessionDescription
 from confsec.pki import fingerprint_sha256
 
@@ -33,8 +42,46 @@ log = logging.getLogger(__name__)
 FLOOR_ID = 1
 SECURE_PROTO = "TCP/TLS/BFCP"
 PLAIN_PROTO = "TCP/BFCP"
-SUPPORTED = (1, 2, 3, 4, 7, 8, 11, 12, 13, 14, 15, 16, 17)
-SUPPORTED_ATTRIBUTES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15, 17, 18)
+SUPPORTED = (
+    Primitive.FLOOR_REQUEST,
+    Primitive.FLOOR_RELEASE,
+    Primitive.FLOOR_REQUEST_QUERY,
+    Primitive.FLOOR_REQUEST_STATUS,
+    Primitive.FLOOR_QUERY,
+    Primitive.FLOOR_STATUS,
+    Primitive.HELLO,
+    Primitive.HELLO_ACK,
+    Primitive.ERROR,
+    Primitive.FLOOR_REQUEST_STATUS_ACK,
+    Primitive.FLOOR_STATUS_ACK,
+    Primitive.GOODBYE,
+    Primitive.GOODBYE_ACK,
+)
+SUPPORTED_ATTRIBUTES = (
+    AttributeType.BENEFICIARY_ID,
+    AttributeType.FLOOR_ID,
+    AttributeType.FLOOR_REQUEST_ID,
+    AttributeType.PRIORITY,
+    AttributeType.REQUEST_STATUS,
+    AttributeType.ERROR_CODE,
+    AttributeType.ERROR_INFO,
+    AttributeType.PARTICIPANT_PROVIDED_INFO,
+    AttributeType.STATUS_INFO,
+    AttributeType.SUPPORTED_ATTRIBUTES,
+    AttributeType.SUPPORTED_PRIMITIVES,
+    AttributeType.FLOOR_REQUEST_INFORMATION,
+    AttributeType.FLOOR_REQUEST_STATUS,
+    AttributeType.OVERALL_REQUEST_STATUS,
+)
+# What a client may send and get an answer to: the chair and user queries are not served.
+_HANDLED = (
+    Primitive.FLOOR_REQUEST,
+    Primitive.FLOOR_RELEASE,
+    Primitive.FLOOR_REQUEST_QUERY,
+    Primitive.FLOOR_QUERY,
+    Primitive.HELLO,
+    Primitive.GOODBYE,
+)
 
 
 @dataclass
@@ -52,7 +99,7 @@ class FloorRequest:
     request_id: int
     user_id: int
     conn: _Connection
-    status: int = 1  # Pending
+    status: int = RequestStatus.PENDING
 
 
 @dataclass
@@ -188,7 +235,7 @@ class FloorServer:
                         self._on_message(conn, raw)
                     except Exception:  # a bug here must cost one Error, not the connection
                         log.exception("floor server failed on a message")
-                        conn.send(_error(0, 0, 0, 14, "internal error"))
+                        conn.send(_error(0, 0, 0, ErrorCode.GENERIC_ERROR, "internal error"))
                     if self.crashed:
                         return
                 await writer.drain()
@@ -240,65 +287,83 @@ class FloorServer:
         alloc = self.allocations.get((msg.conference_id, msg.user_id))
         if conn.bound is None:
             if msg.conference_id not in self.floors:
-                return _reply_error(msg, 1, "no such conference")
+                return _reply_error(msg, ErrorCode.CONFERENCE_DOES_NOT_EXIST, "no such conference")
             if alloc is None:
-                return _reply_error(msg, 2, "no such user in this conference")
+                return _reply_error(
+                    msg, ErrorCode.USER_DOES_NOT_EXIST, "no such user in this conference"
+                )
             if conn.secure and alloc.client_fingerprint and conn.peer_fingerprint:
                 if alloc.client_fingerprint.upper() != conn.peer_fingerprint.upper():
-                    return _reply_error(msg, 5, "TLS certificate does not match a=fingerprint")
+                    return _reply_error(
+                        msg,
+                        ErrorCode.UNAUTHORIZED_OPERATION,
+                        "TLS certificate does not match a=fingerprint",
+                    )
             conn.bound = alloc
             return None
         if (msg.conference_id, msg.user_id) != (conn.bound.conference_id, conn.bound.user_id):
             if "bfcp-foreign-user-id" in self.defects and alloc is not None:
                 return None
-            return _reply_error(msg, 5, "this connection belongs to another user id")
+            return _reply_error(
+                msg, ErrorCode.UNAUTHORIZED_OPERATION, "this connection belongs to another user id"
+            )
         return None
 
     def _dispatch(self, conn: _Connection, msg: Bfcp) -> Bfcp | None:
         primitive = msg.primitive
-        if primitive in (14, 15):  # FloorRequestStatusAck, FloorStatusAck
+        if primitive in (Primitive.FLOOR_REQUEST_STATUS_ACK, Primitive.FLOOR_STATUS_ACK):
             return None
-        if primitive not in (1, 2, 3, 7, 11, 16):
-            return _reply_error(msg, 3, f"{msg.primitive_name} is not handled by this server")
+        if primitive not in _HANDLED:
+            return _reply_error(
+                msg,
+                ErrorCode.UNKNOWN_PRIMITIVE,
+                f"{msg.primitive_name} is not handled by this server",
+            )
         refusal = self._bind(conn, msg)
         if refusal is not None:
             return refusal
         floor = self.floors[msg.conference_id]
-        if primitive == 11:  # Hello
+        if primitive == Primitive.HELLO:
             return _reply(
                 msg,
-                12,
+                Primitive.HELLO_ACK,
                 b.BfcpSupportedPrimitives(primitives=list(SUPPORTED)),
                 b.BfcpSupportedAttributes(attributes=[t << 1 for t in SUPPORTED_ATTRIBUTES]),
             )
-        if primitive == 16:  # Goodbye
-            return _reply(msg, 17)
-        if primitive == 7:  # FloorQuery
+        if primitive == Primitive.GOODBYE:
+            return _reply(msg, Primitive.GOODBYE_ACK)
+        if primitive == Primitive.FLOOR_QUERY:
             floor.watchers.add(conn)
             return self._floor_status(msg, floor, msg.transaction_id)
-        if primitive == 1:
+        if primitive == Primitive.FLOOR_REQUEST:
             return self._request(conn, msg, floor)
-        if primitive in (2, 3):
-            return self._release_or_query(msg, floor, release=primitive == 2)
+        if primitive in (Primitive.FLOOR_RELEASE, Primitive.FLOOR_REQUEST_QUERY):
+            return self._release_or_query(msg, floor, release=primitive == Primitive.FLOOR_RELEASE)
         return None
 
     def _request(self, conn: _Connection, msg: Bfcp, floor: _Floor) -> Bfcp:
         floor_ids = [a.floor_id for a in msg.attrs(b.BfcpFloorId)]
         if floor_ids != [FLOOR_ID]:
             return _reply_error(
-                msg, 6, f"floor ids {floor_ids}: this conference has floor {FLOOR_ID}"
+                msg,
+                ErrorCode.INVALID_FLOOR_ID,
+                f"floor ids {floor_ids}: this conference has floor {FLOOR_ID}",
             )
         if msg.attr(b.BfcpBeneficiaryId) is not None and "bfcp-foreign-user-id" not in self.defects:
-            return _reply_error(msg, 5, "only a chair may request a floor for someone else")
+            return _reply_error(
+                msg,
+                ErrorCode.UNAUTHORIZED_OPERATION,
+                "only a chair may request a floor for someone else",
+            )
         req = FloorRequest(self._next_request, msg.user_id, conn)
         self._next_request += 1
         if floor.holder is None:
-            req.status = 3
+            req.status = RequestStatus.GRANTED
             floor.holder = req
         else:
             floor.queue.append(req)
         self._announce(msg.conference_id, floor)
-        return _reply(msg, 4, _fri(req))
+        return _reply(msg, Primitive.FLOOR_REQUEST_STATUS, _fri(req))
 
     def _release_or_query(self, msg: Bfcp, floor: _Floor, *, release: bool) -> Bfcp:
         rid_attr = msg.attr(b.BfcpFloorRequestId)
@@ -306,25 +371,31 @@ class FloorServer:
         requests = ([floor.holder] if floor.holder else []) + floor.queue
         req = next((r for r in requests if r.request_id == rid), None)
         if req is None:
-            return _reply_error(msg, 7, f"floor request {rid} does not exist")
+            return _reply_error(
+                msg,
+                ErrorCode.FLOOR_REQUEST_ID_DOES_NOT_EXIST,
+                f"floor request {rid} does not exist",
+            )
         if req.user_id != msg.user_id and "bfcp-foreign-user-id" not in self.defects:
-            return _reply_error(msg, 5, "that floor request belongs to another user")
+            return _reply_error(
+                msg, ErrorCode.UNAUTHORIZED_OPERATION, "that floor request belongs to another user"
+            )
         if not release:
-            return _reply(msg, 4, _fri(req))
+            return _reply(msg, Primitive.FLOOR_REQUEST_STATUS, _fri(req))
         if floor.holder is req:
             _grant_next(msg.conference_id, floor)
         else:
             floor.queue.remove(req)
-        req.status = 6
+        req.status = RequestStatus.RELEASED
         self._announce(msg.conference_id, floor)
-        return _reply(msg, 4, _fri(req))
+        return _reply(msg, Primitive.FLOOR_REQUEST_STATUS, _fri(req))
 
     def _floor_status(self, msg: Bfcp, floor: _Floor, txn: int) -> Bfcp:
         attrs: list[b.BfcpAttribute] = [b.BfcpFloorId(floor_id=FLOOR_ID)]
         if floor.holder is not None:
             attrs.append(_fri(floor.holder))
         return Bfcp(
-            primitive=8,
+            primitive=Primitive.FLOOR_STATUS,
             R=1 if txn else 0,
             conference_id=msg.conference_id,
             transaction_id=txn,
@@ -343,10 +414,10 @@ def _grant_next(conference_id: int, floor: _Floor) -> None:
     """The floor passes to the first queued request, whose holder is told it is Granted."""
     floor.holder = floor.queue.pop(0) if floor.queue else None
     if floor.holder is not None:
-        floor.holder.status = 3
+        floor.holder.status = RequestStatus.GRANTED
         floor.holder.conn.send(
             Bfcp(
-                primitive=4,
+                primitive=Primitive.FLOOR_REQUEST_STATUS,
                 conference_id=conference_id,
                 user_id=floor.holder.user_id,
                 attributes=[_fri(floor.holder)],
@@ -380,7 +451,7 @@ def _reply(msg: Bfcp, primitive: int, *attrs: b.BfcpAttribute) -> Bfcp:
 
 def _error(conf: int, txn: int, user: int, code: int, info: str) -> Bfcp:
     return Bfcp(
-        primitive=13,
+        primitive=Primitive.ERROR,
         R=1,
         conference_id=conf,
         transaction_id=txn,

@@ -3,7 +3,8 @@
 Signalling, policy and key management live here; media lives in the mixer, reached only through
 `MixerControl`. An INVITE to the factory URI over SIPS with an SRTP offer creates a conference;
 the 200 OK carries the conference URI with `;isfocus`. INVITEs to that URI join it, under the
-same secure policy. Every request is authenticated with SIP digest (SHA-256) over TLS.
+same secure policy. Every request is authenticated with SIP digest (SHA-256) over TLS by the
+`Authenticator` the focus is given (`auth.py`), the same one its event package uses.
 
 `FocusConfig.interop` names relaxations for user agents that cannot meet that (see `INTEROP`);
 empty by default, and a focus with any of them on is no longer what R1/R2 require.
@@ -13,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from confsec.codec.digest import DigestError, DigestServer, parse_credentials
 from confsec.codec.sdp import (
     SRTP_SUITES,
     CryptoAttribute,
@@ -26,9 +26,17 @@ from confsec.codec.sdp import (
     parse_sdp,
 )
 from confsec.codec.sip import SipParseError, parse_uri
+from confsec.reference.auth import MD5_INTEROP, Authenticator
 from confsec.reference.events import ConferenceEvents
-from confsec.reference.keys import KeyManager, SrtpKeys
-from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
+from confsec.reference.keys import KeyManager
+from confsec.reference.mixer_control import (
+    COMMON_MEDIA,
+    LegSetup,
+    MixerControl,
+    SrtpKeys,
+    StreamSetup,
+)
+from confsec.reference.model import Conference, Leg
 from confsec.reference.policy import (
     SUPPORTED_MEDIA,
     MediaChoice,
@@ -38,9 +46,9 @@ from confsec.reference.policy import (
 from confsec.reference.rekey import DEFAULT_WINDOW_S, Rekeyer, common_answer_line, is_common
 
 if TYPE_CHECKING:
-    from confsec.net.dialog import Dialog
-    from confsec.net.transport import Flow
-    from confsec.net.ua import IncomingRequest, UserAgent
+    from confsec.net.flow import Flow
+    from confsec.net.incoming import IncomingRequest
+    from confsec.net.ua import UserAgent
     from confsec.reference.floor import FloorServer
 
 log = logging.getLogger(__name__)
@@ -49,33 +57,12 @@ SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
 #: Interop relaxations, off by default, for UAs such as baresip 1.0 (libre) that cannot join a
-#: SIPS-only, SHA-256-only service:
-#: - "digest-md5": challenge with SHA-256 and then MD5 (RFC 8760 §2.4: several challenges, most
-#:   preferred first) and accept an answer to either;
-#: - "digest-md5-only": challenge with MD5 alone. libre 1.1 (baresip 1.0's SIP stack) fails the
-#:   whole 401 with ENOSYS when any of its challenges is not MD5, whatever the order, instead of
-#:   using one it supports (RFC 8760 §2.4), so only this lets it authenticate;
+#: SIPS-only, SHA-256-only service: the digest ones of `auth.MD5_INTEROP` ("digest-md5",
+#: "digest-md5-only"), and
 #: - "sip-over-tls": accept a `sip:` Request-URI when the request came over TLS and answer it
 #:   with a `sip:...;transport=tls` Contact (RFC 3261 12.1.1 asks for a SIPS Contact only when
 #:   the request used a SIPS URI); libre sends in-dialog requests only to `sip:` targets.
-INTEROP = frozenset({"digest-md5", "digest-md5-only", "sip-over-tls"})
-MD5_INTEROP = frozenset({"digest-md5", "digest-md5-only"})
-
-
-@dataclass
-class Leg:
-    leg_id: str
-    user: str
-    dialog: Dialog | None = None
-
-
-@dataclass
-class Conference:
-    conference_id: str
-    uri: str
-    creator: str
-    secure: bool
-    legs: dict[str, Leg] = field(default_factory=dict)
+INTEROP = MD5_INTEROP | frozenset({"sip-over-tls"})
 
 
 @dataclass(frozen=True)
@@ -94,20 +81,11 @@ class FocusConfig:
 class Focus:
     """Handles out-of-dialog requests for the factory URI and the conference URIs."""
 
-    def __init__(
-        self,
-        config: FocusConfig,
-        digest: DigestServer,
-        mixer: MixerControl,
-        host: str,
-        md5_digest: DigestServer | None = None,
-    ):
+    def __init__(self, config: FocusConfig, auth: Authenticator, mixer: MixerControl, host: str):
         self.config = config
         self.defects = config.defects
         self.interop = config.interop
-        self.digest = digest
-        # The second (MD5) challenger of the "digest-md5" interop profiles; None otherwise.
-        self.md5_digest = md5_digest if MD5_INTEROP & config.interop else None
+        self.auth = auth
         self.mixer = mixer
         self.host = host
         self.keys = KeyManager(config.defects)
@@ -115,16 +93,19 @@ class Focus:
             self.keys, lambda: self.mixer, config.defects, config.rekey_window, host
         )
         self.conferences: dict[str, Conference] = {}
-        self.events = ConferenceEvents(self)  # RFC 4575 package (R7), confsec/reference/events.py
+        # The RFC 4575 package (R7): it reads the conferences but never changes them.
+        self.events = ConferenceEvents(auth, self.conferences.get, config.domain, config.defects)
         self.floor: FloorServer | None = None  # BFCP (R8), set by the deployment
         self._ua: UserAgent | None = None  # the UA the requests come through (`watch`)
 
     # -- malformed input (robustness) ----------------------------------------------------------
 
     def watch(self, ua: UserAgent) -> None:
-        """Hear of the malformed requests `ua` refuses itself (they never reach `handle`)."""
+        """Serve on `ua`: hear of the malformed requests it refuses itself (they never reach
+        `handle`), and hand it to the event notifier, which sends NOTIFYs through it."""
         self._ua = ua
         ua.on_malformed = self._malformed
+        self.events.watch(ua)
 
     def _malformed(self, flow: Flow, why: str) -> None:
         """The UA answered 400 or closed the stream; the conferences are not concerned. With
@@ -154,12 +135,11 @@ class Focus:
         if r.method != "INVITE":
             await req.respond(405, headers=[("Allow", ALLOW)])
             return
-        if not req.flow.secure:
-            await req.respond(403, "SIPS required")
+        if not await self.auth.require_tls(req):
             return
         if "group-key-to-non-member" in self.defects:
             await self.rekey.leak_to(req)  # the R5 defect: early media before authentication
-        user = await self._authenticate(req)
+        user = await self.auth.authenticate(req)
         if user is None:
             return
         try:
@@ -178,49 +158,6 @@ class Focus:
             await self._join(req, user, self.conferences[uri.user])
         else:
             await req.respond(404, "No such conference")
-
-    async def _authenticate(self, req: IncomingRequest) -> str | None:
-        """SIP digest over TLS; returns the authenticated user name, or None once refused."""
-        r = req.request
-        if "accept-unauthenticated" in self.defects:
-            from_user = parse_uri(r.from_.uri).user or "anonymous"
-            return from_user
-        value = r.headers.get("Authorization")
-        if value is None:
-            await req.respond(401, headers=self._challenges())
-            return None
-        result = self._digest_for(value).verify(r.method, r.uri, value)
-        if not result.ok:
-            if result.reason in ("stale-nonce", "unknown-nonce"):
-                await req.respond(401, headers=self._challenges(result.reason == "stale-nonce"))
-            else:
-                # One answer for every failure: the reason (unknown user, bad response...) stays
-                # in the log, or the status line would tell an attacker which users exist.
-                log.info("digest refused for %s: %s", r.uri, result.reason)
-                leak = "digest-reveals-unknown-users" in self.defects  # the R2 defect
-                if leak and result.reason == "unknown-user":
-                    await req.respond(404, "Unknown user")
-                    return None
-                await req.respond(403, "Forbidden")
-            return None
-        return result.username
-
-    def _challenges(self, stale: bool = False) -> list[tuple[str, str]]:
-        """WWW-Authenticate headers: SHA-256, then MD5 (or MD5 alone) as the interop asks."""
-        servers = [self.digest] + ([self.md5_digest] if self.md5_digest is not None else [])
-        if self.md5_digest is not None and "digest-md5-only" in self.interop:
-            servers = [self.md5_digest]
-        return [("WWW-Authenticate", d.challenge(stale=stale).to_header()) for d in servers]
-
-    def _digest_for(self, value: str) -> DigestServer:
-        """The server whose challenge `value` answers: MD5 goes to the interop one, if any."""
-        if self.md5_digest is None:
-            return self.digest
-        try:
-            algorithm = parse_credentials(value).algorithm
-        except DigestError:
-            return self.digest  # it reports the credentials as malformed
-        return self.md5_digest if algorithm == self.md5_digest.algorithm else self.digest
 
     # -- conference life cycle -----------------------------------------------------------------
 
@@ -308,7 +245,9 @@ class Focus:
         decision: PolicyDecision,
     ) -> None:
         leg_id = f"{conf.conference_id}/{user}/{secrets.token_hex(3)}"
-        kinds = tuple("common" if is_common(c.media) else c.media.media for c in decision.choices)
+        kinds = tuple(
+            COMMON_MEDIA if is_common(c.media) else c.media.media for c in decision.choices
+        )
         suite = next((c.crypto.suite for c in decision.choices if c.crypto), SECURE_SUITES[0])
         epoch, group, group_ssrc = self.rekey.joining(conf.conference_id, suite)
         ports = await self.mixer.allocate(conf.conference_id, leg_id, kinds)
@@ -324,8 +263,10 @@ class Focus:
                 continue
             if is_common(m):  # the group-keyed common stream (R5), see reference/rekey.py
                 remote = (m.connection_address or req.flow.remote[0], m.port)
-                answer_media.append(common_answer_line(m, ports["common"][1], group, group_ssrc))
-                streams.append(StreamSetup("common", 0, remote, None, group, group_ssrc, epoch))
+                answer_media.append(
+                    common_answer_line(m, ports[COMMON_MEDIA][1], group, group_ssrc)
+                )
+                streams.append(StreamSetup(COMMON_MEDIA, 0, remote, None, group, group_ssrc, epoch))
                 continue
             pt = SUPPORTED_MEDIA[m.media]
             attrs: list[tuple[str, str | None]] = [("sendrecv", None)]

@@ -11,7 +11,11 @@ plain TCP, so a capture of that port shows the keys.
 `install` and `release` are synchronous in `MixerControl` (the focus does not wait for them), so
 the client writes them without waiting for a reply; one connection keeps them in order after the
 `allocate` they depend on. Attributes of the mixer that are not part of the key interface
-(statistics, the mixer's own ledger, anything a later issue adds) are read from the local mixer.
+(statistics, the mixer's own ledger) are read from the local mixer.
+
+What comes off the wire is never trusted to name code: a value's type is looked up in
+`WIRE_TYPES`, built from the control types alone, and any other name is refused with
+`UnknownWireType`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import dataclasses
 import json
 import logging
 import ssl
+from pathlib import Path
 from typing import Any
 
-from confsec.reference import keys as _keys
-from confsec.reference import mixer as _mixer
-from confsec.reference.mixer import LegSetup, Mixer
+from confsec.errors import RemoteProtocolError
+from confsec.net.tls import client_context, server_context
+from confsec.pki import TestPki
+from confsec.reference.mixer_control import CONTROL_TYPES, LegSetup, MixerControl
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +41,22 @@ NO_CLIENT_AUTH_DEFECT = "key-channel-no-client-auth"
 ANY_CLIENT_DEFECT = "key-channel-any-client-cert"
 _LIMIT = 1 << 20
 
+WIRE_TYPES: dict[str, type] = {cls.__name__: cls for cls in CONTROL_TYPES}
+"""The name each control type goes by on the wire (`"__dc__"`), and the only names decoded."""
+
+
+class UnknownWireType(RemoteProtocolError):
+    """A key channel message names a type that is not one of the control types."""
+
 
 def encode(value: Any) -> Any:
     """JSON form of the dataclasses the interface carries; bytes as base64, tuples kept."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = type(value).__name__
+        if WIRE_TYPES.get(name) is not type(value):
+            raise TypeError(f"{name} is not a type of the key channel")
         fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"__dc__": type(value).__name__, **fields}
+        return {"__dc__": name, **fields}
     if isinstance(value, bytes):
         return {"__b64__": base64.b64encode(value).decode("ascii")}
     if isinstance(value, tuple):
@@ -63,17 +79,22 @@ def decode(value: Any) -> Any:
         return tuple(decode(v) for v in value["__t__"])
     if "__dc__" in value:
         name = value["__dc__"]
-        cls = getattr(_mixer, name, None) or getattr(_keys, name, None)
-        if cls is None or not dataclasses.is_dataclass(cls):
-            raise ValueError(f"unknown type {name!r} on the key channel")
-        return cls(**{k: decode(v) for k, v in value.items() if k != "__dc__"})
+        cls = WIRE_TYPES.get(name) if isinstance(name, str) else None
+        if cls is None:
+            known = ", ".join(sorted(WIRE_TYPES))
+            raise UnknownWireType(f"unknown type {name!r} on the key channel (known: {known})")
+        fields = {k: decode(v) for k, v in value.items() if k != "__dc__"}
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise RemoteProtocolError(f"{name} on the key channel: {exc}") from None
     return {k: decode(v) for k, v in value.items()}
 
 
 class KeyChannelServer:
     """The mixer's end: applies each request line to the real mixer, answers `allocate`."""
 
-    def __init__(self, mixer: Mixer, host: str = "127.0.0.1", peer_name: str | None = None):
+    def __init__(self, mixer: MixerControl, host: str = "127.0.0.1", peer_name: str | None = None):
         self.mixer = mixer
         self.host = host
         self.peer_name = peer_name
@@ -150,7 +171,7 @@ class KeyChannelServer:
 class KeyChannelClient:
     """The focus's end: a `MixerControl` whose calls cross the key channel."""
 
-    def __init__(self, mixer: Mixer):
+    def __init__(self, mixer: MixerControl):
         self._local = mixer
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -219,7 +240,7 @@ class KeyChannelClient:
             pass  # shutting down: the mixer closes its legs itself
 
     def __getattr__(self, name: str) -> Any:
-        # Not part of the key interface: statistics, the mixer's ledger, later additions.
+        # Not part of the key interface: statistics, the mixer's ledger.
         return getattr(self._local, name)
 
     async def close(self) -> None:
@@ -244,7 +265,7 @@ class KeyChannel:
     @classmethod
     async def start(
         cls,
-        mixer: Mixer,
+        mixer: MixerControl,
         *,
         host: str,
         server_ctx: ssl.SSLContext | None,
@@ -263,38 +284,46 @@ class KeyChannel:
         await self.server.close()
 
 
-async def start_for(deployment: Any) -> KeyChannel:
-    """The channel of a `ReferenceDeployment`: TLS with the service certificate, or the defect.
+async def start_for(
+    mixer: MixerControl,
+    pki: TestPki,
+    *,
+    host: str,
+    domain: str,
+    defects: frozenset[str],
+    keylog_file: Path | None,
+) -> KeyChannel:
+    """The channel of a deployment: TLS with the service certificate, or the defect.
 
     The focus verifies the mixer's certificate for the service domain against the run's CA; the
     key log of the reference gets the channel's secrets too, so a capture can still be read.
     """
-    from confsec.net.tls import client_context, server_context
-
-    config = deployment.config
-    in_clear = DEFECT in deployment.defects
-    cert = deployment.pki.server("service")
-    ca = deployment.pki.ca_cert
-    keylog = config.keylog_file
+    in_clear = DEFECT in defects
+    cert = pki.server("service")
+    ca = pki.ca_cert
     # Mutual TLS, as NDS/IP authenticates both ends: a mixer that took key commands from anyone
     # who can reach its port would let them install their own keys.
-    require_client = NO_CLIENT_AUTH_DEFECT not in deployment.defects
+    require_client = NO_CLIENT_AUTH_DEFECT not in defects
     server_ctx = (
         None
         if in_clear
         else server_context(
-            cert.cert, cert.key, ca_file=ca, require_client_cert=require_client, keylog_file=keylog
+            cert.cert,
+            cert.key,
+            ca_file=ca,
+            require_client_cert=require_client,
+            keylog_file=keylog_file,
         )
     )
-    client_ctx = None if in_clear else client_context(ca, cert.cert, cert.key, keylog_file=keylog)
+    client_ctx = (
+        None if in_clear else client_context(ca, cert.cert, cert.key, keylog_file=keylog_file)
+    )
     return await KeyChannel.start(
-        deployment.mixer,
-        host=config.host,
+        mixer,
+        host=host,
         server_ctx=server_ctx,
         client_ctx=client_ctx,
-        server_hostname=config.domain,
+        server_hostname=domain,
         # The focus presents the service certificate; a participant's is refused.
-        peer_name=None
-        if {ANY_CLIENT_DEFECT, NO_CLIENT_AUTH_DEFECT} & deployment.defects
-        else config.domain,
+        peer_name=None if {ANY_CLIENT_DEFECT, NO_CLIENT_AUTH_DEFECT} & defects else domain,
     )

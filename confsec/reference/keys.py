@@ -13,25 +13,13 @@ signalling code stays the same whether the keys are good or bad.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confsec.codec.sdp import SRTP_SUITES, CryptoAttribute
+from confsec.reference.mixer_control import SrtpKeys
 
 OTHER_SUITE = "AES_CM_128_HMAC_SHA1_80"
 """What the `answer-other-suite` defect answers with, whatever was offered."""
-
-
-@dataclass(frozen=True)
-class SrtpKeys:
-    """Keys for one direction of one stream, as handed from the focus to the mixer."""
-
-    suite: str
-    key: bytes = field(repr=False)
-    salt: bytes = field(repr=False)
-
-    @classmethod
-    def from_crypto(cls, c: CryptoAttribute) -> SrtpKeys:
-        return cls(c.suite, c.key, c.salt)
 
 
 @dataclass(frozen=True)

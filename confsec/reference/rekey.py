@@ -42,12 +42,18 @@ from confsec.codec.sdp import (
 )
 from confsec.codec.sip import parse_uri
 from confsec.errors import ConfsecError
-from confsec.reference.keys import KeyManager, SrtpKeys
-from confsec.reference.mixer import LegSetup, MixerControl, StreamSetup
+from confsec.reference.keys import KeyManager
+from confsec.reference.mixer_control import (
+    COMMON_MEDIA,
+    LegSetup,
+    MixerControl,
+    SrtpKeys,
+    StreamSetup,
+)
 
 if TYPE_CHECKING:
     from confsec.net.dialog import Dialog
-    from confsec.net.ua import IncomingRequest
+    from confsec.net.incoming import IncomingRequest
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +257,7 @@ class Rekeyer:
                 media.append(m)
                 continue
             s = next(accepted)
-            if s.media == "common":
+            if s.media == COMMON_MEDIA:
                 keep_old = "rekey-partial" in self.defects
                 tx = s.tx if keep_old else conf.group
                 ssrc = s.tx_ssrc if keep_old else conf.group_ssrc
@@ -259,7 +265,7 @@ class Rekeyer:
                 tx = self.keys.rekey(s.tx) if s.tx is not None else None
                 ssrc = s.tx_ssrc
             new_streams.append(replace(s, tx=tx, tx_ssrc=ssrc, epoch=epoch))
-            media.append(_offer_line(m, tx, ssrc, s.media == "common"))
+            media.append(_offer_line(m, tx, ssrc, s.media == COMMON_MEDIA))
         offer = SessionDescription.build("focus", self.host, media=media)
         try:
             headers = [("Contact", leg.contact)] if leg.contact else []
@@ -323,7 +329,7 @@ def _take_answer(
     for s, index in zip(streams, accepted, strict=False):
         m = answer.media[index] if index < len(answer.media) else None
         crypto = next((c for c in m.crypto if not c.is_null), None) if m is not None else None
-        if s.media != "common" and crypto is not None and s.rx is not None:
+        if s.media != COMMON_MEDIA and crypto is not None and s.rx is not None:
             s = replace(s, rx=SrtpKeys.from_crypto(crypto))
         out.append(s)
     return out

@@ -1,7 +1,8 @@
 """The system under test as the suite sees it.
 
-A `Target` is built either from a target profile (a later issue adds TOML profiles) or from the
-embedded reference deployment. Secrets are held here and nowhere else; `repr` never shows them.
+A `Target` is built from a target profile (`confsec.target.profile`, TOML), which the embedded
+reference deployment writes about itself too. Secrets are held here and nowhere else; `repr`
+never shows them.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 
 import pylibsrtp
 
-from confsec.analyze.checks import SrtpKey
 from confsec.analyze.command import analyze, judge, write_reports
+from confsec.analyze.findings import SrtpKey
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import profile_for
 

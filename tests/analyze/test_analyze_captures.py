@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.participant import OfferSpec
 from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.participant import OfferSpec
 from confsec.reference.deployment import EmbeddedReference
 from confsec.runtime.loop import LoopThread
 from tests.analyze.recording import analyze, need_dumpcap, recording

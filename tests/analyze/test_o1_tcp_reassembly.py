@@ -1,9 +1,9 @@
 """O1 on synthetic captures: TCP is reassembled before the bytes are judged as TLS or not.
 
-Issue 12, finding 14: each TCP segment on an O1 port was judged alone, so the second segment of
-a TLS record split across segments (normal on any real network) read as "neither ESP nor TLS"
-and O1 failed. The bytes of each direction are now put back in order (retransmissions and
-reordering tolerated, memory bounded) and walked record by record.
+Judged segment by segment, the second segment of a TLS record split across segments (normal on
+any real network) would read as "neither ESP nor TLS" and fail O1. So the bytes of each
+direction are put back in order (retransmissions and reordering tolerated, memory bounded) and
+walked record by record.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """R3/R4 on synthetic captures: every RTP/RTCP stream is judged or named, never passed on trust.
 
-Issue 12, finding 9: the analyser used to try each stream against the known keys for a few
-packets, then set it aside as "unkeyed", and passed R3 as soon as one stream was keyed, so a
-stream that was plain RTP from its first packet passed. Here each stream must be judged (it
-authenticates under a known key; its packets are plain RTCP; SDP negotiated it as RTP/AVP; SDP
-negotiated it as RTP/SAVP and it does not authenticate under any known key) or named as
-unjudged, and an unjudged stream makes the verdict inconclusive.
+A stream tried against the known keys for a few packets and then set aside as "unkeyed" would
+let R3 pass as soon as one other stream was keyed, even when the set-aside stream was plain RTP
+from its first packet. So each stream must be judged (it authenticates under a known key; its
+packets are plain RTCP; SDP negotiated it as RTP/AVP; SDP negotiated it as RTP/SAVP and it does
+not authenticate under any known key) or named as unjudged, and an unjudged stream makes the
+verdict inconclusive.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import base64
 import secrets
 from pathlib import Path
 
-from confsec.analyze.checks import SrtpKey
 from confsec.analyze.command import analyze, judge
+from confsec.analyze.findings import SrtpKey
 from confsec.analyze.tlskeys import parse_tshark_sdp
 from tests.analyze.synthetic import (
     SUITE,
@@ -130,7 +130,7 @@ def test_srtcp_is_judged_by_its_tag_not_by_its_shape(tmp_path: Path) -> None:
 
 
 def test_every_verdict_carries_what_it_observed(tmp_path: Path) -> None:
-    """verdicts.json gives each scenario the evidence it rests on, in the issue-12 shape."""
+    """verdicts.json gives each scenario the evidence it rests on (`observed`: counts, notes)."""
     k, k2 = new_key(), new_key()
     cap = Capture()
     keyed_stream(cap, k, 40000, 50000, 0x1111AAAA)

@@ -11,7 +11,7 @@ from confsec.report.verdicts import Verdict, classify
 def judge(check: Callable[..., object], *args: object, **kwargs: object) -> tuple[Verdict, str]:
     """The verdict a scenario would get from `check` alone, as the plugin computes it
     (`classify`), and the reason, or on a pass the summary of the evidence it returned (a pass
-    test also checks that summary: a pass on no evidence will be inconclusive, issue 12)."""
+    test also checks that summary: a pass on no evidence will be inconclusive)."""
     try:
         result = check(*args, **kwargs)
     except Exception as exc:

@@ -1,7 +1,7 @@
-"""Issue 12: every pass is earned. Each finding of the review, pinned on hand-built input.
+"""Every pass is earned: checks judged on hand-built input that must not be enough to pass.
 
 A check that observed nothing is inconclusive, a negative check needs its positive control, and
-a stricter (more secure) target is not failed. Every test here failed before the fix.
+a stricter (more secure) target is not failed.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from confsec.behaviour import checks, rekeying
-from confsec.behaviour.conference import CallOutcome, TlsProbe
+from confsec.behaviour import checks, group_keys, rekeying
+from confsec.behaviour.outcomes import CallOutcome, TlsProbe
 from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
 from confsec.errors import Inconclusive, NonConformance
 from confsec.media.ledger import KeyStreamLedger, StreamId
@@ -207,19 +207,21 @@ def test_a_silent_common_stream_is_inconclusive_not_a_fail() -> None:
     )
     p = SimpleNamespace(name="alice", tone_hz=440.0, legs={"common": leg})
     with pytest.raises(Inconclusive, match="received nothing on the common stream"):
-        rekeying.common_stream_decrypted([p])  # type: ignore[list-item]
+        group_keys.common_stream_decrypted([p])  # type: ignore[list-item]
 
 
 # -- 10. O7 ---------------------------------------------------------------------------------------
 
 
 def test_refusing_a_spoofed_from_is_compliant() -> None:
-    from confsec.behaviour import events
+    from confsec.behaviour import event_checks
 
     refused = CallOutcome("mallory", "sips:conf-1@conference.example.test", status=403)
-    ev = events.spoofed_join_settled(refused, "mallory", "alice")
+    ev = event_checks.spoofed_join_settled(refused, "mallory", "alice")
     assert ev.counts["refusals"] == 1
     admitted = _answered(CryptoAttribute.generate(1, SUITE))
-    assert events.spoofed_join_settled(admitted, "mallory", "alice")
+    assert event_checks.spoofed_join_settled(admitted, "mallory", "alice")
     with pytest.raises(Inconclusive, match="no final answer"):
-        events.spoofed_join_settled(CallOutcome("mallory", "x", error="timeout"), "mallory", "a")
+        event_checks.spoofed_join_settled(
+            CallOutcome("mallory", "x", error="timeout"), "mallory", "a"
+        )

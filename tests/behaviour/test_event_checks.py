@@ -17,12 +17,13 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
+from confsec.behaviour import event_checks as ec
 from confsec.behaviour import events as ev
 from confsec.codec.conference_info import CONTENT_TYPE, ConferenceInfo, Endpoint, User
 from confsec.codec.sip import Headers, Request, Response
 from confsec.errors import PeerTimeout
-from confsec.net.transport import Flow
-from confsec.net.ua import TraceEntry
+from confsec.net.flow import Flow
+from confsec.net.trace import TraceEntry
 from confsec.report.verdicts import Verdict
 from tests.behaviour.judging import judge, passes_on_evidence
 
@@ -97,33 +98,33 @@ def later(sub: ev.SubscribeOutcome, at: float, body: bytes, call_id: str | None 
     sub.ua.receive(notify(call_id or sub.call_id, body), at)  # type: ignore[attr-defined]
 
 
-# -- finding 8: changes arrive as partial states that show the joiner ---------------------------
+# -- changes arrive as partial states that show the joiner --------------------------------------
 
 
 def test_a_full_state_after_the_join_is_not_a_partial_state() -> None:
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
     later(bob, 2.0, state("full", "alice", "bob", "carol"))
-    verdict, why = judge(ev.notified_of, bob, bob.notifications(), aor("carol"))
+    verdict, why = judge(ec.notified_of, bob, bob.notifications(), aor("carol"))
     assert verdict == FAIL and "partial" in why
 
 
 def test_notifications_after_the_join_that_never_show_the_joiner_fail() -> None:
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
     later(bob, 2.0, state("partial", "dave"))
-    verdict, why = judge(ev.notified_of, bob, bob.notifications(), aor("carol"))
+    verdict, why = judge(ec.notified_of, bob, bob.notifications(), aor("carol"))
     assert verdict == FAIL and "carol" in why
 
 
 def test_no_notification_after_the_join_is_inconclusive() -> None:
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
-    verdict, why = judge(ev.notified_of, bob, bob.notifications(), aor("carol"))
+    verdict, why = judge(ec.notified_of, bob, bob.notifications(), aor("carol"))
     assert verdict == INCONCLUSIVE and "no NOTIFY" in why
 
 
 def test_a_partial_state_showing_the_joiner_passes_on_evidence() -> None:
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
     later(bob, 2.0, state("partial", "carol"))
-    verdict, why = judge(ev.notified_of, bob, bob.notifications(), aor("carol"))
+    verdict, why = judge(ec.notified_of, bob, bob.notifications(), aor("carol"))
     assert verdict == PASS and "1 partial states showing the joiner" in why
 
 
@@ -131,11 +132,11 @@ def test_only_notifications_after_the_join_count() -> None:
     """A partial state that arrived before the joiner's INVITE is not the change notification."""
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
     later(bob, 2.0, state("partial", "carol"))
-    verdict, why = judge(ev.notified_of, bob, bob.notifications(), aor("carol"), since=3.0)
+    verdict, why = judge(ec.notified_of, bob, bob.notifications(), aor("carol"), since=3.0)
     assert verdict == INCONCLUSIVE and "no NOTIFY" in why
 
 
-# -- finding 8: no state for a refused subscriber, judged after a window, with a control ---------
+# -- no state for a refused subscriber, judged after a window, with a control --------------------
 
 
 def control() -> ev.SubscribeOutcome:
@@ -149,24 +150,24 @@ def listened(sub: ev.SubscribeOutcome) -> ev.SubscribeOutcome:
 
 
 def test_a_refusal_without_a_control_is_inconclusive() -> None:
-    verdict, why = judge(ev.no_state_given, listened(subscription("erin", 403)))
+    verdict, why = judge(ec.no_state_given, listened(subscription("erin", 403)))
     assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_a_refusal_whose_control_got_no_state_is_inconclusive() -> None:
     erin = listened(subscription("erin", 403))
     for failed in (subscription("alice", 200), subscription("alice", 403)):
-        verdict, why = judge(ev.no_state_given, erin, [failed])
+        verdict, why = judge(ec.no_state_given, erin, [failed])
         assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_a_refusal_judged_before_listening_is_inconclusive() -> None:
-    verdict, why = judge(ev.no_state_given, subscription("erin", 403), [control()])
+    verdict, why = judge(ec.no_state_given, subscription("erin", 403), [control()])
     assert verdict == INCONCLUSIVE and "listened" in why
 
 
 def test_a_refusal_after_the_window_with_a_control_passes_on_evidence() -> None:
-    verdict, why = judge(ev.no_state_given, listened(subscription("erin", 403)), [control()])
+    verdict, why = judge(ec.no_state_given, listened(subscription("erin", 403)), [control()])
     assert verdict == PASS and "controls" in why
 
 
@@ -175,12 +176,12 @@ def test_state_on_another_call_id_of_the_refused_subscriber_fails() -> None:
     erin = listened(subscription("erin", 403))
     erin.dedicated = True
     later(erin, 2.0, state("full", "alice"), call_id="another-call")
-    verdict, why = judge(ev.no_state_given, erin, [control()])
+    verdict, why = judge(ec.no_state_given, erin, [control()])
     assert verdict == FAIL and "state" in why
 
 
 def test_an_accepted_subscription_fails_whatever_the_control() -> None:
-    verdict, why = judge(ev.no_state_given, subscription("erin", 200))
+    verdict, why = judge(ec.no_state_given, subscription("erin", 200))
     assert verdict == FAIL and "accepted" in why
 
 
@@ -196,7 +197,7 @@ def test_a_late_notify_is_still_caught() -> None:
     waited = asyncio.run(watch())
     assert 0.25 <= waited < 1.5  # it stopped once the state arrived
     erin.listened_s = waited
-    verdict, why = judge(ev.no_state_given, erin, [control()])
+    verdict, why = judge(ec.no_state_given, erin, [control()])
     assert verdict == FAIL and "state" in why
 
 
@@ -210,5 +211,5 @@ def test_the_watch_listens_for_the_whole_window() -> None:
 
 def test_full_state_and_tls_checks_pass_on_evidence() -> None:
     bob = subscription("bob", 200, (1.0, state("full", "alice", "bob")))
-    assert passes_on_evidence(ev.full_state_received, bob, bob.notifications())
-    assert passes_on_evidence(ev.notifies_only_over_tls, bob, bob.notifications())
+    assert passes_on_evidence(ec.full_state_received, bob, bob.notifications())
+    assert passes_on_evidence(ec.notifies_only_over_tls, bob, bob.notifications())

@@ -17,7 +17,8 @@ from __future__ import annotations
 import ssl
 
 from confsec.behaviour import floor as fl
-from confsec.behaviour.conference import CallOutcome
+from confsec.behaviour import floor_checks as fc
+from confsec.behaviour.outcomes import CallOutcome
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp
 from confsec.errors import TransportError
@@ -59,9 +60,13 @@ def status(code: int) -> Received:
     )
 
 
-AN_ERROR = received(13, b.BfcpErrorCode(error_code=5))
-HELLO_ACK = received(12)
-GRANTED, RELEASED, PENDING = status(3), status(6), status(1)
+AN_ERROR = received(
+    b.Primitive.ERROR, b.BfcpErrorCode(error_code=b.ErrorCode.UNAUTHORIZED_OPERATION)
+)
+HELLO_ACK = received(b.Primitive.HELLO_ACK)
+GRANTED = status(b.RequestStatus.GRANTED)
+RELEASED = status(b.RequestStatus.RELEASED)
+PENDING = status(b.RequestStatus.PENDING)
 
 
 def session(name: str = "bob", **observed: object) -> fl.FloorSession:
@@ -84,39 +89,39 @@ def cycled(
     return session(name, cycle=cycle)
 
 
-# -- finding 5: a foreign user id, refused; the control is bob's own request --------------------
+# -- a foreign user id, refused; the control is bob's own request -------------------------------
 
 
 def test_an_error_without_a_control_is_inconclusive() -> None:
-    verdict, why = judge(fl.foreign_request_refused, AN_ERROR, "bob", "carol")
+    verdict, why = judge(fc.foreign_request_refused, AN_ERROR, "bob", "carol")
     assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_an_error_when_bob_own_request_is_not_granted_is_inconclusive() -> None:
     control = cycled(FloorRequest=AN_ERROR, FloorRelease="unsent")
-    verdict, why = judge(fl.foreign_request_refused, AN_ERROR, "bob", "carol", control)
+    verdict, why = judge(fc.foreign_request_refused, AN_ERROR, "bob", "carol", control)
     assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_an_error_when_bob_own_cycle_ran_without_tls_is_inconclusive() -> None:
     control = cycled(tls=False)
-    verdict, why = judge(fl.foreign_request_refused, AN_ERROR, "bob", "carol", control)
+    verdict, why = judge(fc.foreign_request_refused, AN_ERROR, "bob", "carol", control)
     assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_an_error_or_a_close_with_the_control_passes_on_evidence() -> None:
     for got in (AN_ERROR, None):
-        verdict, why = judge(fl.foreign_request_refused, got, "bob", "carol", cycled())
+        verdict, why = judge(fc.foreign_request_refused, got, "bob", "carol", cycled())
         assert verdict == PASS and "own user id" in why
 
 
 def test_a_granted_foreign_request_fails_whatever_the_control() -> None:
     for control in (None, cycled(), cycled(FloorRequest=PENDING)):
-        verdict, why = judge(fl.foreign_request_refused, GRANTED, "bob", "carol", control)
+        verdict, why = judge(fc.foreign_request_refused, GRANTED, "bob", "carol", control)
         assert verdict == FAIL and "carol's user id" in why
 
 
-# -- finding 6: malformed BFCP --------------------------------------------------------------------
+# -- malformed BFCP -------------------------------------------------------------------------------
 
 
 def probes(*results: str) -> list[fl.FuzzProbe]:
@@ -124,86 +129,86 @@ def probes(*results: str) -> list[fl.FuzzProbe]:
 
 
 def test_a_non_error_answer_to_a_malformed_message_fails() -> None:
-    verdict, why = judge(fl.malformed_handled, probes(*["error"] * 19, "answered"), "HelloAck")
+    verdict, why = judge(fc.malformed_handled, probes(*["error"] * 19, "answered"), "HelloAck")
     assert verdict == FAIL and "1 of 20" in why
 
 
 def test_a_non_error_answer_fails_even_without_the_baseline() -> None:
-    assert judge(fl.malformed_handled, probes("error", "answered"))[0] == FAIL
+    assert judge(fc.malformed_handled, probes("error", "answered"))[0] == FAIL
 
 
 def test_probes_that_never_reached_the_server_are_not_evidence() -> None:
-    verdict, why = judge(fl.malformed_handled, probes(*["unsent"] * 20))
+    verdict, why = judge(fc.malformed_handled, probes(*["unsent"] * 20))
     assert verdict == INCONCLUSIVE and "none of the 20" in why
-    verdict, why = judge(fl.malformed_handled, probes(*["unsent"] * 20), "HelloAck")
+    verdict, why = judge(fc.malformed_handled, probes(*["unsent"] * 20), "HelloAck")
     assert verdict == INCONCLUSIVE and "none of the 20" in why
 
 
 def test_undelivered_probes_do_not_count_as_handled() -> None:
-    ev = fl.malformed_handled(probes("closed", *["unsent"] * 19), "HelloAck")
+    ev = fc.malformed_handled(probes("closed", *["unsent"] * 19), "HelloAck")
     assert ev.counts["malformed messages delivered"] == 1
     assert ev.counts["malformed messages not delivered"] == 19
 
 
 def test_silence_is_a_hang() -> None:
-    verdict, why = judge(fl.malformed_handled, probes("error", "silent"), "HelloAck")
+    verdict, why = judge(fc.malformed_handled, probes("error", "silent"), "HelloAck")
     assert verdict == FAIL and "neither an Error nor a close" in why
 
 
 def test_errors_without_a_served_hello_before_are_inconclusive() -> None:
     """A server that answers Error to everything would pass unearned without the baseline."""
     for baseline in (None, "Error", "closed", "silent"):
-        verdict, why = judge(fl.malformed_handled, probes(*["error"] * 20), baseline)
+        verdict, why = judge(fc.malformed_handled, probes(*["error"] * 20), baseline)
         assert verdict == INCONCLUSIVE and "Hello" in why, baseline
 
 
 def test_errors_and_closes_after_a_served_hello_pass_on_evidence() -> None:
-    ev = fl.malformed_handled(probes(*["error"] * 18, "closed", "closed"), "HelloAck")
+    ev = fc.malformed_handled(probes(*["error"] * 18, "closed", "closed"), "HelloAck")
     assert ev and ev.counts["Errors"] == 18 and ev.counts["closes"] == 2
 
 
 def test_an_unreachable_server_before_the_probes_is_an_error() -> None:
-    verdict, why = judge(fl.malformed_handled, probes(*["unsent"] * 20), "unreachable")
+    verdict, why = judge(fc.malformed_handled, probes(*["unsent"] * 20), "unreachable")
     assert verdict == ERROR and "TargetUnreachable" in why
 
 
 def test_a_server_that_refuses_connections_after_the_probes_stopped_serving() -> None:
     carol = session("carol", connect_error="connection refused", unreachable=True)
     carol.cycle = fl.FloorCycle(started=20.0, connected=False)
-    verdict, why = judge(fl.still_serving, carol, "HelloAck", 15.0)
+    verdict, why = judge(fc.still_serving, carol, "HelloAck", 15.0)
     assert verdict == FAIL and "stopped serving" in why
 
 
 def test_a_server_that_goes_silent_after_the_probes_stopped_serving() -> None:
     carol = cycled("carol", started=20.0, FloorRequest="unsent", FloorRelease="unsent")
     carol.cycle.silent = "FloorRequest"  # type: ignore[union-attr]
-    verdict, why = judge(fl.still_serving, carol, "HelloAck", 15.0)
+    verdict, why = judge(fc.still_serving, carol, "HelloAck", 15.0)
     assert verdict == FAIL and "stopped serving" in why
 
 
 def test_still_serving_needs_the_request_after_the_probes_and_a_baseline() -> None:
-    verdict, why = judge(fl.still_serving, cycled("carol", started=10.0), "HelloAck", 15.0)
+    verdict, why = judge(fc.still_serving, cycled("carol", started=10.0), "HelloAck", 15.0)
     assert verdict == INCONCLUSIVE and "after the malformed" in why
-    verdict, why = judge(fl.still_serving, cycled("carol", started=20.0), "unreachable", 15.0)
+    verdict, why = judge(fc.still_serving, cycled("carol", started=20.0), "unreachable", 15.0)
     assert verdict == INCONCLUSIVE and "Hello" in why
 
 
 def test_a_grant_after_the_probes_shows_the_server_still_serves() -> None:
-    verdict, why = judge(fl.still_serving, cycled("carol", started=20.0), "HelloAck", 15.0)
+    verdict, why = judge(fc.still_serving, cycled("carol", started=20.0), "HelloAck", 15.0)
     assert verdict == PASS and "controls" in why
 
 
-# -- finding 13: one rule for an unreachable BFCP server ------------------------------------------
+# -- one rule for an unreachable BFCP server -----------------------------------------------------
 
 
 def test_granted_and_released_on_an_unreachable_server_is_an_error() -> None:
     s = session(connect_error="cannot open BFCP connection: refused", unreachable=True)
-    assert judge(fl.granted_and_released, s)[0] == ERROR
+    assert judge(fc.granted_and_released, s)[0] == ERROR
 
 
 def test_granted_and_released_without_an_observation_is_inconclusive() -> None:
     s = session(connect_error="TLS handshake failed", unreachable=False)
-    assert judge(fl.granted_and_released, s)[0] == INCONCLUSIVE
+    assert judge(fc.granted_and_released, s)[0] == INCONCLUSIVE
 
 
 def secure_answer() -> fl.FloorAnswer:
@@ -224,12 +229,12 @@ def secure_answer() -> fl.FloorAnswer:
 
 def test_fingerprint_on_a_server_reached_but_not_handshaken_is_inconclusive() -> None:
     s = session(answer=secure_answer(), connect_error="TLS handshake failed", unreachable=False)
-    assert judge(fl.fingerprint_matches, s)[0] == INCONCLUSIVE
+    assert judge(fc.fingerprint_matches, s)[0] == INCONCLUSIVE
 
 
 def test_fingerprint_on_an_unreachable_server_is_an_error() -> None:
     s = session(answer=secure_answer(), connect_error="connection refused", unreachable=True)
-    assert judge(fl.fingerprint_matches, s)[0] == ERROR
+    assert judge(fc.fingerprint_matches, s)[0] == ERROR
 
 
 def failed_connect(cause: BaseException) -> TransportError:
@@ -254,19 +259,19 @@ def test_refused_and_timed_out_connections_are_unreachable_tls_failures_are_not(
 
 
 def test_granted_and_released_passes_on_evidence() -> None:
-    assert passes_on_evidence(fl.granted_and_released, cycled())
+    assert passes_on_evidence(fc.granted_and_released, cycled())
 
 
 def test_a_closed_floor_request_fails_granted_and_released() -> None:
     s = cycled(FloorRequest=None, FloorRelease="unsent")
-    verdict, why = judge(fl.granted_and_released, s)
+    verdict, why = judge(fc.granted_and_released, s)
     assert verdict == FAIL and "closed" in why
 
 
 def test_answer_checks_pass_on_evidence() -> None:
-    assert passes_on_evidence(fl.answer_secure, session(answer=secure_answer()))
+    assert passes_on_evidence(fc.answer_secure, session(answer=secure_answer()))
     carol = session("carol", answer=secure_answer())
-    assert passes_on_evidence(fl.plain_refused, plain_offer_refused(), [carol])
+    assert passes_on_evidence(fc.plain_refused, plain_offer_refused(), [carol])
 
 
 # -- a plain TCP/BFCP offer, refused; the control is a TCP/TLS/BFCP offer accepted ---------------
@@ -278,21 +283,21 @@ def plain_offer_refused() -> fl.FloorSession:
 
 def test_a_plain_refusal_without_a_secure_control_is_inconclusive() -> None:
     """A focus that answers 488 to every offer with BFCP would pass unearned."""
-    verdict, why = judge(fl.plain_refused, plain_offer_refused())
+    verdict, why = judge(fc.plain_refused, plain_offer_refused())
     assert verdict == INCONCLUSIVE and "control" in why
     declined = session("carol", answer=secure_answer())
     declined.answer.port = 0  # type: ignore[union-attr]
-    verdict, why = judge(fl.plain_refused, plain_offer_refused(), [declined])
+    verdict, why = judge(fc.plain_refused, plain_offer_refused(), [declined])
     assert verdict == INCONCLUSIVE and "control" in why
 
 
 def test_a_plain_refusal_beside_an_accepted_secure_offer_passes_on_evidence() -> None:
     carol = session("carol", answer=secure_answer())
-    verdict, why = judge(fl.plain_refused, plain_offer_refused(), [carol])
+    verdict, why = judge(fc.plain_refused, plain_offer_refused(), [carol])
     assert verdict == PASS and "carol's TCP/TLS/BFCP offer" in why
 
 
 def test_plain_bfcp_accepted_fails_whatever_the_control() -> None:
     plain = fl.FloorAnswer("127.0.0.1", 4001, fl.PLAIN, {"confid": "1", "userid": "2"})
-    verdict, why = judge(fl.plain_refused, session(answer=plain))
+    verdict, why = judge(fc.plain_refused, session(answer=plain))
     assert verdict == FAIL and "in the clear" in why

@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 
 from confsec.behaviour.probes import (
-    EXIT_FOUND,
     DictionaryTrial,
     DigestAttempt,
-    UdpSurface,
     no_dictionary_password,
-    observe_udp,
     observe_wrong_passwords,
     refusals_alike,
-    sipvicious_probes,
     tls_probes,
+)
+from confsec.behaviour.udp_probes import (
+    EXIT_FOUND,
+    UdpSurface,
+    observe_udp,
+    sipvicious_probes,
     udp_no_enumeration,
 )
 from confsec.errors import Inconclusive, NonConformance

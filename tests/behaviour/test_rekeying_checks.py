@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from confsec.behaviour import rekeying
+from confsec.behaviour import group_keys, membership, rekeying
 from confsec.errors import NonConformance
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
@@ -43,10 +43,10 @@ def test_group_key_equal_to_a_unicast_key_fails() -> None:
     k = _key()
     _recv(ledger, "alice", "", k)
     _recv(ledger, "bob", "common", _key())
-    rekeying.group_key_distinct(ledger)
+    group_keys.group_key_distinct(ledger)
     _recv(ledger, "carol", "common epoch-2", k)
     with pytest.raises(NonConformance, match="shares key material"):
-        rekeying.group_key_distinct(ledger)
+        group_keys.group_key_distinct(ledger)
 
 
 def test_trial_decryption_finds_packets_under_an_old_key() -> None:
@@ -62,5 +62,5 @@ def test_trial_decryption_finds_packets_under_an_old_key() -> None:
 
 
 def test_participant_names_use_reference_accounts() -> None:
-    names = rekeying.participant_names(10)
+    names = membership.participant_names(10)
     assert names[:3] == ["alice", "bob", "carol"] and names[-1] == "guest10" and len(names) == 10

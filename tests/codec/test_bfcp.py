@@ -23,7 +23,16 @@ from scapy.packet import Raw, fuzz
 from scapy.utils import wrpcap
 
 from confsec.codec import bfcp as b
-from confsec.codec.bfcp import Bfcp, BfcpParseError, BfcpStream, parse_bfcp
+from confsec.codec.bfcp import (
+    AttributeType,
+    Bfcp,
+    BfcpParseError,
+    BfcpStream,
+    ErrorCode,
+    Primitive,
+    RequestStatus,
+    parse_bfcp,
+)
 
 PORT = 40123
 
@@ -64,40 +73,70 @@ def _msg(primitive: int, *attrs: b.BfcpAttribute, r: int = 0) -> Bfcp:
     )
 
 
+P, A, S = Primitive, AttributeType, RequestStatus
 SAMPLES: dict[str, Bfcp] = {
     "FloorRequest": _msg(
-        1, b.BfcpFloorId(floor_id=1), b.BfcpParticipantProvidedInfo(text=b"may I?")
+        P.FLOOR_REQUEST, b.BfcpFloorId(floor_id=1), b.BfcpParticipantProvidedInfo(text=b"may I?")
     ),
-    "FloorRelease": _msg(2, b.BfcpFloorRequestId(floor_request_id=7)),
-    "FloorRequestQuery": _msg(3, b.BfcpFloorRequestId(floor_request_id=7)),
-    "FloorRequestStatus": _msg(4, _fri(7, 3), r=1),
-    "UserQuery": _msg(5, b.BfcpBeneficiaryId(beneficiary_id=3)),
+    "FloorRelease": _msg(P.FLOOR_RELEASE, b.BfcpFloorRequestId(floor_request_id=7)),
+    "FloorRequestQuery": _msg(P.FLOOR_REQUEST_QUERY, b.BfcpFloorRequestId(floor_request_id=7)),
+    "FloorRequestStatus": _msg(P.FLOOR_REQUEST_STATUS, _fri(7, S.GRANTED), r=1),
+    "UserQuery": _msg(P.USER_QUERY, b.BfcpBeneficiaryId(beneficiary_id=3)),
     "UserStatus": _msg(
-        6,
+        P.USER_STATUS,
         b.BfcpBeneficiaryInformation(
             beneficiary_id=3, attributes=[b.BfcpUserUri(text=b"sips:c@x")]
         ),
-        _fri(8, 1),
+        _fri(8, S.PENDING),
         r=1,
     ),
-    "FloorQuery": _msg(7, b.BfcpFloorId(floor_id=1)),
-    "FloorStatus": _msg(8, b.BfcpFloorId(floor_id=1), _fri(7, 3)),
-    "ChairAction": _msg(9, _fri(7, 4)),
-    "ChairActionAck": _msg(10, r=1),
-    "Hello": _msg(11),
+    "FloorQuery": _msg(P.FLOOR_QUERY, b.BfcpFloorId(floor_id=1)),
+    "FloorStatus": _msg(P.FLOOR_STATUS, b.BfcpFloorId(floor_id=1), _fri(7, S.GRANTED)),
+    "ChairAction": _msg(P.CHAIR_ACTION, _fri(7, S.DENIED)),
+    "ChairActionAck": _msg(P.CHAIR_ACTION_ACK, r=1),
+    "Hello": _msg(P.HELLO),
     "HelloAck": _msg(
-        12,
-        b.BfcpSupportedPrimitives(primitives=[1, 2, 4, 8, 11, 12, 13]),
-        b.BfcpSupportedAttributes(attributes=[t << 1 for t in (1, 2, 3, 5, 6, 7, 9, 15, 17, 18)]),
+        P.HELLO_ACK,
+        b.BfcpSupportedPrimitives(
+            primitives=[
+                P.FLOOR_REQUEST,
+                P.FLOOR_RELEASE,
+                P.FLOOR_REQUEST_STATUS,
+                P.FLOOR_STATUS,
+                P.HELLO,
+                P.HELLO_ACK,
+                P.ERROR,
+            ]
+        ),
+        b.BfcpSupportedAttributes(
+            attributes=[
+                t << 1
+                for t in (
+                    A.BENEFICIARY_ID,
+                    A.FLOOR_ID,
+                    A.FLOOR_REQUEST_ID,
+                    A.REQUEST_STATUS,
+                    A.ERROR_CODE,
+                    A.ERROR_INFO,
+                    A.STATUS_INFO,
+                    A.FLOOR_REQUEST_INFORMATION,
+                    A.FLOOR_REQUEST_STATUS,
+                    A.OVERALL_REQUEST_STATUS,
+                )
+            ]
+        ),
         r=1,
     ),
     "Error": _msg(
-        13, b.BfcpErrorCode(error_code=5), b.BfcpErrorInfo(text=b"not your user id"), r=1
+        P.ERROR,
+        b.BfcpErrorCode(error_code=ErrorCode.UNAUTHORIZED_OPERATION),
+        b.BfcpErrorInfo(text=b"not your user id"),
+        r=1,
     ),
-    "FloorRequestStatusAck": _msg(14),
-    "FloorStatusAck": _msg(15),
-    "Goodbye": _msg(16),
-    "GoodbyeAck": _msg(17, r=1),
+    "FloorRequestStatusAck": _msg(P.FLOOR_REQUEST_STATUS_ACK),
+    "FloorStatusAck": _msg(P.FLOOR_STATUS_ACK),
+    "Goodbye": _msg(P.GOODBYE),
+    "GoodbyeAck": _msg(P.GOODBYE_ACK, r=1),
 }
 
 
@@ -122,8 +161,20 @@ def test_every_primitive_round_trips_byte_for_byte(name: str) -> None:
 
 def test_known_header_bytes() -> None:
     """RFC 8855 5.1 by hand: Ver=1, R=0, F=0, primitive Hello, empty payload."""
-    raw = bytes(Bfcp(primitive=11, conference_id=1, transaction_id=2, user_id=3))
+    raw = bytes(Bfcp(primitive=Primitive.HELLO, conference_id=1, transaction_id=2, user_id=3))
     assert raw == bytes.fromhex("200b00000000000100020003")
+
+
+def test_the_number_names_are_the_rfc_tables() -> None:
+    """The enums and the name tables scapy shows are one list: RFC 8855 Tables 2, 3 and 5."""
+    assert b.PRIMITIVES == {p.value: name for p, name in zip(Primitive, SAMPLES, strict=True)}
+    assert list(b.ATTRIBUTE_NAMES) == list(AttributeType) == list(range(1, 19))
+    assert b.ATTRIBUTE_NAMES[AttributeType.PARTICIPANT_PROVIDED_INFO] == "PARTICIPANT-PROVIDED-INFO"
+    assert b.REQUEST_STATUS[RequestStatus.CANCELLED] == "Cancelled"
+    assert list(b.ERROR_CODES) == list(ErrorCode) == list(range(1, 15))
+    assert b.ERROR_CODES[ErrorCode.MAX_FLOOR_REQUESTS_REACHED].startswith("Maximum Number")
+    assert set(b.ATTRIBUTES) == set(AttributeType)
+    assert all(type(k) is int for k in (*b.PRIMITIVES, *b.ATTRIBUTE_NAMES, *b.ERROR_CODES))
 
 
 def test_text_attribute_is_padded_and_length_excludes_padding() -> None:
@@ -132,7 +183,7 @@ def test_text_attribute_is_padded_and_length_excludes_padding() -> None:
 
 
 def test_a_length_set_by_hand_is_kept_and_refused_by_the_strict_parser() -> None:
-    raw = bytes(_msg(1, b.BfcpFloorId(floor_id=1, length=9)))
+    raw = bytes(_msg(Primitive.FLOOR_REQUEST, b.BfcpFloorId(floor_id=1, length=9)))
     msg = Bfcp(raw)
     assert type(msg.attributes[0]) is b.BfcpAttribute  # falls back to the generic TLV
     assert bytes(msg) == raw
@@ -141,14 +192,14 @@ def test_a_length_set_by_hand_is_kept_and_refused_by_the_strict_parser() -> None
 
 
 def test_unknown_attribute_falls_back_to_generic() -> None:
-    raw = bytes(_msg(11, b.BfcpAttribute(type=99, value=b"zz")))
+    raw = bytes(_msg(Primitive.HELLO, b.BfcpAttribute(type=99, value=b"zz")))
     msg = parse_bfcp(raw)
     assert type(msg.attributes[0]) is b.BfcpAttribute and msg.attributes[0].value == b"zz"
     assert bytes(msg) == raw
-    mandatory = bytes(_msg(11, b.BfcpAttribute(type=99, M=1, value=b"zz")))
+    mandatory = bytes(_msg(Primitive.HELLO, b.BfcpAttribute(type=99, M=1, value=b"zz")))
     with pytest.raises(BfcpParseError) as err:
         parse_bfcp(mandatory)
-    assert err.value.error_code == 4
+    assert err.value.error_code == ErrorCode.UNKNOWN_MANDATORY_ATTRIBUTE
 
 
 @pytest.mark.parametrize("name", ["FloorRequestStatus", "HelloAck", "Error"])
@@ -166,17 +217,17 @@ def test_wrong_payload_length_and_version_are_refused() -> None:
     raw[3] += 1
     with pytest.raises(BfcpParseError) as err:
         parse_bfcp(bytes(raw))
-    assert err.value.error_code == 13
+    assert err.value.error_code == ErrorCode.INCORRECT_MESSAGE_LENGTH
     raw = bytearray(bytes(SAMPLES["Hello"]))
     raw[0] = (7 << 5) | (raw[0] & 0x1F)
     with pytest.raises(BfcpParseError) as err:
         parse_bfcp(bytes(raw))
-    assert err.value.error_code == 12
+    assert err.value.error_code == ErrorCode.UNSUPPORTED_VERSION
 
 
 def test_fuzzed_messages_round_trip_and_never_escape_as_other_errors() -> None:
     random.seed(4)
-    template = _msg(1, b.BfcpFloorId(), _fri(1, 3))
+    template = _msg(Primitive.FLOOR_REQUEST, b.BfcpFloorId(), _fri(1, RequestStatus.GRANTED))
     for _ in range(300):
         raw = bytes(fuzz(template))
         try:
@@ -244,10 +295,21 @@ def _ours(msg: Bfcp) -> dict[str, list[str]]:
         "bfcp.transaction_id": [str(msg.transaction_id)],
         "bfcp.user_id": [str(msg.user_id)],
         "bfcp.attribute_type": [str(a.type) for a in flat],
-        "bfcp.floor_id": [str(a.floor_id) for a in flat if a.type in (2, 17)],
-        "bfcp.request_status": [str(a.request_status) for a in flat if a.type == 5],
-        "bfcp.error_code": [str(a.error_code) for a in flat if a.type == 6],
-        "bfcp.supp_primitive": [str(p) for a in flat if a.type == 11 for p in a.primitives],
+        "bfcp.floor_id": [
+            str(a.floor_id)
+            for a in flat
+            if a.type in (AttributeType.FLOOR_ID, AttributeType.FLOOR_REQUEST_STATUS)
+        ],
+        "bfcp.request_status": [
+            str(a.request_status) for a in flat if a.type == AttributeType.REQUEST_STATUS
+        ],
+        "bfcp.error_code": [str(a.error_code) for a in flat if a.type == AttributeType.ERROR_CODE],
+        "bfcp.supp_primitive": [
+            str(p)
+            for a in flat
+            if a.type == AttributeType.SUPPORTED_PRIMITIVES
+            for p in a.primitives
+        ],
     }
 
 

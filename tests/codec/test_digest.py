@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 from collections.abc import Callable
 
 import pytest
@@ -412,6 +413,33 @@ def test_stale_nonce_with_wrong_password_is_bad_response() -> None:
     assert server.verify("INVITE", URI, header).reason == "bad-response"
 
 
+def test_nonce_expiry_follows_only_the_clock_it_is_handed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server never reads a clock of its own: with every clock of `time` broken, issue and
+    expiry still work, and a nonce goes stale when the handed clock says so, not the wall."""
+
+    def no_clock() -> float:
+        raise AssertionError("the digest server read a clock it was not handed")
+
+    for name in ("monotonic", "monotonic_ns", "time", "time_ns", "perf_counter", "process_time"):
+        monkeypatch.setattr(time, name, no_clock)
+    server, clock = make_server(nonce_ttl=30.0)
+    client = DigestClient("alice", "wonderland")
+    ch = server.challenge()
+    clock.now += 30.0
+    assert server.verify("INVITE", URI, client.authorize(ch, "INVITE", URI)).ok
+    clock.now += 0.5
+    assert server.verify("INVITE", URI, client.authorize(ch, "INVITE", URI)).reason == (
+        "stale-nonce"
+    )
+    clock.now -= 1.0  # the handed clock is the only truth, even when it goes back
+    assert server.verify("INVITE", URI, client.authorize(ch, "INVITE", URI)).ok
+
+
+def test_server_has_no_default_clock() -> None:
+    with pytest.raises(TypeError):
+        DigestServer("focus.example.com", USERS)  # type: ignore[call-arg]
+
+
 def _tamper(nonce: str) -> str:
     raw = bytearray(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4)))
     raw[3] ^= 0x01  # move the timestamp: the MAC no longer matches
@@ -425,8 +453,12 @@ def _tamper(nonce: str) -> str:
         lambda n: "not base64 at all!",
         lambda n: "",
         _tamper,
-        lambda n: DigestServer("focus.example.com", USERS, secret=b"other").new_nonce(),
-        lambda n: DigestServer("other.example.com", USERS, secret=b"k").new_nonce(),
+        lambda n: DigestServer(
+            "focus.example.com", USERS, secret=b"other", now=FakeClock()
+        ).new_nonce(),
+        lambda n: DigestServer(
+            "other.example.com", USERS, secret=b"k", now=FakeClock()
+        ).new_nonce(),
     ],
     ids=["random", "garbage", "empty", "tampered", "other-secret", "other-realm"],
 )
@@ -439,8 +471,8 @@ def test_forged_nonce_refused(forge: Callable[[str], str]) -> None:
 
 
 def test_shared_secret_lets_servers_share_nonces() -> None:
-    one = DigestServer("focus.example.com", USERS, secret=b"shared")
-    two = DigestServer("focus.example.com", USERS, secret=b"shared")
+    one = DigestServer("focus.example.com", USERS, secret=b"shared", now=FakeClock())
+    two = DigestServer("focus.example.com", USERS, secret=b"shared", now=FakeClock())
     header = DigestClient("bob", "builder").authorize(one.challenge(), "BYE", URI)
     assert two.verify("BYE", URI, header).ok
 
@@ -546,4 +578,4 @@ def test_many_live_nonces_do_not_rescan_the_table_on_every_request(
 
 def test_unsupported_server_algorithm_is_config_error() -> None:
     with pytest.raises(ConfigError):
-        DigestServer("r", USERS, algorithm="SHA-1")
+        DigestServer("r", USERS, algorithm="SHA-1", now=FakeClock())

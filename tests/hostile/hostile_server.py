@@ -1,6 +1,6 @@
 """A hostile system under test: a loopback SIP/TLS server that misbehaves one way per mode.
 
-Each mode is one behaviour of issue 7's list. The server runs its own asyncio loop in a daemon
+Each mode is one way a target can fail the suite. The server runs its own asyncio loop in a daemon
 thread, so a test can start it, point `confsec run --target` at it through the profile that
 `write_profile` writes (CA of a fresh `TestPki`, passwords in environment variables), and stop it.
 
@@ -33,7 +33,7 @@ Modes:
   and null offers too), every other request 200 OK, and no media is ever sent;
 - `ignore-all`: TLS works, and no request is ever answered (the connection stays open).
 
-The last three are the safety net of issue 12: against them no scenario whose claim needs an
+The last three are the evidence rule's safety net: against them no scenario whose claim needs an
 observation may pass (tests/hostile/test_hostile_all_requirements.py).
 
 The `srtp-*` modes live in `srtp_focus.py`.

@@ -1,4 +1,4 @@
-"""The safety net of issue 12: targets that refuse, accept or ignore everything pass nothing.
+"""The evidence rule's safety net: targets that refuse, accept or ignore everything pass nothing.
 
 A pass must rest on an observation of the required behaviour. Three hostile targets give the
 suite nothing to observe but their TLS certificate:
@@ -63,7 +63,7 @@ MAY_PASS: dict[str, dict[str, str]] = {
         ),
         "A null cipher offer is refused (UNENCRYPTED_SRTP)": (
             "the answer is observed to drop UNENCRYPTED_SRTP and encrypt with a full key, which "
-            "is compliant (issue 12, finding 11)"
+            "is compliant"
         ),
     },
 }

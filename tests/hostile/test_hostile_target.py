@@ -49,7 +49,7 @@ ALIKE = "A wrong password is refused alike for existing and unknown users"
 DICTIONARY = "No account's password is in the dictionary"
 # The profile declares no plain UDP listener (the hostile server has none): not applicable.
 UDP_ENUMERATION = "No plain SIP listener tells which users exist"
-# The R1 robustness probes (features/robustness_signalling.feature) start by creating a
+# The R1 robustness probes (features/r1_robustness_signalling.feature) start by creating a
 # conference, so they need a SIP answer as much as the creation does.
 MALFORMED_SIP = tuple(
     f"A malformed SIP request is refused cleanly and the conference goes on ({r})"
@@ -91,7 +91,7 @@ PROTECTED = tuple(
     for s in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 )
 UNPROTECTED = "Unprotected media from an admitted participant does not reach the others"
-# The R3 robustness probes (features/robustness_signalling.feature, robustness_media.feature):
+# The R3 robustness probes (features/r3_robustness_offers.feature, robustness_media.feature):
 # each is judged against a baseline in which the conference carries media, which a target that
 # sends none (or none that authenticates) never gives.
 NEEDS_BASELINE = (
@@ -197,9 +197,9 @@ CASES = [
     ),
 ]
 
-# Behaviours whose exact verdicts reveal a bug in confsec (strict xfail, naming the bug). Both
-# found by this file were fixed: a TLS alert is inconclusive for the certificate scenario, and
-# a refused connection is an error in every scenario.
+# Behaviours whose exact verdicts reveal a bug in confsec (strict xfail, naming the bug); empty
+# while every case's verdicts hold. CASES pins, among others, that a TLS alert is inconclusive
+# for the certificate scenario and a refused connection an error in every scenario.
 XFAIL: dict[str, str] = {}
 
 

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from confsec.codec.bfcp import Bfcp, BfcpErrorCode
+from confsec.codec.bfcp import Bfcp, BfcpErrorCode, ErrorCode, Primitive
 from confsec.errors import PeerTimeout, TransportError
 from confsec.net.bfcp import BfcpClient
 
@@ -21,14 +21,21 @@ async def _server(behaviour: str) -> tuple[asyncio.base_events.Server, int]:
         req = Bfcp(data)
         if behaviour == "answer":
             # Two answers in one write, split oddly: framing must cope.
-            other = Bfcp(primitive=8, transaction_id=0)
-            ack = Bfcp(primitive=12, R=1, transaction_id=req.transaction_id)
+            other = Bfcp(primitive=Primitive.FLOOR_STATUS, transaction_id=0)
+            ack = Bfcp(primitive=Primitive.HELLO_ACK, R=1, transaction_id=req.transaction_id)
             blob = bytes(other) + bytes(ack)
             writer.write(blob[:5])
             await writer.drain()
             writer.write(blob[5:])
         elif behaviour == "error":
-            writer.write(bytes(Bfcp(primitive=13, attributes=[BfcpErrorCode(error_code=10)])))
+            writer.write(
+                bytes(
+                    Bfcp(
+                        primitive=Primitive.ERROR,
+                        attributes=[BfcpErrorCode(error_code=ErrorCode.UNABLE_TO_PARSE_MESSAGE)],
+                    )
+                )
+            )
         elif behaviour == "close":
             writer.close()
             return
@@ -46,10 +53,13 @@ def test_transact_observes_answer_error_or_close(run, behaviour: str, expect: in
         client = await BfcpClient.connect(
             "127.0.0.1", port, ssl_context=None, server_hostname=None, timeout=2
         )
-        got = await client.transact(Bfcp(primitive=11, transaction_id=7), timeout=3)
+        got = await client.transact(Bfcp(primitive=Primitive.HELLO, transaction_id=7), timeout=3)
         assert (got.message.primitive if got else None) == expect
         if behaviour == "answer":
-            assert [r.message.primitive for r in client.received] == [8, 12]
+            assert [r.message.primitive for r in client.received] == [
+                Primitive.FLOOR_STATUS,
+                Primitive.HELLO_ACK,
+            ]
         await client.close()
         server.close()
 
@@ -63,7 +73,7 @@ def test_a_silent_server_ends_in_peer_timeout(run) -> None:  # type: ignore[no-u
             "127.0.0.1", port, ssl_context=None, server_hostname=None, timeout=2
         )
         with pytest.raises(PeerTimeout):
-            await client.transact(Bfcp(primitive=11, transaction_id=1), timeout=0.3)
+            await client.transact(Bfcp(primitive=Primitive.HELLO, transaction_id=1), timeout=0.3)
         await client.close()
         server.close()
 

@@ -19,9 +19,8 @@ from confsec.net._txn_fsm import (
     Timers,
     Transmit,
     build_ack,
-    client_key,
-    server_key,
 )
+from confsec.net._txn_keys import client_key, server_key
 
 BRANCH = "z9hG4bKtest1"
 TIMERS = Timers()  # RFC defaults: T1=0.5, T2=4, T4=5

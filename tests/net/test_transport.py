@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from confsec.codec.sip import Headers, Request, Response, make_response
 from confsec.errors import PeerTimeout, RemoteProtocolError, TlsVerificationError, TransportError
-from confsec.net.transport import Flow, TransportLayer
+from confsec.net.flow import Flow
+from confsec.net.transport import TransportLayer
 from confsec.pki import TestPki
 
 DOMAIN = "conference.example.test"

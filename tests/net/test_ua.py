@@ -16,8 +16,10 @@ from confsec.codec.sip import Request, Response, make_response, parse_message
 from confsec.errors import PeerTimeout, TlsVerificationError, TransportError
 from confsec.net._txn_fsm import Timers
 from confsec.net.dialog import Dialog
-from confsec.net.transport import Flow
-from confsec.net.ua import IncomingRequest, TraceEntry, UserAgent
+from confsec.net.flow import Flow
+from confsec.net.incoming import IncomingRequest
+from confsec.net.trace import TraceEntry
+from confsec.net.ua import UserAgent
 
 DOMAIN = "conference.example.test"
 FAST = Timers(t1=0.05, t2=0.4, t4=0.5, d=0.5, trying=0.05)
@@ -89,7 +91,9 @@ async def server_and_client(
     )
     server = Server(server_ua, server_ua.address(transport))
     if digest:
-        server.digest = DigestServer(DOMAIN, {"alice": "secret"})
+        server.digest = DigestServer(
+            DOMAIN, {"alice": "secret"}, now=asyncio.get_running_loop().time
+        )
     holder["server"] = server
     client_ua = await UserAgent.start(
         aor=f"sips:alice@{DOMAIN}",

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.events import EventRun, lists_after_first, no_state_given, notified_of
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.event_checks import no_state_given, notified_of
+from confsec.behaviour.events import EventRun, lists_after_first
+from confsec.behaviour.participant import OfferSpec
 from confsec.reference.deployment import EmbeddedReference
 
 

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from confsec.behaviour import floor as fl
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour import floor_checks as fc
+from confsec.behaviour.conference import ConferenceRun
 from confsec.behaviour.floor import SECURE, FloorRun, FloorSession
+from confsec.behaviour.participant import OfferSpec
 from confsec.codec import bfcp as b
-from confsec.codec.bfcp import Bfcp
+from confsec.codec.bfcp import Bfcp, ErrorCode, Primitive, RequestStatus
 from confsec.errors import TargetUnreachable
 from confsec.net.bfcp import Received
 
@@ -54,8 +55,13 @@ def _msg(s: FloorSession, primitive: int, *attrs, **kw) -> Bfcp:  # type: ignore
     return Bfcp(primitive=primitive, attributes=list(attrs), **fields)
 
 
+def _answer_to_hello(floor: FloorRun, s: FloorSession) -> int | None:
+    got = _send(floor, s, _msg(s, Primitive.HELLO))
+    return got.message.primitive if got is not None else None
+
+
 def _error_code(got: Received | None) -> int | None:
-    if got is None or got.message.primitive != 13:
+    if got is None or got.message.primitive != Primitive.ERROR:
         return None
     return got.message.attr(b.BfcpErrorCode).error_code
 
@@ -71,18 +77,26 @@ def test_the_answer_follows_rfc_8856(floor: FloorRun) -> None:
 
 def test_hello_then_refusals_carry_the_rfc_error_codes(floor: FloorRun) -> None:
     bob = _joined(floor, "bob")
-    assert _error_code(_send(floor, bob, _msg(bob, 11, conference_id=999999))) == 1
-    assert _error_code(_send(floor, bob, _msg(bob, 11, user_id=777))) == 2
-    hello = _send(floor, bob, _msg(bob, 11))
-    assert hello is not None and hello.message.primitive == 12
-    assert 1 in hello.message.attr(b.BfcpSupportedPrimitives).primitives
-    assert _error_code(_send(floor, bob, _msg(bob, 9))) == 3  # ChairAction: not served
-    assert _error_code(_send(floor, bob, _msg(bob, 1, b.BfcpFloorId(floor_id=42)))) == 6
-    assert (
-        _error_code(_send(floor, bob, _msg(bob, 2, b.BfcpFloorRequestId(floor_request_id=99)))) == 7
+    hello = _msg(bob, Primitive.HELLO, conference_id=999999)
+    assert _error_code(_send(floor, bob, hello)) == ErrorCode.CONFERENCE_DOES_NOT_EXIST
+    hello = _msg(bob, Primitive.HELLO, user_id=777)
+    assert _error_code(_send(floor, bob, hello)) == ErrorCode.USER_DOES_NOT_EXIST
+    answer = _send(floor, bob, _msg(bob, Primitive.HELLO))
+    assert answer is not None and answer.message.primitive == Primitive.HELLO_ACK
+    assert Primitive.FLOOR_REQUEST in answer.message.attr(b.BfcpSupportedPrimitives).primitives
+    chair_action = _msg(bob, Primitive.CHAIR_ACTION)  # not served
+    assert _error_code(_send(floor, bob, chair_action)) == ErrorCode.UNKNOWN_PRIMITIVE
+    other_floor = _msg(bob, Primitive.FLOOR_REQUEST, b.BfcpFloorId(floor_id=42))
+    assert _error_code(_send(floor, bob, other_floor)) == ErrorCode.INVALID_FLOOR_ID
+    no_such = _msg(bob, Primitive.FLOOR_RELEASE, b.BfcpFloorRequestId(floor_request_id=99))
+    assert _error_code(_send(floor, bob, no_such)) == ErrorCode.FLOOR_REQUEST_ID_DOES_NOT_EXIST
+    on_behalf = _msg(
+        bob,
+        Primitive.FLOOR_REQUEST,
+        b.BfcpFloorId(floor_id=1),
+        b.BfcpBeneficiaryId(beneficiary_id=1),
     )
-    on_behalf = _msg(bob, 1, b.BfcpFloorId(floor_id=1), b.BfcpBeneficiaryId(beneficiary_id=1))
-    assert _error_code(_send(floor, bob, on_behalf)) == 5
+    assert _error_code(_send(floor, bob, on_behalf)) == ErrorCode.UNAUTHORIZED_OPERATION
 
 
 def test_a_connection_is_bound_to_its_user_and_certificate(floor: FloorRun) -> None:
@@ -90,44 +104,49 @@ def test_a_connection_is_bound_to_its_user_and_certificate(floor: FloorRun) -> N
     bob = _joined(floor, "bob")
     assert carol.answer is not None
     # bob's certificate is not the one carol's offer named: carol's user id is refused.
-    assert _error_code(_send(floor, bob, _msg(bob, 11, user_id=carol.answer.user_id))) == 5
-    assert _send(floor, bob, _msg(bob, 11)).message.primitive == 12  # type: ignore[union-attr]
-    assert _error_code(_send(floor, bob, _msg(bob, 7, user_id=carol.answer.user_id))) == 5
+    carols_hello = _msg(bob, Primitive.HELLO, user_id=carol.answer.user_id)
+    assert _error_code(_send(floor, bob, carols_hello)) == ErrorCode.UNAUTHORIZED_OPERATION
+    assert _answer_to_hello(floor, bob) == Primitive.HELLO_ACK
+    carols_query = _msg(bob, Primitive.FLOOR_QUERY, user_id=carol.answer.user_id)
+    assert _error_code(_send(floor, bob, carols_query)) == ErrorCode.UNAUTHORIZED_OPERATION
 
 
 def test_malformed_bfcp_gets_an_error_and_the_connection_stays_usable(floor: FloorRun) -> None:
     bob = _joined(floor, "bob")
-    bad = bytearray(bytes(_msg(bob, 1, b.BfcpFloorId(floor_id=1, length=9))))
-    assert _error_code(_send(floor, bob, bytes(bad))) == 10
-    wrong_version = bytearray(bytes(_msg(bob, 11)))
+    bad = bytearray(bytes(_msg(bob, Primitive.FLOOR_REQUEST, b.BfcpFloorId(floor_id=1, length=9))))
+    assert _error_code(_send(floor, bob, bytes(bad))) == ErrorCode.UNABLE_TO_PARSE_MESSAGE
+    wrong_version = bytearray(bytes(_msg(bob, Primitive.HELLO)))
     wrong_version[0] = (5 << 5) | (wrong_version[0] & 0x1F)
-    assert _error_code(_send(floor, bob, bytes(wrong_version))) == 12
-    assert _send(floor, bob, _msg(bob, 11)).message.primitive == 12  # type: ignore[union-attr]
+    assert _error_code(_send(floor, bob, bytes(wrong_version))) == ErrorCode.UNSUPPORTED_VERSION
+    assert _answer_to_hello(floor, bob) == Primitive.HELLO_ACK
 
 
 def test_requests_queue_and_the_floor_passes_on_release(floor: FloorRun) -> None:
     bob = _joined(floor, "bob")
     carol = _joined(floor, "carol")
     for s in (bob, carol):
-        assert _send(floor, s, _msg(s, 11)).message.primitive == 12  # type: ignore[union-attr]
-    watch = _send(floor, carol, _msg(carol, 7, b.BfcpFloorId(floor_id=1)))
-    assert watch is not None and watch.message.primitive == 8
-    granted = _send(floor, bob, _msg(bob, 1, b.BfcpFloorId(floor_id=1)))
-    pending = _send(floor, carol, _msg(carol, 1, b.BfcpFloorId(floor_id=1)))
+        assert _answer_to_hello(floor, s) == Primitive.HELLO_ACK
+    watch = _send(floor, carol, _msg(carol, Primitive.FLOOR_QUERY, b.BfcpFloorId(floor_id=1)))
+    assert watch is not None and watch.message.primitive == Primitive.FLOOR_STATUS
+    granted = _send(floor, bob, _msg(bob, Primitive.FLOOR_REQUEST, b.BfcpFloorId(floor_id=1)))
+    pending = _send(floor, carol, _msg(carol, Primitive.FLOOR_REQUEST, b.BfcpFloorId(floor_id=1)))
     status = lambda r: r.message.attr(b.BfcpFloorRequestInformation).attributes[0].attributes[0]  # noqa: E731
-    assert status(granted).request_status == 3
-    assert status(pending).request_status == 1
+    assert status(granted).request_status == RequestStatus.GRANTED
+    assert status(pending).request_status == RequestStatus.PENDING
     rid = granted.message.attr(b.BfcpFloorRequestInformation).floor_request_id  # type: ignore[union-attr]
     since = len(carol.client.received)  # type: ignore[union-attr]
-    released = _send(floor, bob, _msg(bob, 2, b.BfcpFloorRequestId(floor_request_id=rid)))
-    assert status(released).request_status == 6
+    release = _msg(bob, Primitive.FLOOR_RELEASE, b.BfcpFloorRequestId(floor_request_id=rid))
+    released = _send(floor, bob, release)
+    assert status(released).request_status == RequestStatus.RELEASED
     got = floor.conf.runtime.run(
         carol.client.wait_for(  # type: ignore[union-attr]
-            lambda m: m.primitive == 4 and m.transaction_id == 0, 5, since
+            lambda m: m.primitive == Primitive.FLOOR_REQUEST_STATUS and m.transaction_id == 0,
+            5,
+            since,
         ),
         10,
     )
-    assert got is not None and status(got).request_status == 3
+    assert got is not None and status(got).request_status == RequestStatus.GRANTED
 
 
 def test_fuzzed_bfcp_gets_an_error_each_on_one_connection(floor: FloorRun) -> None:
@@ -135,7 +154,7 @@ def test_fuzzed_bfcp_gets_an_error_each_on_one_connection(floor: FloorRun) -> No
     probes = floor.send_malformed("bob", 40, seed=1)
     assert [p.result for p in probes] == ["error"] * 40
     again = _joined(floor, "carol")
-    assert _send(floor, again, _msg(again, 11)).message.primitive == 12  # type: ignore[union-attr]
+    assert _answer_to_hello(floor, again) == Primitive.HELLO_ACK
 
 
 def test_bob_own_grant_is_the_control_for_refusing_carols_user_id(floor: FloorRun) -> None:
@@ -143,7 +162,7 @@ def test_bob_own_grant_is_the_control_for_refusing_carols_user_id(floor: FloorRu
     _joined(floor, "bob")
     floor.request_and_release("bob")
     got = floor.request_floor("bob", as_user="carol")
-    seen = fl.foreign_request_refused(got, "bob", "carol", floor.session("bob"))
+    seen = fc.foreign_request_refused(got, "bob", "carol", floor.session("bob"))
     assert seen.counts["refused with an Error"] == 1 and len(seen.controls) == 1
 
 
@@ -155,8 +174,8 @@ def test_the_malformed_batch_follows_a_served_hello_and_carol_is_served_after(
     probes = floor.send_malformed("bob", 5)
     assert floor.fuzz_baseline == "HelloAck" and [p.result for p in probes] == ["error"] * 5
     floor.request_and_release("carol")
-    assert fl.malformed_handled(probes, floor.fuzz_baseline).counts["Errors"] == 5
-    assert fl.still_serving(carol, floor.fuzz_baseline, floor.fuzz_ended)
+    assert fc.malformed_handled(probes, floor.fuzz_baseline).counts["Errors"] == 5
+    assert fc.still_serving(carol, floor.fuzz_baseline, floor.fuzz_ended)
 
 
 def test_a_floor_server_that_refuses_the_connection_is_unreachable(floor: FloorRun) -> None:
@@ -168,4 +187,4 @@ def test_a_floor_server_that_refuses_the_connection_is_unreachable(floor: FloorR
     floor.request_and_release("bob")
     assert s.unreachable and s.cycle is not None and not s.cycle.connected
     with pytest.raises(TargetUnreachable):
-        fl.granted_and_released(s)
+        fc.granted_and_released(s)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.participant import OfferSpec
 from confsec.codec.sip import Request, Response
 from confsec.errors import ConfigError
 from confsec.pki import TestPki

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from confsec.codec.sdp import SessionDescription
-from confsec.reference.keys import KeyManager, SrtpKeys
-from confsec.reference.mixer import LegSetup, StreamSetup
+from confsec.reference.keys import KeyManager
+from confsec.reference.mixer_control import LegSetup, SrtpKeys, StreamSetup
 from confsec.reference.rekey import Rekeyer
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"

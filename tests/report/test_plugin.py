@@ -2,7 +2,7 @@
 
 A tiny feature with one scenario per verdict is run through the real plugin; this pins the
 mapping pass / fail / inconclusive / not applicable / error and the per-requirement roll-up,
-including a requirement with no scenario (not covered), and the rule of issue 12: a pass needs
+including a requirement with no scenario (not covered), and the evidence rule: a pass needs
 every Then-step to have recorded a non-empty observation, and only NonConformance is a fail.
 """
 

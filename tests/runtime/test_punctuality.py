@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from confsec.behaviour import rekeying
-from confsec.behaviour.rekeying import MembershipEvent
+from confsec.behaviour.membership import MembershipEvent
 from confsec.errors import Inconclusive, NonConformance, NotApplicable
 from confsec.runtime.punctuality import Lateness, ProcessClock, Punctuality, judge_late
 from confsec.target.model import Capabilities
@@ -112,6 +112,7 @@ def membership(lateness: Lateness, caps: Capabilities, **extra: object) -> Simpl
     )
     m = SimpleNamespace(
         events=[event],
+        event=lambda kind, name: next(e for e in [event] if (e.kind, e.name) == (kind, name)),
         remaining=lambda: [bob],
         conf=conf,
         lateness=None,

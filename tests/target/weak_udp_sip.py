@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 
 from confsec.codec.digest import DigestServer
 
@@ -16,7 +17,7 @@ from confsec.codec.digest import DigestServer
 class WeakUdpRegistrar:
     def __init__(self, users: dict[str, str], realm: str = "weak.example.test"):
         self.users = users
-        self.digest = DigestServer(realm=realm, users=users, algorithm="MD5")
+        self.digest = DigestServer(realm=realm, users=users, algorithm="MD5", now=time.monotonic)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.participant import OfferSpec
 from confsec.reference.deployment import EmbeddedReference
 from confsec.reference.rekey import DEFAULT_WINDOW_S
 from confsec.runtime.loop import LoopThread

@@ -1,10 +1,10 @@
-"""The reference stays up and keeps serving the others while its entry points are fuzzed (issue 7).
+"""The reference stays up and keeps serving the others while its entry points are fuzzed.
 
-`benchmarks/fuzz_reference.py` is the driver: a live conference (alice and bob exchanging tones
-under SRTP, bob holding a BFCP connection) and mallory, an admitted participant, who sends
-mutations of valid SIP requests, SDP offers in authenticated INVITEs, BFCP messages on its own
-floor control connection and SRTP datagrams to the mixer's ports. Here it runs a few dozen
-inputs per entry point (the long run is `python benchmarks/fuzz_reference.py --inputs 20000`).
+`confsec.fuzz` is the driver: a live conference (alice and bob exchanging tones under SRTP, bob
+holding a BFCP connection) and mallory, an admitted participant, who sends mutations of valid
+SIP requests, SDP offers in authenticated INVITEs, BFCP messages on its own floor control
+connection and SRTP datagrams to the mixer's ports. Here it runs a few dozen inputs per entry
+point (the long run is `python benchmarks/fuzz_reference.py --inputs 20000`).
 
 The driver is only worth something if it notices a reference that falls over, so the same run
 against the crash defect switches must come out dirty: each is caught by the entry point whose
@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fuzz_reference import ENTRY_POINTS, FuzzReport, ReferenceFuzzer
-from confsec.behaviour.conference import ConferenceRun, OfferSpec
-from confsec.behaviour.floor import FloorRun, _statuses
-from confsec.codec.bfcp import BfcpParseError, parse_bfcp
+from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.floor import FloorRun, request_statuses
+from confsec.behaviour.participant import OfferSpec
+from confsec.codec.bfcp import BfcpParseError, Primitive, RequestStatus, parse_bfcp
+from confsec.fuzz.fuzzer import ENTRY_POINTS, ReferenceFuzzer
+from confsec.fuzz.report import FuzzReport
 from confsec.reference.defects import parse_defects
 from confsec.runtime.loop import LoopThread
 
@@ -105,14 +107,17 @@ def test_a_floor_holder_that_disconnects_releases_the_floor(
         for name in ("erin", "grace"):
             assert floor.join(name).answer is not None
             assert floor.connect(name).client is not None
-        assert 3 in _statuses(floor.request_floor("erin"))  # granted
-        assert 1 in _statuses(floor.request_floor("grace"))  # pending behind erin
+        assert RequestStatus.GRANTED in request_statuses(floor.request_floor("erin"))
+        # grace waits behind erin
+        assert RequestStatus.PENDING in request_statuses(floor.request_floor("grace"))
         grace = floor.session("grace").client
         assert grace is not None
         since = len(grace.received)
         loop.run(floor.session("erin").client.close(), 5)  # type: ignore[union-attr]
-        got = loop.run(grace.wait_for(lambda m: m.primitive == 4, 5, since), 10)
-        assert 3 in _statuses(got), "the floor stayed with erin's closed connection"
+        status = Primitive.FLOOR_REQUEST_STATUS
+        got = loop.run(grace.wait_for(lambda m: m.primitive == status, 5, since), 10)
+        granted = RequestStatus.GRANTED in request_statuses(got)
+        assert granted, "the floor stayed with erin's connection"
     finally:
         floor.close()
         conf.close()

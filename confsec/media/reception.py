@@ -1,0 +1,217 @@
+"""What a media leg makes of each datagram it receives, sans-IO: the judgement and what is heard.
+
+`Reception` is the receive half of `confsec.media.endpoint.MediaLeg`, which adds the socket,
+the pacing and the waiting. It classifies each datagram as SRTP that authenticated, failed
+authentication or was replayed, plain RTP, RTCP, not RTP at all, or held until its key is known,
+counts each kind, and keeps the last seconds of PCMU per SSRC for the tone check. It has no
+clock: the arrival time comes in with the datagram.
+
+This is the media hot path (50 packets per second per leg, up to 50 participants), so the leg
+inherits it rather than holding it: the judgement runs as the leg's own method on the leg's own
+counters, with no call or object per packet beyond the SRTP receiver's.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from confsec.media.rtp import RtpParseError, rtp_payload_bounds
+from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver
+from confsec.media.tone import detect_tones, pcmu_decode
+
+__all__ = ["HELD_LIMIT", "PCMU_PT", "PCMU_RATE", "Reception"]
+
+_SSRC_AT_8 = struct.Struct("!I")
+HELD_LIMIT = 500
+"""Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps."""
+PCMU_PT = 0
+"""The static RTP payload type of PCMU (RFC 3551): the only payload the tone check decodes."""
+PCMU_RATE = 8000
+
+
+class _Audio:
+    """The last `limit` PCMU samples of one SSRC, as a deque of payloads."""
+
+    __slots__ = ("chunks", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.limit = limit
+
+    def add(self, payload: bytes) -> None:
+        self.chunks.append(payload)
+        self.size += len(payload)
+        while self.size - len(self.chunks[0]) >= self.limit:
+            self.size -= len(self.chunks.popleft())
+
+    def last(self, samples: int) -> bytes:
+        data = b"".join(self.chunks)
+        return data[-samples:] if samples < len(data) else data
+
+
+class Reception:
+    """Counters and audio of what was received; `_classify()` judges one datagram.
+
+    Memory is bounded: the last `audio_seconds` of PCMU per SSRC, at most `ssrc_limit` SSRCs,
+    at most `held_limit` datagrams held for a key.
+    """
+
+    def __init__(self, *, audio_seconds: float, ssrc_limit: int, held_limit: int) -> None:
+        self._receiver: SrtpReceiver | None = None
+        self._previous: SrtpReceiver | None = None
+        self.first_authenticated_at: float | None = None
+        """Arrival time (the leg's loop time) of the first packet that authenticated under the
+        current receiver (not the previous one kept during a rekey): when a new key was first
+        seen in use."""
+        self._ssrc_limit = ssrc_limit
+        self._audio: dict[int, _Audio] = {}
+        self._audio_limit = int(audio_seconds * PCMU_RATE)
+        self._ssrcs: set[int] = set()
+        self.authenticated = 0
+        self.auth_failed = 0
+        self.replayed = 0
+        self.malformed = 0
+        self.plain = 0
+        self.rtcp = 0
+        self._held: list[bytes] | None = None
+        """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
+        self._held_limit = held_limit
+
+    # -- the receiver ---------------------------------------------------------------------------
+
+    def expect_key(self) -> None:
+        """An SRTP offer went out for this leg: hold what arrives until its key is known.
+
+        The answerer may send media as soon as it has answered (RFC 3264 section 5.1), and with
+        SDES the key travels in that answer, so the first packets can be here before the answer
+        is read, the more so on a loaded machine. Judging them then would count a conformant
+        target's packets as "not authenticating"; holding them judges every packet under the
+        key it was sent with, once `set_receiver()` brings it.
+        """
+        if self._receiver is None and self._held is None:
+            self._held = []
+
+    def _use_receiver(
+        self, receiver: SrtpReceiver | None, keep_previous: bool, now: float | None
+    ) -> bool:
+        """Judge from now on with `receiver` (see `MediaLeg.set_receiver()`); what was held is
+        judged now, in arrival order, as arrived at `now`. True if anything was held."""
+        self._previous = self._receiver if keep_previous else None
+        self._receiver = receiver
+        self.first_authenticated_at = None
+        held, self._held = self._held, None
+        if not held:
+            return False
+        for data in held:
+            self._classify(data, now)
+        return True
+
+    # -- the judgement --------------------------------------------------------------------------
+
+    def _classify(self, data: bytes, now: float | None) -> None:
+        if self._held is not None:  # only ever set while there is no receiver
+            if len(self._held) < self._held_limit:
+                self._held.append(data)
+                return
+            # A key that never comes: judge what was held, and all that follows, without one.
+            held, self._held = self._held, None
+            for old in held:
+                self._classify(old, now)
+        if len(data) < 12 or data[0] >> 6 != 2:
+            self.malformed += 1
+            return
+        if 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761)
+            self.rtcp += 1
+            return
+        ssrc = _SSRC_AT_8.unpack_from(data, 8)[0]
+        if ssrc not in self._ssrcs and len(self._ssrcs) < self._ssrc_limit:
+            self._ssrcs.add(ssrc)
+        rx = self._receiver
+        if rx is not None:
+            plain = rx.try_unprotect(data)
+            if plain is None and self._previous is not None:
+                plain = self._previous.try_unprotect(data)
+                if plain is None:
+                    rx = self._previous
+            elif plain is not None and self.first_authenticated_at is None:
+                self.first_authenticated_at = now
+            if plain is None:
+                status = rx.last_status
+                if status == AUTH_FAILED:
+                    self.auth_failed += 1
+                elif status == REPLAYED:
+                    self.replayed += 1
+                else:
+                    self.malformed += 1
+                return
+            self.authenticated += 1
+        else:
+            plain = data
+            self.plain += 1
+        if plain[1] & 0x7F != PCMU_PT:
+            return
+        if plain[0] == 0x80:  # no padding, extension or CSRC: the common case
+            payload = plain[12:]
+        else:
+            try:
+                start, end = rtp_payload_bounds(plain)
+            except RtpParseError:
+                return  # counted as received/plain; the payload is unusable for audio
+            payload = plain[start:end]
+        audio = self._audio.get(ssrc)
+        if audio is None:
+            if len(self._audio) >= self._ssrc_limit:
+                return
+            audio = self._audio[ssrc] = _Audio(self._audio_limit)
+        audio.add(payload)
+
+    # -- what is heard --------------------------------------------------------------------------
+
+    def audio(self, ssrc: int, seconds: float = 1.0) -> np.ndarray:
+        """The last `seconds` of PCMU decoded from one SSRC (int16; empty if none)."""
+        buf = self._audio.get(ssrc)
+        if buf is None:
+            return np.zeros(0, dtype=np.int16)
+        return pcmu_decode(buf.last(int(seconds * PCMU_RATE)))
+
+    def tone_ratios(
+        self, candidates: Sequence[float], seconds: float = 1.0, ssrc: int | None = None
+    ) -> dict[float, float]:
+        """For each candidate, its power share in the last `seconds` of received PCMU.
+
+        Each SSRC is analysed on its own (a forwarder sends one per talker, a mixer one for
+        all) and the largest share per candidate is returned; see `tone.detect_tones()`.
+        """
+        result = dict.fromkeys((float(f) for f in candidates), 0.0)
+        ssrcs = [ssrc] if ssrc is not None else list(self._audio)
+        for s in ssrcs:
+            pcm = self.audio(s, seconds)
+            if pcm.size < 2:
+                continue
+            for f, r in detect_tones(pcm, list(result)).items():
+                if r > result[f]:
+                    result[f] = r
+        return result
+
+    def reset_audio(self) -> None:
+        """Start a fresh listening window: forget the audio received so far.
+
+        `heard_tones()` looks at the last seconds of what arrived; a check about one window
+        (a replay must not be heard *now*) would otherwise hear what came before it.
+        """
+        self._audio.clear()
+
+    def heard_tones(
+        self, candidates: Sequence[float], min_ratio: float = 0.005, seconds: float = 1.0
+    ) -> set[float]:
+        """The candidate tones heard in the last `seconds` received: "440 and 660, not 880".
+
+        A tone is heard when its share of the power is at least `min_ratio` (see
+        `tone.tones_present()`); `tone_ratios()` gives the numbers behind the answer.
+        """
+        return {f for f, r in self.tone_ratios(candidates, seconds).items() if r >= min_ratio}

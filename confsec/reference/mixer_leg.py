@@ -1,0 +1,205 @@
+"""One medium of one leg of the reference mixer: its UDP socket and its SRTP, both directions.
+
+Everything about a single participant's stream lives here: receiving (authenticate, decrypt,
+keep the audio frames for the next mix or hand a video frame on), sending (number, time-stamp,
+protect) and the keys the focus installed for it. What to do with the media of several legs
+together is the mixing engine's (`mixer.py`), which this module only reaches through the narrow
+`MixingEngine` protocol, so that the engine can own its legs without the two importing each
+other.
+
+The receive path is also where the mixer's media robustness defect switches act: each one is a
+visible branch in `_payload` or `_refused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from confsec.media.defect_srtp import IndexGuess, decrypt_ignoring_tag, unprotect_ignoring_replay
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.rtp import (
+    RTP_HEADER_LEN,
+    RtpParseError,
+    build_rtp,
+    peek_ssrc_seq,
+    rtp_payload_bounds,
+)
+from confsec.media.srtp import (
+    AUTH_FAILED,
+    REPLAYED,
+    SrtpReceiver,
+    SrtpSender,
+    new_receiver,
+    new_sender,
+)
+from confsec.media.tone import pcmu_decode
+from confsec.reference.mixer_control import COMMON_MEDIA, SrtpKeys, StreamSetup
+
+FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio
+# Defect switches that decrypt refused packets outside libsrtp: the stream keeps its receive key
+# and an estimate of the packet index for them.
+DECRYPTING_DEFECTS = frozenset({"mixer-accepts-replay", "mixer-skips-auth-check"})
+
+
+@dataclass
+class MixerStats:
+    received: int = 0
+    auth_failed: int = 0
+    plain_mixed: int = 0
+    sent: int = 0
+
+
+class MixingEngine(Protocol):
+    """What a leg needs from the mixer that owns it."""
+
+    @property
+    def defects(self) -> frozenset[str]: ...
+
+    @property
+    def stats(self) -> MixerStats: ...
+
+    def halt(self, conference_id: str, why: str) -> None: ...
+
+    def switch(self, source: LegStream, payload: bytes) -> None: ...
+
+
+class LegStream(asyncio.DatagramProtocol):
+    """One UDP socket: one medium of one leg."""
+
+    def __init__(self, engine: MixingEngine, conference_id: str, leg_id: str, media: str):
+        self.engine = engine
+        self.conference_id = conference_id
+        self.leg_id = leg_id
+        self.media = media
+        self.transport: asyncio.DatagramTransport | None = None
+        self.remote: tuple[str, int] | None = None
+        self.rx: SrtpReceiver | None = None
+        self.tx: SrtpSender | None = None
+        self.secure_rx = True
+        self.secure_tx = True
+        self.installed = False
+        self.tx_ssrc = 0
+        self.payload_type = 0
+        self.seq = 0
+        self.ts = 0
+        self.frames: deque[np.ndarray] = deque(maxlen=6)
+        self.rx_keys: SrtpKeys | None = None
+        """Kept only for the defect switches in `DECRYPTING_DEFECTS`."""
+        self.index: IndexGuess | None = None
+
+    # -- what the focus installs ---------------------------------------------------------------
+
+    def point_at(self, s: StreamSetup) -> None:
+        """Where and as what this stream sends, from the focus's setup of it."""
+        self.remote = s.remote
+        self.payload_type = s.payload_type
+        self.tx_ssrc = s.tx_ssrc
+        self.secure_tx = s.tx is not None and "mixer-sends-plain-rtp" not in self.engine.defects
+
+    def install(self, s: StreamSetup, ledger: KeyStreamLedger, label: str) -> None:
+        """Take the keys of this medium (a rekey installs the next epoch's in place)."""
+        self.point_at(s)
+        self.secure_rx = s.rx is not None
+        self.rx = (
+            new_receiver(ledger, StreamId("mixer", label, s.media, "recv"), *_k(s.rx))
+            if s.rx
+            else None
+        )
+        self.tx = (
+            new_sender(ledger, StreamId("mixer", label, s.media, "send"), *_k(s.tx))
+            if s.tx
+            else None
+        )
+        if self.engine.defects & DECRYPTING_DEFECTS:
+            self.rx_keys = s.rx
+            self.index = IndexGuess()  # a new key is a new libsrtp session
+        self.installed = True
+
+    def close(self) -> None:
+        if self.transport:
+            self.transport.close()
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.installed or self.media == COMMON_MEDIA:  # the common stream is send-only
+            return
+        self.engine.stats.received += 1
+        if "mixer-crash-on-truncated" in self.engine.defects and self._truncated(data):
+            # The defect: a parser that trusts the length takes the conference's mixing down.
+            self.engine.halt(self.conference_id, f"{len(data)}-octet packet on {self.leg_id}")
+            return
+        payload = self._payload(data)
+        if payload is None:
+            return
+        if self.media == "audio":
+            if len(payload) == FRAME_SAMPLES:
+                self.frames.append(pcmu_decode(payload))
+        else:
+            self.engine.switch(self, payload)
+
+    def _payload(self, data: bytes) -> bytes | None:
+        """Authenticate and decrypt; packets that fail are dropped (unless a defect says not)."""
+        if self.secure_rx and self.rx is not None:
+            rtp = self.rx.try_unprotect(data)
+            if rtp is None:
+                self.engine.stats.auth_failed += 1
+                rtp = self._refused(self.rx, data)
+                if rtp is None:
+                    return None
+            elif self.index is not None:
+                self.index.accepted(peek_ssrc_seq(data)[1])
+        else:
+            rtp = data
+        try:
+            start, end = rtp_payload_bounds(rtp)
+        except RtpParseError:
+            return None
+        return rtp[start:end]
+
+    def _truncated(self, data: bytes) -> bool:
+        """Too short for an RTP header (and the SRTP tag, on a protected stream)."""
+        tag = self.rx.profile.auth_tag_len if self.secure_rx and self.rx is not None else 0
+        return len(data) < RTP_HEADER_LEN + tag
+
+    def _refused(self, rx: SrtpReceiver, data: bytes) -> bytes | None:
+        """What the defect switches make of a packet libsrtp refused; None drops it."""
+        defects = self.engine.defects
+        keys, index = self.rx_keys, self.index
+        if keys is not None and index is not None and not self._truncated(data):
+            roc = index.roc_for(peek_ssrc_seq(data)[1])
+            if rx.last_status == REPLAYED and "mixer-accepts-replay" in defects:
+                # The defect: no replay window. The packet is still authenticated (with a
+                # replay-free implementation), so only genuine packets sent before get in.
+                return unprotect_ignoring_replay(*_k(keys), data, roc)
+            if rx.last_status == AUTH_FAILED and "mixer-skips-auth-check" in defects:
+                return decrypt_ignoring_tag(*_k(keys), data, roc)  # the defect: no tag read
+        if "mixer-mixes-unauthenticated" in defects:
+            self.engine.stats.plain_mixed += 1
+            return data  # the defect: treat what failed authentication as plain RTP
+        return None
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, payload: bytes, marker: bool = False, ts_step: int = FRAME_SAMPLES) -> None:
+        if self.transport is None or self.remote is None or not self.installed:
+            return
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + ts_step) & 0xFFFFFFFF
+        packet = build_rtp(self.payload_type, self.seq, self.ts, self.tx_ssrc, payload, marker)
+        if self.secure_tx and self.tx is not None:
+            packet = self.tx.protect(packet)
+        self.transport.sendto(packet, self.remote)
+        self.engine.stats.sent += 1
+
+
+def _k(keys: SrtpKeys) -> tuple[str, bytes, bytes]:
+    return keys.suite, keys.key, keys.salt
