@@ -9,7 +9,12 @@ certificates the scenarios need, including the bad ones a hostile target would p
 - `other-domain`: a valid certificate from the same CA for another domain (wrong-domain defect),
 - `expired`: the service domain, expired yesterday,
 - `self-signed`: the service domain, signed by its own key (not chained to the CA),
-- one client certificate per user: CN the user, SAN URI `sip:<user>@<service domain>`.
+- one client certificate per user: CN the user, SAN URI `sip:<user>@<service domain>`,
+- for the users named in `flawed_for`, client certificates that mutual TLS must refuse, one per
+  flaw of `CLIENT_CERT_FLAWS` (self-signed, from a second CA nobody trusts, expired, not yet
+  valid, extended key usage serverAuth only), each with the subject and SANs of the user's valid
+  certificate, so that the flaw is the only difference. `flawed_client_certs` mints the two that
+  need no trusted issuer for any certificate, which is how the suite tests a real target.
 
 Keys are ECDSA P-256 (fast: a PKI for a handful of users takes milliseconds). Private keys are
 written with mode 0600. Certificates are valid from one hour ago (clock skew between the suite
@@ -24,25 +29,36 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from confsec.errors import ConfigError, LocalProtocolError
+from confsec.target.model import CA_ISSUED_FLAWS, CLIENT_CERT_FLAWS
 
-__all__ = ["SERVER_NAMES", "CertPair", "TestPki", "fingerprint_sha256"]
+__all__ = [
+    "SERVER_NAMES",
+    "SUITE_MINTED_FLAWS",
+    "CertPair",
+    "TestPki",
+    "fingerprint_sha256",
+    "flawed_client_certs",
+]
 
 SERVER_NAMES = ("service", "other-domain", "expired", "self-signed")
 """The server certificates `TestPki.server()` knows, by name."""
+SUITE_MINTED_FLAWS = tuple(f for f in CLIENT_CERT_FLAWS if f not in CA_ISSUED_FLAWS)
+"""Flawed client certificates anyone can mint: no CA the service trusts signs them."""
 
 _VALID_BEFORE = dt.timedelta(hours=1)
 _VALID_AFTER = dt.timedelta(days=2)
+_DAY = dt.timedelta(days=1)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -70,6 +86,10 @@ class TestPki:
     ca_key: Path
     servers: Mapping[str, CertPair]
     clients: Mapping[str, CertPair]
+    flawed: Mapping[str, Mapping[str, CertPair]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """user -> flaw -> certificate, for the users given as `flawed_for`."""
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -93,6 +113,16 @@ class TestPki:
                 f"no client certificate for {user!r}; the PKI has {', '.join(self.clients)}"
             ) from None
 
+    def flawed_client(self, user: str, flaw: str) -> CertPair:
+        """`user`'s client certificate with the flaw `flaw` (one of `CLIENT_CERT_FLAWS`)."""
+        try:
+            return self.flawed[user][flaw]
+        except KeyError:
+            raise LocalProtocolError(
+                f"no {flaw!r} client certificate for {user!r}; the PKI has them for "
+                f"{', '.join(self.flawed) or 'nobody'}: {', '.join(CLIENT_CERT_FLAWS)}"
+            ) from None
+
     @classmethod
     def create(
         cls,
@@ -102,14 +132,19 @@ class TestPki:
         *,
         other_domain: str = "attacker.example.test",
         now: dt.datetime | None = None,
+        flawed_for: Iterable[str] = (),
     ) -> TestPki:
         """Make a CA and every certificate in `directory` (created, mode 0700, if missing).
 
-        `now` fixes the clock for tests; it defaults to the current UTC time. Raises
+        `now` fixes the clock for tests; it defaults to the current UTC time. `flawed_for`
+        names the users (of `users`) who also get one client certificate per flaw. Raises
         `ConfigError` for an unusable domain, user name or directory.
         """
         directory = Path(directory)
         users = tuple(users)
+        flawed_for = tuple(flawed_for)
+        if not set(flawed_for) <= set(users):
+            raise ConfigError(f"flawed_for {flawed_for!r} names users not in {users!r}")
         for domain in (service_domain, other_domain):
             if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
                 raise ConfigError(f"{domain!r} is not a DNS domain name")
@@ -161,6 +196,7 @@ class TestPki:
             servers[name] = writer.write(name, cert, key)
 
         clients: dict[str, CertPair] = {}
+        flawed: dict[str, Mapping[str, CertPair]] = {}
         for user in users:
             key = ec.generate_private_key(ec.SECP256R1())
             sans = [x509.UniformResourceIdentifier(f"sip:{user}@{service_domain}")]
@@ -168,6 +204,9 @@ class TestPki:
                 ca, _cn(user), key.public_key(), valid, sans, [ExtendedKeyUsageOID.CLIENT_AUTH]
             )
             clients[user] = writer.write(f"client-{user}", cert, key)
+            if user in flawed_for:
+                minted = _mint_flawed(writer, f"client-{user}", cert, CLIENT_CERT_FLAWS, ca, now)
+                flawed[user] = MappingProxyType(minted)
 
         return cls(
             directory,
@@ -177,13 +216,112 @@ class TestPki:
             ca_pair.key,
             MappingProxyType(servers),
             MappingProxyType(clients),
+            MappingProxyType(flawed),
         )
+
+
+def flawed_client_certs(
+    directory: Path | str,
+    template: Path | str,
+    flaws: Iterable[str] = SUITE_MINTED_FLAWS,
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, CertPair]:
+    """Client certificates with the subject, SANs and key type of the certificate `template`
+    (a participant's valid one), each with one flaw of `flaws`, written to `directory`.
+
+    Without the key of a CA the service trusts only `SUITE_MINTED_FLAWS` can be minted; the
+    others raise `ConfigError` (the target's profile supplies them).
+    """
+    directory = Path(directory)
+    flaws = tuple(flaws)
+    need_ca = [f for f in flaws if f not in SUITE_MINTED_FLAWS]
+    if need_ca:
+        raise ConfigError(
+            f"a client certificate that is {', '.join(need_ca)} must come from a CA the service "
+            "trusts: the suite cannot mint it"
+        )
+    try:
+        cert = x509.load_pem_x509_certificate(Path(template).read_bytes())
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot mint client certificates like {template}: {exc}") from None
+    writer = _Writer(directory)
+    return _mint_flawed(writer, "client", cert, flaws, None, now or dt.datetime.now(dt.UTC))
+
+
+_PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
 class _Issuer:
     name: x509.Name
-    key: ec.EllipticCurvePrivateKey
+    key: _PrivateKey
+
+
+def _mint_flawed(
+    writer: _Writer,
+    stem: str,
+    template: x509.Certificate,
+    flaws: Iterable[str],
+    ca: _Issuer | None,
+    now: dt.datetime,
+) -> dict[str, CertPair]:
+    """One certificate per flaw, otherwise what a valid client certificate like `template` is:
+    the same subject, SANs and key type, keyUsage digitalSignature, EKU clientAuth, valid now,
+    issued by `ca`. Each gets a fresh key: the flaw, not a key the service has seen, is tested."""
+    valid = (now - _VALID_BEFORE, now + _VALID_AFTER)
+    try:
+        sans = list(template.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        sans = []
+    out: dict[str, CertPair] = {}
+    for flaw in flaws:
+        key = _key_like(template.public_key())
+        issuer, chain = ca, ()
+        validity, eku = valid, [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if flaw == "self-signed":
+            issuer = _Issuer(template.subject, key)
+        elif flaw == "untrusted-ca":
+            # A CA no service was told about, sent along with the leaf as a real client with
+            # a private CA would: the service must not trust a root because it was presented.
+            untrusted = _Issuer(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "confsec untrusted CA"),
+                        x509.NameAttribute(
+                            NameOID.COMMON_NAME, f"confsec untrusted CA {secrets.token_hex(4)}"
+                        ),
+                    ]
+                ),
+                ec.generate_private_key(ec.SECP256R1()),
+            )
+            issuer = untrusted
+            pub = untrusted.key.public_key()
+            chain = (_certificate(untrusted, untrusted.name, pub, valid, ca=True),)
+        elif flaw == "expired":
+            validity = (now - 3 * _DAY, now - _DAY)
+        elif flaw == "not-yet-valid":
+            validity = (now + _DAY, now + 3 * _DAY)
+        elif flaw == "server-auth-only":
+            eku = [ExtendedKeyUsageOID.SERVER_AUTH]
+        else:
+            raise ConfigError(f"unknown flaw {flaw!r}; known: {', '.join(CLIENT_CERT_FLAWS)}")
+        if issuer is None:
+            raise ConfigError(f"a {flaw} client certificate needs the key of a trusted CA")
+        cert = _certificate(issuer, template.subject, key.public_key(), validity, sans, eku)
+        out[flaw] = writer.write(f"{stem}-{flaw}", cert, key, chain)
+    return out
+
+
+def _key_like(public_key: object) -> _PrivateKey:
+    """A new key of the template's type: a service that only takes RSA client certificates
+    must refuse ours for the flaw, not for the key."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return rsa.generate_private_key(65537, max(public_key.key_size, 2048))
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return ec.generate_private_key(public_key.curve)
+    return ec.generate_private_key(ec.SECP256R1())
 
 
 def _cn(common_name: str) -> x509.Name:
@@ -193,7 +331,7 @@ def _cn(common_name: str) -> x509.Name:
 def _certificate(
     issuer: _Issuer,
     subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
     validity: tuple[dt.datetime, dt.datetime],
     sans: list[x509.GeneralName] | None = None,
     eku: list[x509.ObjectIdentifier] | None = None,
@@ -244,7 +382,14 @@ class _Writer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def write(self, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
+    def write(
+        self,
+        stem: str,
+        cert: x509.Certificate,
+        key: _PrivateKey,
+        chain: tuple[x509.Certificate, ...] = (),
+    ) -> CertPair:
+        """`chain`: issuer certificates written after `cert`, which a TLS peer sends along."""
         pair = CertPair(self.directory / f"{stem}.pem", self.directory / f"{stem}.key")
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -253,7 +398,8 @@ class _Writer:
         )
         try:
             _write(pair.key, key_pem, 0o600)
-            _write(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain))
+            _write(pair.cert, pem, 0o644)
         except OSError as exc:
             raise ConfigError(f"cannot write {stem} certificate files: {exc}") from None
         return pair

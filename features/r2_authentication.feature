@@ -37,6 +37,23 @@ Feature: Mutual authentication of participants and service (R2)
     When mallory connects to the service without a client certificate
     Then the service refuses the TLS connection
 
+  # RFC 5280 6.1 (trusted issuer, validity period) and 4.2.1.12 (id-kp-clientAuth): each
+  # certificate carries bob's identity and one flaw. The suite mints the self-signed and the
+  # untrusted-CA ones; the others must come from the target's CA (accounts.bob.flawed_certs).
+  @pics:mutual_tls
+  Scenario Outline: A client certificate that is <flaw> is refused where mutual TLS is claimed
+    Given bob, presenting a client certificate, is answered over TLS
+    When bob connects to the service presenting a client certificate that is <flaw>
+    Then the service refuses the TLS connection
+
+    Examples:
+      | flaw                          |
+      | self-signed                   |
+      | issued by an untrusted CA     |
+      | expired                       |
+      | not yet valid                 |
+      | not for client authentication |
+
   # Insecure surface: what an attacker learns without any password (confsec probe does the same).
   Scenario: A wrong password is refused alike for existing and unknown users
     When up to 3 accounts and 2 unknown users each present a wrong password

@@ -7,43 +7,82 @@ Feature: Rekeying when participants join and leave (R6)
   joiner's keys nothing sent before the join. The rekey latency (200 OK of the BYE or INVITE to
   the first packet under a new key, per participant) is recorded with the scenario.
 
+  Every participant offers every stream the target claims: audio, video where the capability
+  statement claims video, and the common stream where it claims group keys. Each kind of stream
+  is judged on its own packets, one example per medium, so that a target that rekeys its audio
+  and forgets its video fails on video; a medium the target does not claim is not applicable.
+
   Background:
     Given the conference service is reachable over SIPS
-    And alice has created a secure conference with the common stream
-    And bob has joined the conference with the common stream
-    And carol has joined the conference with the common stream
+    And alice, bob and carol are in a secure conference with every stream the target claims
     And every participant keeps sending its tone
 
-  Scenario: Keys the leaver held decrypt nothing sent after the leave (forward security)
+  Scenario Outline: Keys the leaver held decrypt nothing sent after the leave (forward security)
     When carol leaves the conference
     And the remaining participants receive 1 second of media
-    Then no packet received after carol left authenticates under a key carol held
+    Then nothing received on the <medium> stream after carol left authenticates under a key carol held
 
-  Scenario: Keys the joiner receives decrypt nothing sent before the join (backward security)
-    When dave joins the conference with the common stream
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |
+
+  Scenario Outline: Keys the joiner receives decrypt nothing sent before the join (backward security)
+    When dave joins the conference with every stream the target claims
     And the remaining participants receive 1 second of media
-    Then no packet received before dave joined authenticates under a key dave received
+    Then nothing received on the <medium> stream before dave joined authenticates under a key dave received
 
-  Scenario: Every stream is rekeyed when a participant leaves
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |
+
+  Scenario Outline: Every stream is rekeyed when a participant leaves
     When carol leaves the conference
     And the remaining participants receive 1 second of media
-    Then every stream of the remaining participants was rekeyed after carol's leave
+    Then the <medium> stream of every remaining participant was rekeyed after carol's leave
 
-  Scenario: Every stream is rekeyed when a participant joins
-    When dave joins the conference with the common stream
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |
+
+  Scenario Outline: Every stream is rekeyed when a participant joins
+    When dave joins the conference with every stream the target claims
     And the remaining participants receive 1 second of media
-    Then every stream of the remaining participants was rekeyed after dave's join
+    Then the <medium> stream of every remaining participant was rekeyed after dave's join
 
-  Scenario: New keys and salts are fresh
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |
+
+  Scenario Outline: New keys and salts are fresh
     When carol leaves the conference
-    And dave joins the conference with the common stream
+    And dave joins the conference with every stream the target claims
     And the remaining participants receive 1 second of media
-    Then no master key or salt in the ledger repeats an earlier one
+    Then no master key or salt of the <medium> stream repeats an earlier one
 
-  Scenario: A burst of joins and leaves keeps forward and backward security
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |
+
+  Scenario Outline: A burst of joins and leaves keeps forward and backward security
     When dave and erin join while bob and carol leave, in one burst
     And the remaining participants receive 1 second of media
-    Then no packet received after bob left authenticates under a key bob held
-    And no packet received after carol left authenticates under a key carol held
-    And no packet received before dave joined authenticates under a key dave received
-    And no packet received before erin joined authenticates under a key erin received
+    Then nothing received on the <medium> stream after bob left authenticates under a key bob held
+    And nothing received on the <medium> stream after carol left authenticates under a key carol held
+    And nothing received on the <medium> stream before dave joined authenticates under a key dave received
+    And nothing received on the <medium> stream before erin joined authenticates under a key erin received
+
+    Examples:
+      | medium |
+      | audio  |
+      | video  |
+      | common |

@@ -5,9 +5,13 @@ Feature: Protected floor control (R8)
   (RFC 8856) and runs over TLS with the certificate the answer's a=fingerprint names; a plain
   TCP/BFCP offer is refused; floor requests are bound to the authenticated user (observation O5:
   floor control reveals who speaks, and must not let anyone speak for someone else).
+  A connection belongs to the party its TLS certificate authenticates from its very first
+  message: the certificate must be the one the offer's a=fingerprint named (RFC 8122, RFC 8856).
   A refusal counts only beside its positive control, an honest request the same service grants:
   carol's TCP/TLS/BFCP offer; bob's floor request under his own user id on the same kind of
-  connection; a Hello just before malformed input, and carol's floor request after it.
+  connection; bob's own first message on a fresh connection; carol's first request from the
+  certificate her offer named; a Hello just before malformed input, and carol's floor request
+  after it.
 
   Background:
     Given the conference service is reachable over SIPS
@@ -38,6 +42,28 @@ Feature: Protected floor control (R8)
     And bob requests the floor under his own user id and releases it
     And bob requests the floor with carol's user id
     Then the floor control server refuses bob's request with an Error
+
+  @req:O5
+  Scenario Outline: A first <message> on a fresh connection for another participant's user id is refused
+    Given alice has created a secure conference
+    And carol is in the conference with floor control over TLS
+    And bob is in the conference with floor control over TLS
+    When bob sends a <message> under his own user id first on a fresh floor control connection
+    And bob sends a <message> with carol's user id first on a fresh floor control connection
+    Then the floor control server refuses bob's first <message> with carol's user id and grants nothing
+
+    Examples:
+      | message      |
+      | Hello        |
+      | FloorRequest |
+
+  Scenario: A floor control client whose certificate is not the one its offer named is refused
+    Given alice has created a secure conference
+    And carol is in the conference with floor control over TLS
+    And bob is in the conference with floor control over TLS, his offer naming alice's certificate
+    When carol sends a FloorRequest under her own user id first on a fresh floor control connection
+    And bob sends a FloorRequest under his own user id first on a fresh floor control connection
+    Then the floor control server refuses bob's certificate, which his offer did not name, and grants nothing
 
   @req:O5
   Scenario: The floor is granted and released while secure

@@ -37,6 +37,13 @@ def without_client_cert(conf: ConferenceRun, name: str) -> None:
     conf.probe_tls(name, client_cert=False, send_request=True)
 
 
+@when(
+    parsers.parse("{name} connects to the service presenting a client certificate that is {flaw}")
+)
+def with_flawed_client_cert(conf: ConferenceRun, name: str, flaw: str) -> None:
+    conf.probe_tls(name, send_request=True, flawed=flaw)
+
+
 @given(parsers.parse("{name}, presenting a client certificate, is answered over TLS"))
 def tls_control(conf: ConferenceRun, name: str) -> None:
     conf.tls_control = conf.probe_tls(name, client_cert=True, send_request=True)

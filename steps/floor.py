@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from confsec.behaviour import floor as fl
+from confsec.behaviour import floor_binding as fb
 from confsec.behaviour import floor_checks as fc
 from confsec.behaviour.conference import ConferenceRun
 from confsec.observed import Observe
@@ -23,6 +24,11 @@ def floor(conf: ConferenceRun) -> Iterator[fl.FloorRun]:
     run.close()
 
 
+@pytest.fixture
+def firsts(floor: fl.FloorRun) -> fb.FirstMessages:
+    return fb.FirstMessages(floor)
+
+
 @when(parsers.parse("{name} joins offering floor control over {proto}"))
 def joins_offering(floor: fl.FloorRun, name: str, proto: str) -> None:
     floor.join(name, proto)
@@ -31,6 +37,35 @@ def joins_offering(floor: fl.FloorRun, name: str, proto: str) -> None:
 @given(parsers.parse("{name} is in the conference with floor control over TLS"))
 def in_with_floor(floor: fl.FloorRun, name: str) -> None:
     fc.answer_secure(floor.join(name, fl.SECURE))
+
+
+@given(
+    parsers.parse(
+        "{name} is in the conference with floor control over TLS, {whose} offer naming "
+        "{other}'s certificate"
+    )
+)
+def in_naming_other_cert(floor: fl.FloorRun, name: str, other: str) -> None:
+    fc.answer_secure(floor.join(name, fl.SECURE, cert_of=other))
+
+
+@when(
+    parsers.parse(
+        "{name} sends a {message} under {whose} own user id first on a fresh floor control "
+        "connection"
+    )
+)
+def first_own(firsts: fb.FirstMessages, name: str, message: str) -> None:
+    firsts.send(name, message)
+
+
+@when(
+    parsers.parse(
+        "{name} sends a {message} with {other}'s user id first on a fresh floor control connection"
+    )
+)
+def first_foreign(firsts: fb.FirstMessages, name: str, message: str, other: str) -> None:
+    firsts.send(name, message, as_user=other)
 
 
 @when(parsers.parse("{name} opens the floor control connection"))
@@ -77,6 +112,27 @@ def fp_matches(floor: fl.FloorRun, observed: Observe) -> None:
 def foreign_refused(floor: fl.FloorRun, observed: Observe, name: str) -> None:
     other = floor.last_claimed or "another participant"
     observed(fc.foreign_request_refused(floor.last_answer, name, other, floor.session(name)))
+
+
+@then(
+    parsers.parse(
+        "the floor control server refuses {name}'s first {message} with {other}'s user id and "
+        "grants nothing"
+    )
+)
+def first_refused(firsts: fb.FirstMessages, observed: Observe, name: str, other: str) -> None:
+    observed(fc.first_foreign_refused(firsts.last(name), firsts.last(name, other)))
+
+
+@then(
+    parsers.parse(
+        "the floor control server refuses {name}'s certificate, which {whose} offer did not name, "
+        "and grants nothing"
+    )
+)
+def mismatch_refused(firsts: fb.FirstMessages, observed: Observe, name: str) -> None:
+    control = next((f for f in firsts.sent if f.sender != name), None)
+    observed(fc.mismatched_certificate_refused(control, firsts.last(name)))
 
 
 @then(parsers.parse("{name} was granted the floor and then released it over TLS"))

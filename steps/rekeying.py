@@ -25,6 +25,11 @@ def conference_of_size(membership: Membership, size: int) -> None:
     membership.create_of_size(size, OfferSpec(common=True))
 
 
+@given(parsers.parse("{names} are in a secure conference with every stream the target claims"))
+def conference_of_claimed_streams(membership: Membership, conf: ConferenceRun, names: str) -> None:
+    membership.create_named(_names(names), rekeying.claimed_offer(conf.target.capabilities))
+
+
 @given("every participant keeps sending its tone")
 def keeps_sending(membership: Membership) -> None:
     membership.start_media()
@@ -34,6 +39,11 @@ def keeps_sending(membership: Membership) -> None:
 @when(parsers.re(r"(?P<name>\w+) joins the conference with the common stream"))
 def joins(membership: Membership, name: str) -> None:
     membership.join(name, OfferSpec(common=True))
+
+
+@when(parsers.re(r"(?P<name>\w+) joins the conference with every stream the target claims"))
+def joins_claimed(membership: Membership, conf: ConferenceRun, name: str) -> None:
+    membership.join(name, rekeying.claimed_offer(conf.target.capabilities))
 
 
 @when("the last participant leaves the conference")
@@ -47,9 +57,15 @@ def leaves(membership: Membership, name: str) -> None:
 
 
 @when(parsers.parse("{joins} join while {leaves} leave, in one burst"))
-def burst(membership: Membership, joins: str, leaves: str) -> None:
-    split = lambda text: [n.strip() for n in text.replace(" and ", ",").split(",") if n.strip()]  # noqa: E731
-    membership.burst(split(joins), split(leaves))
+def burst(membership: Membership, conf: ConferenceRun, joins: str, leaves: str) -> None:
+    """The joiners offer every stream the target claims, as everyone in the R6 conferences."""
+    spec = rekeying.claimed_offer(conf.target.capabilities)
+    membership.burst(_names(joins), _names(leaves), spec)
+
+
+def _names(text: str) -> list[str]:
+    """'dave and erin', 'alice, bob and carol' -> the names."""
+    return [n.strip() for n in text.replace(" and ", ",").split(",") if n.strip()]
 
 
 @when(parsers.parse("the remaining participants receive {seconds:g} second of media"))
@@ -69,6 +85,26 @@ def forward(membership: Membership, observed: Observe, name: str) -> None:
 
 
 @then(
+    parsers.parse(
+        "nothing received on the {medium} stream after {name} left authenticates under a key "
+        "{_n} held"
+    )
+)
+def forward_medium(membership: Membership, observed: Observe, medium: str, name: str) -> None:
+    observed(rekeying.forward_security(membership, name, medium))
+
+
+@then(
+    parsers.parse(
+        "nothing received on the {medium} stream before {name} joined authenticates under a key "
+        "{_n} received"
+    )
+)
+def backward_medium(membership: Membership, observed: Observe, medium: str, name: str) -> None:
+    observed(rekeying.backward_security(membership, name, medium))
+
+
+@then(
     parsers.parse("no packet received before {name} joined authenticates under a key {_n} received")
 )
 def backward(membership: Membership, observed: Observe, name: str) -> None:
@@ -78,6 +114,27 @@ def backward(membership: Membership, observed: Observe, name: str) -> None:
 @then("no master key or salt in the ledger repeats an earlier one")
 def fresh(conf: ConferenceRun, observed: Observe) -> None:
     observed(rekeying.keys_fresh(conf.ledger))
+
+
+@then(parsers.parse("no master key or salt of the {medium} stream repeats an earlier one"))
+def fresh_medium(membership: Membership, observed: Observe, medium: str) -> None:
+    observed(rekeying.fresh_keys_in_use(membership, medium))
+
+
+@then(
+    parsers.parse(
+        "the {medium} stream of every remaining participant was rekeyed after {name}'s {kind}"
+    )
+)
+def complete_medium(
+    membership: Membership,
+    request: pytest.FixtureRequest,
+    observed: Observe,
+    medium: str,
+    name: str,
+    kind: str,
+) -> None:
+    _complete(membership, request, observed, kind, name, medium)
 
 
 @then(parsers.parse("every stream of the remaining participants was rekeyed after the {kind}"))
@@ -95,10 +152,15 @@ def complete(
 
 
 def _complete(
-    membership: Membership, request: pytest.FixtureRequest, observed: Observe, kind: str, name: str
+    membership: Membership,
+    request: pytest.FixtureRequest,
+    observed: Observe,
+    kind: str,
+    name: str,
+    medium: str | None = None,
 ) -> None:
     try:
-        observed(rekeying.rekeyed_completely(membership, kind, name))
+        observed(rekeying.rekeyed_completely(membership, kind, name, medium))
     finally:
         _record_lateness(membership, request)
     summary = rekeying.latency_summary(membership.latencies)

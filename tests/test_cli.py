@@ -268,7 +268,16 @@ def _waiver(tmp_path: Path, expires: str) -> Path:
 def _null_cipher_run(tmp_path: Path, expires: str) -> Run:
     """The null-cipher defect, its two scenarios only, under a waiver expiring on `expires`."""
     waiver = ("--waivers", str(_waiver(tmp_path, expires)))
-    return Run(tmp_path, "--defect", "accept-null-cipher", "--req", "R3", "-k", "null", *waiver)
+    return Run(
+        tmp_path,
+        "--defect",
+        "accept-null-cipher",
+        "--req",
+        "R3",
+        "-k",
+        "null_cipher_offer",
+        *waiver,
+    )
 
 
 def test_waiver_turns_the_failure_into_waived(tmp_path: Path) -> None:

@@ -240,7 +240,7 @@ def tls_control(probe: TlsProbe | None, name: str) -> Evidence:
 
 
 def tls_refused(probe: TlsProbe | None, control: TlsProbe | None = None) -> Evidence:
-    """R2 with mutual TLS: a client without a certificate gets no service at all.
+    """R2 with mutual TLS: a client without a certificate, or with a flawed one, gets nothing.
 
     With TLS 1.3 the client's handshake completes before the server checks the certificate,
     so the probe sends a request and reads: an alert or a close is a refusal, a SIP answer is
@@ -252,8 +252,8 @@ def tls_refused(probe: TlsProbe | None, control: TlsProbe | None = None) -> Evid
         raise TargetUnreachable(f"cannot connect to the service: {probe.connect_error}")
     if probe.response_status is not None:
         raise NonConformance(
-            f"the service answered {probe.response_status} to a client that presented no "
-            "certificate"
+            f"the service answered {probe.response_status} to a client that presented "
+            f"{probe.presented}"
         )
     if probe.cert_rejected:
         raise Inconclusive(
@@ -266,12 +266,11 @@ def tls_refused(probe: TlsProbe | None, control: TlsProbe | None = None) -> Evid
         raise Inconclusive(f"the TLS handshake failed without a refusal: {probe.tls_error}")
     if control is None:
         raise Inconclusive("no control: nothing shows a client with a certificate is admitted")
-    how = f"alert {probe.alert}" if probe.alert else "closed after the handshake"
     return Evidence.of(
         *tls_control(control, "the same client").controls,
         connections_tried=2,
         refusals=1,
-    ) + Evidence({}, (f"refused without a certificate: {how}",))
+    ) + Evidence({}, (f"refused a client that presented {probe.presented}: {probe.refusal}",))
 
 
 def media_authenticates(participants: Iterable[Participant]) -> Evidence:

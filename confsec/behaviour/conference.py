@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from confsec.behaviour.checks import ledger_observations
+from confsec.behaviour.client_certs import flawed_account
 from confsec.behaviour.outcomes import CallOutcome, TlsProbe
 from confsec.behaviour.participant import OfferSpec, Participant, attach
 from confsec.behaviour.tls_probe import INTERFACE_CLOSE_WATCH_S, tls_probe
@@ -38,7 +39,10 @@ from confsec.target.model import Account, Target
 # Tones are fixed by participant name, so that "alice's tone" is the same in every scenario.
 PARTICIPANT_ORDER = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
-__all__ = ["ConferenceRun"]
+__all__ = ["ConferenceRun", "Wrap"]
+
+Wrap = Callable[[bytes], tuple[bytes, str]]
+"""Turns an SDP offer into an INVITE body and its Content-Type (`ConferenceRun.join_async`)."""
 
 
 class ConferenceRun:
@@ -63,6 +67,9 @@ class ConferenceRun:
         self.tls_control: TlsProbe | None = None
         """The control probe: a client with its certificate, answered over TLS (R2)."""
         self.interface_probes: dict[str, TlsProbe] = {}
+        self.departed: set[str] = set()
+        """Participants that left (BYE) or vanished: no longer members, whatever legs of
+        theirs the suite keeps open to watch."""
         self._extra_uas: list[UserAgent] = []
         self.protocol_windows: dict[str, float] = {}
         """Seconds of windows the checks wait out by design, by kind: media sent for a stated
@@ -81,6 +88,13 @@ class ConferenceRun:
         closed with the run, and its trace goes into the scenario's SIP ladder."""
         self._extra_uas.append(ua)
 
+    def user_agents(self) -> list[tuple[str, UserAgent]]:
+        """Every user agent of this scenario and whose it is: each participant's (by name),
+        then the probes kept with `keep_ua` ('probe 1', ...). Their traces hold everything the
+        target sent to the suite's parties (what a search for leaked keys reads)."""
+        uas = [(name, p.ua) for name, p in self.participants.items()]
+        return uas + [(f"probe {i}", ua) for i, ua in enumerate(self._extra_uas, 1)]
+
     # -- sync face for the steps ---------------------------------------------------------------
 
     def _run(self, coro, timeout: float | None = None, what: str = ""):
@@ -97,10 +111,26 @@ class ConferenceRun:
     def outcome(self, name: str) -> CallOutcome | None:
         return self.outcomes.get(name)
 
-    def create(self, name: str, offer: OfferSpec, credentials: str = "valid") -> CallOutcome:
-        """INVITE the factory URI (RFC 4579 5.1). `credentials`: 'valid', 'none' or 'wrong'."""
+    def create(
+        self,
+        name: str,
+        offer: OfferSpec,
+        credentials: str = "valid",
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        wrap: Wrap | None = None,
+    ) -> CallOutcome:
+        """INVITE the factory URI (RFC 4579 5.1). `credentials`: 'valid', 'none' or 'wrong';
+        `headers` and `wrap` as for `join_async` (an RFC 5366 member list, say)."""
         out = self._run(
-            self.join_async(name, offer, uri=self.target.factory_uri, credentials=credentials)
+            self.join_async(
+                name,
+                offer,
+                uri=self.target.factory_uri,
+                credentials=credentials,
+                headers=headers,
+                wrap=wrap,
+            )
         )
         if out.status is not None and 200 <= out.status < 300:
             self.creation = out
@@ -117,21 +147,24 @@ class ConferenceRun:
         *,
         credentials: str = "valid",
         extra_media: Sequence[MediaDescription] = (),
+        headers: Sequence[tuple[str, str]] = (),
     ) -> CallOutcome:
         """INVITE the conference URI as `name` (see `join_async`)."""
         if self.conference_uri is None:
             raise Inconclusive(f"{name} cannot join: no conference was created")
         return self._run(
-            self.join_async(name, offer, credentials=credentials, extra_media=extra_media)
+            self.join_async(
+                name, offer, credentials=credentials, extra_media=extra_media, headers=headers
+            )
         )
 
-    def leave(self, name: str) -> None:
+    def leave(self, name: str, *, watch: bool = False) -> None:
         """`name` leaves with BYE (see `leave_async`)."""
-        self._run(self.leave_async(name), what=f"{name} leaving")
+        self._run(self.leave_async(name, watch=watch), what=f"{name} leaving")
 
-    def vanish(self, name: str) -> None:
+    def vanish(self, name: str, *, watch: bool = False) -> None:
         """`name` disappears without a BYE (see `vanish_async`)."""
-        self._run(self.vanish_async(name), what=f"{name} vanishing")
+        self._run(self.vanish_async(name, watch=watch), what=f"{name} vanishing")
 
     def replay_authorization(self, attacker: str, victim: str) -> CallOutcome:
         """Send a new INVITE that carries the victim's earlier Authorization verbatim."""
@@ -142,12 +175,26 @@ class ConferenceRun:
         return self._run(self._replay(attacker, p, auth))
 
     def probe_tls(
-        self, name: str, *, client_cert: bool = True, send_request: bool = False
+        self,
+        name: str,
+        *,
+        client_cert: bool = True,
+        send_request: bool = False,
+        flawed: str | None = None,
     ) -> TlsProbe:
-        account = self.target.accounts.get(name) if client_cert else None
-        probe = self._run(
-            tls_probe(self.target, self.keylog, account, send_request), what="TLS probe"
-        )
+        """TLS to the service as `name`: with its valid client certificate, with none
+        (`client_cert=False`), or with one that is `flawed` (words of `FLAWS_BY_WORDS`)."""
+        if flawed is not None:
+            with flawed_account(self.target, name, flawed) as (account, presented):
+                probe = self._run(
+                    tls_probe(self.target, self.keylog, account, send_request, presented=presented),
+                    what="TLS probe",
+                )
+        else:
+            account = self.target.accounts.get(name) if client_cert else None
+            probe = self._run(
+                tls_probe(self.target, self.keylog, account, send_request), what="TLS probe"
+            )
         self.last_probe = probe
         return probe
 
@@ -249,6 +296,8 @@ class ConferenceRun:
         credentials: str = "valid",
         extra_media: Sequence[MediaDescription] = (),
         keep: bool = True,
+        headers: Sequence[tuple[str, str]] = (),
+        wrap: Wrap | None = None,
     ) -> CallOutcome:
         """INVITE `uri` (default: the conference URI) as `name`, and record the outcome as
         `name`'s, so that the shared steps ('carol is refused with 488') judge it.
@@ -260,7 +309,9 @@ class ConferenceRun:
         With `keep` (the default) an admitted participant stays: the answer's keys are
         installed and it answers the focus's re-INVITEs in its dialog. Without it the call is a
         probe: its media is closed whatever the answer, and the caller decides what to do with
-        `outcome.dialog`.
+        `outcome.dialog`. `headers` go into the INVITE as they are (a P-Asserted-Identity the
+        participant claims, say); `wrap` turns the offer into the body and its Content-Type
+        (a multipart body that also carries an RFC 5366 recipient list).
         """
         uri = uri or self.conference_uri
         if uri is None:
@@ -275,13 +326,16 @@ class ConferenceRun:
             if extra_media:
                 own = parse_sdp(sdp)
                 sdp = dataclasses.replace(own, media=(*own.media, *extra_media)).to_bytes()
+        body, content_type = wrap(sdp) if wrap is not None else (sdp, "application/sdp")
         try:
             call = await p.ua.invite(
                 uri,
-                sdp,
+                body,
                 dest=self.target.dest,
+                headers=headers,
                 authenticate=credentials != "none",
                 timeout=self.target.timeouts.transaction,
+                content_type=content_type,
             )
         except TlsVerificationError as exc:
             out.error = f"TLS verification failed: {exc}"
@@ -305,26 +359,36 @@ class ConferenceRun:
             await p.close_media()
         return out
 
-    async def leave_async(self, name: str) -> None:
+    async def leave_async(self, name: str, *, watch: bool = False) -> None:
         """Stop sending and leave with BYE. The leaver's keys stay in the ledger (the forward
-        security judgement needs them); its sockets close."""
+        security judgement needs them); its sockets close.
+
+        With `watch` the legs stay open and go on sending under the old keys, as a client that
+        ignores its own BYE would: nothing may reach them any more, and nothing they send may
+        reach the others (confsec.behaviour.leaving judges both)."""
         p = self.participant(name)
         if p.dialog is None:
             raise Inconclusive(f"{name} has no dialog with the focus to leave")
-        p.stop_media()
+        if not watch:
+            p.stop_media()
+        self.departed.add(name)
         await p.dialog.bye(timeout=self.target.timeouts.transaction)
-        for leg in p.legs.values():
-            leg.close()
+        if not watch:
+            for leg in p.legs.values():
+                leg.close()
 
-    async def vanish_async(self, name: str) -> None:
+    async def vanish_async(self, name: str, *, watch: bool = False) -> None:
         """Disappear as a crashed or unplugged client does: media stops and the TLS connection
         closes, with no BYE. Noticing it is the service's job (a session timer or a media
-        inactivity timeout)."""
+        inactivity timeout). With `watch` the legs stay open, silent, so that what the service
+        still sends to them can be seen."""
         p = self.participant(name)
         p.stop_media()
+        self.departed.add(name)
         await p.ua.close()
-        for leg in p.legs.values():
-            leg.close()
+        if not watch:
+            for leg in p.legs.values():
+                leg.close()
 
     def _record(self, out: CallOutcome, response: Response) -> None:
         out.status = response.status

@@ -13,7 +13,7 @@ network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from confsec.behaviour.conference import ConferenceRun
@@ -167,12 +167,23 @@ class EventRun:
     # -- sync face for the steps ---------------------------------------------------------------
 
     def subscribe(
-        self, name: str, *, credentials: str = "valid", plain_contact: bool = False
+        self,
+        name: str,
+        *,
+        credentials: str = "valid",
+        plain_contact: bool = False,
+        shown: Account | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> SubscribeOutcome:
-        """SUBSCRIBE `name` to the conference URI; waits for the answer and the first NOTIFY."""
+        """SUBSCRIBE `name` to the conference URI; waits for the answer and the first NOTIFY.
+
+        With `shown` a UA of its own shows that account's AOR and display name in From while
+        it authenticates as `name`; `headers` are added as they are (P-Asserted-Identity)."""
         if self.conf.conference_uri is None:
             raise Inconclusive(f"{name} cannot subscribe: no conference was created")
-        out = self._run(self._subscribe(name, credentials, plain_contact), what="SUBSCRIBE")
+        out = self._run(
+            self._subscribe(name, credentials, plain_contact, shown, headers), what="SUBSCRIBE"
+        )
         self.subscriptions[name] = out
         return out
 
@@ -266,16 +277,24 @@ class EventRun:
         return ua
 
     async def _subscribe(
-        self, name: str, credentials: str, plain_contact: bool
+        self,
+        name: str,
+        credentials: str,
+        plain_contact: bool,
+        shown: Account | None = None,
+        extra: Sequence[tuple[str, str]] = (),
     ) -> SubscribeOutcome:
         conf = self.conf
         target = conf.target
         p = conf.participants.get(name)
-        if p is not None and credentials == "valid":
+        if p is not None and credentials == "valid" and shown is None:
             ua, dedicated = p.ua, False
         else:
-            ua, dedicated = await self._ua(target.account(name), credentials=credentials), True
+            account = target.account(name)
+            ua = await self._ua(account, credentials=credentials, aor_of=shown)
+            dedicated = True
         headers = [("Event", "conference"), ("Accept", CONTENT_TYPE), ("Expires", "600")]
+        headers += extra
         if plain_contact:
             # RFC 6665 lets NOTIFY go to the Contact; a secure focus must not follow this one.
             host, port = ua.transport.listen_address("udp") or await ua.transport.listen_udp(

@@ -121,6 +121,8 @@ class FloorSession:
     """(what was sent, the answer or None when the server closed the connection)."""
     cycle: FloorCycle | None = None
     """The last request-and-release under the participant's own user id."""
+    offered_fingerprint: str | None = None
+    """The SHA-256 fingerprint the offer's a=fingerprint named (None: it named none)."""
     _txn: int = 0
 
     def next_txn(self) -> int:
@@ -199,11 +201,12 @@ class FloorRun:
 
     # -- sync face -----------------------------------------------------------------------------
 
-    def join(self, name: str, proto: str = SECURE) -> FloorSession:
-        """INVITE the conference with a secure audio offer plus a BFCP m-line over `proto`."""
+    def join(self, name: str, proto: str = SECURE, *, cert_of: str | None = None) -> FloorSession:
+        """INVITE the conference with a secure audio offer plus a BFCP m-line over `proto`,
+        whose a=fingerprint names `cert_of`'s certificate (a probe) instead of `name`'s own."""
         if self.conf.conference_uri is None:
             raise Inconclusive(f"{name} cannot join: no conference was created")
-        s = self._run(self._join(name, proto), "INVITE with BFCP")
+        s = self._run(self._join(name, proto, cert_of or name), "INVITE with BFCP")
         self.sessions[name] = s
         return s
 
@@ -249,6 +252,11 @@ class FloorRun:
         self.fuzz_probes = self._run(self._fuzz(s, count, seed), "malformed BFCP")
         return self.fuzz_probes
 
+    def connections(self) -> list[BfcpClient]:
+        """Every BFCP connection this run opened, closed ones too: each keeps in `received`
+        what the server sent on it (what a search for leaked keys reads)."""
+        return list(self._clients)
+
     def close(self) -> None:
         async def _close() -> None:
             for c in self._clients:
@@ -261,11 +269,13 @@ class FloorRun:
 
     # -- async work ----------------------------------------------------------------------------
 
-    async def _join(self, name: str, proto: str) -> FloorSession:
+    async def _join(self, name: str, proto: str, cert_of: str) -> FloorSession:
         target = self.conf.target
-        bfcp_m = floor_offer_line(target.account(name).client_cert, proto)
+        cert = target.account(cert_of).client_cert
+        bfcp_m = floor_offer_line(cert, proto)
         out = await self.conf.join_async(name, OfferSpec(), extra_media=[bfcp_m])
         session = FloorSession(name, out)
+        session.offered_fingerprint = fingerprint_sha256(cert).upper() if cert else None
         if out.answer is not None:
             for m in out.answer.media:
                 if m.media == "application":

@@ -8,6 +8,7 @@ the same kind of connection, granted an honest request.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 from confsec.behaviour.floor import (
     BASELINE_CONTROL,
@@ -18,6 +19,7 @@ from confsec.behaviour.floor import (
     no_connection,
     request_statuses,
 )
+from confsec.behaviour.floor_binding import FirstMessage
 from confsec.codec import bfcp as b
 from confsec.errors import Inconclusive, NonConformance, TargetUnreachable
 from confsec.net.bfcp import Received
@@ -284,4 +286,114 @@ def still_serving(s: FloorSession, baseline: str | None, probes_ended: float | N
         ) from None
     return seen + Evidence.of(
         BASELINE_CONTROL, f"{s.name}'s request came after the malformed messages"
+    )
+
+
+# -- the binding from the first message (floor_binding.FirstMessages) ---------------------------
+
+
+def _refusal(probe: FirstMessage, what: str) -> str:
+    """How `probe` was refused ('an Error', 'a close'); any other answer, or a grant on its
+    connection, is a finding on its own; silence cannot be judged."""
+    got = probe.answer
+    if (
+        probe.result == "answered"
+        and got is not None
+        and got.message.primitive != b.Primitive.ERROR
+    ):
+        raise NonConformance(f"the floor control server answered {what}: {describe_answer(got)}")
+    if probe.grants:
+        raise NonConformance(f"the floor control server granted the floor on {what}'s connection")
+    if probe.result == "silent":
+        raise Inconclusive(f"{what} got neither an answer nor a close before the deadline")
+    return "an Error" if probe.result == "answered" else "a close"
+
+
+def _unconnected(probe: FirstMessage, what: str) -> NoReturn:
+    if probe.unreachable:
+        raise TargetUnreachable(f"cannot reach the floor control server: {probe.connect_error}")
+    raise Inconclusive(f"{what} was never sent: {probe.connect_error or 'no connection'}")
+
+
+def _first_control(control: FirstMessage | None, probe: FirstMessage) -> str:
+    """The positive control of a first-message probe, as the evidence names it: a first message
+    under the sender's own user id, on a fresh TLS connection with a certificate its offer
+    named, answered (HelloAck, or the floor granted and released) before the probe was sent."""
+    if control is None:
+        raise Inconclusive("no first message under a participant's own user id was sent")
+    what = f"{control.sender}'s own first {control.primitive} on a fresh connection"
+    if control.started > probe.started:
+        raise Inconclusive(f"{what} came after the probe, so it cannot stand as its control")
+    if not control.connected:
+        _unconnected(control, what)
+    if control.offered is None or control.offered != control.presented:
+        raise Inconclusive(f"{what} was not on the certificate its offer named")
+    got = control.answer
+    if not control.tls or control.result != "answered" or got is None:
+        raise Inconclusive(f"the positive control failed: {what} got {control.result}")
+    expected = "HelloAck" if control.primitive == "Hello" else "the floor granted and released"
+    if control.primitive == "Hello":
+        ok = got.message.primitive == b.Primitive.HELLO_ACK
+    else:
+        ok = b.RequestStatus.GRANTED in request_statuses(got) and bool(control.released)
+    if not ok:
+        raise Inconclusive(
+            f"the positive control failed: {what} got {describe_answer(got)}, not {expected}; "
+            "a refusal proves nothing from a server that does not serve an honest first message"
+        )
+    return f"{what} over TLS got {expected}"
+
+
+def first_foreign_refused(control: FirstMessage | None, probe: FirstMessage | None) -> Evidence:
+    """R8/O5 (RFC 8855 13, 14; RFC 8856): a message sent FIRST on a fresh connection, from one
+    participant's certificate, carrying another participant's user id, is refused (an Error or
+    a close) and nothing is granted. A server that binds a connection to whatever user id its
+    first message claims passes the later-message check and fails this one. The control is the
+    same participant's own first message on a fresh connection, answered."""
+    if probe is None or probe.claimed == probe.sender:
+        raise Inconclusive("no first message carried another participant's user id")
+    what = (
+        f"{probe.sender}'s first {probe.primitive} on a fresh connection with {probe.claimed}'s "
+        "user id"
+    )
+    if not probe.connected:
+        _unconnected(probe, what)
+    how = _refusal(probe, what)
+    control = _first_control(control, probe)
+    return Evidence.of(
+        control,
+        first_messages_for_another_user_id=1,
+        refused_with_an_Error=int(how == "an Error"),
+        refused_with_a_close=int(how == "a close"),
+    )
+
+
+def mismatched_certificate_refused(
+    control: FirstMessage | None, probe: FirstMessage | None
+) -> Evidence:
+    """R8 (RFC 8122 5, RFC 8856): a BFCP client whose TLS certificate is not the one its offer's
+    a=fingerprint named is refused, on its own user id, at the handshake, with an Error or a
+    close, and nothing is granted. A server that trusts any certificate of the CA (or the user
+    name in it) fails. The control is a client whose certificate matches its offer, served."""
+    if probe is None or probe.claimed != probe.sender:
+        raise Inconclusive("no first message under the prober's own user id was sent")
+    if probe.offered is None or probe.offered == probe.presented:
+        raise Inconclusive(
+            f"{probe.sender} presented the certificate its offer named (or the offer named "
+            "none): there is no mismatch to judge"
+        )
+    what = f"{probe.sender}'s first {probe.primitive} from a certificate its offer did not name"
+    if probe.connected:
+        how = _refusal(probe, what)
+    elif probe.unreachable:
+        _unconnected(probe, what)
+    else:
+        how = "the TLS handshake"  # refused before any BFCP: the strictest place to refuse
+    control = _first_control(control, probe)
+    return Evidence.of(
+        control,
+        clients_on_a_certificate_not_offered=1,
+        refused_with_an_Error=int(how == "an Error"),
+        refused_with_a_close=int(how == "a close"),
+        refused_at_the_TLS_handshake=int(how == "the TLS handshake"),
     )

@@ -9,11 +9,12 @@ deadline plus a margin that absorbs the suite's own lateness.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confsec.behaviour.conference import PARTICIPANT_ORDER, ConferenceRun
 from confsec.behaviour.participant import OfferSpec, Participant
-from confsec.errors import Inconclusive
+from confsec.errors import Inconclusive, NotApplicable
 from confsec.runtime.punctuality import Lateness
 
 REKEY_MARGIN_S = 1.0
@@ -33,12 +34,15 @@ PACKETS_PER_SECOND = 50
 @dataclass
 class MembershipEvent:
     kind: str
-    """'join' or 'leave'."""
+    """'join', 'leave' or 'vanish' (gone without a BYE: `ConferenceRun.vanish`)."""
     name: str
     started: float
-    """Loop time the INVITE or BYE was sent."""
+    """Loop time the INVITE or BYE was sent (a vanish: when media stopped and TLS closed)."""
     done: float
-    """Loop time its 200 OK arrived: the trigger of the rekey latency."""
+    """Loop time its 200 OK arrived: the trigger of the rekey latency. For a vanish, which
+    has no answer, the time by which the target declares it will have noticed
+    (`Capabilities.lost_participant_timeout_s` after `started`): the rekey is judged from
+    there exactly as after a leave."""
     settled: float = 0.0
     """When every remaining participant had its re-INVITE, or the deadline passed."""
 
@@ -69,24 +73,52 @@ class Membership:
             raise Inconclusive(f"{', '.join(missing)} could not join: nothing to judge")
         return names
 
+    def create_named(self, names: list[str], spec: OfferSpec) -> None:
+        """`names[0]` creates the conference, the others join one after another, all with `spec`
+        (the R6 conferences offer every stream the target claims)."""
+        self.conf.create(names[0], spec)
+        if self.conf.conference_uri is None:
+            raise Inconclusive("the conference could not be created")
+        for name in names[1:]:
+            self.conf.join(name, spec)
+        missing = [n for n in names if self.conf.participants.get(n) is None or not _in(n, self)]
+        if missing:
+            raise Inconclusive(f"{', '.join(missing)} could not join: nothing to judge")
+
     def start_media(self) -> None:
         self._run(self._start(), 10, "starting media")
 
     def join(self, name: str, spec: OfferSpec) -> MembershipEvent:
         return self.burst([name], [], spec)[0]
 
-    def leave(self, name: str) -> MembershipEvent:
-        return self.burst([], [name])[0]
+    def leave(self, name: str, *, watch: bool = False) -> MembershipEvent:
+        """`name` leaves with BYE; with `watch` its legs stay open (`ConferenceRun.leave`)."""
+        return self.burst([], [name], watch=watch)[0]
+
+    def vanish(self, name: str, *, watch: bool = False) -> MembershipEvent:
+        """`name` vanishes without a BYE (`ConferenceRun.vanish`); the rekeys are awaited as
+        after a leave, from the time the target declares for noticing a lost participant."""
+        return self.burst([], [], vanishes=[name], watch=watch)[0]
 
     def burst(
-        self, joins: list[str], leaves: list[str], spec: OfferSpec | None = None
+        self,
+        joins: list[str],
+        leaves: list[str],
+        spec: OfferSpec | None = None,
+        *,
+        vanishes: Sequence[str] = (),
+        watch: bool = False,
     ) -> list[MembershipEvent]:
-        """Joins and leaves all at once (one burst), then wait for the rekeys to settle."""
+        """Joins, leaves and vanishes all at once (one burst), then wait for the rekeys to
+        settle. `watch`: the leavers' and vanished participants' legs stay open."""
         if self.conf.conference_uri is None:
             raise Inconclusive("no conference was created")
         t = self.conf.target
         timeout = t.timeouts.transaction * 2 + t.capabilities.rekey_deadline_s + REKEY_MARGIN_S + 10
-        return self._run(self._burst(joins, leaves, spec), timeout, "joins and leaves")
+        if vanishes:
+            timeout += _noticing_time(self.conf)
+        job = self._burst(joins, leaves, spec, vanishes=vanishes, watch=watch)
+        return self._run(job, timeout, "joins and leaves")
 
     def receive(self, seconds: float) -> None:
         """Wait until every remaining participant's every leg got `seconds` more of media."""
@@ -94,7 +126,21 @@ class Membership:
         self._run(self._receive(seconds), seconds + self.conf.target.timeouts.media + 5, "media")
 
     def remaining(self) -> list[Participant]:
-        return [p for p in self.conf.participants.values() if _live(p)]
+        return [
+            p for p in self.conf.participants.values() if _live(p) and p.name not in self.departed
+        ]
+
+    @property
+    def departed(self) -> set[str]:
+        """Who left or vanished (their legs may still be open, watched)."""
+        return self.conf.departed
+
+    def departure(self, name: str) -> MembershipEvent:
+        """The last leave or vanish of `name`: either way it is no longer a member."""
+        for e in reversed(self.events):
+            if e.kind in ("leave", "vanish") and e.name == name:
+                return e
+        raise Inconclusive(f"{name} did not leave in this scenario")
 
     def last(self, kind: str) -> MembershipEvent:
         for e in reversed(self.events):
@@ -123,12 +169,20 @@ class Membership:
             p.start_media()
 
     async def _burst(
-        self, joins: list[str], leaves: list[str], spec: OfferSpec | None
+        self,
+        joins: list[str],
+        leaves: list[str],
+        spec: OfferSpec | None,
+        *,
+        vanishes: Sequence[str] = (),
+        watch: bool = False,
     ) -> list[MembershipEvent]:
         spec = spec or OfferSpec(common=True)
         loop = asyncio.get_running_loop()
         before = {p.name: len(p.rekeys) for p in self.remaining()}
-        jobs = [self._one_join(n, spec) for n in joins] + [self._one_leave(n) for n in leaves]
+        jobs = [self._one_join(n, spec) for n in joins]
+        jobs += [self._one_leave(n, watch) for n in leaves]
+        jobs += [self._one_vanish(n, watch) for n in vanishes]
         events = list(await asyncio.gather(*jobs))
         # Settle: every participant that stays and was there before got a re-INVITE after the
         # last event, or the deadline passed (a target that does not rekey is judged on that).
@@ -180,12 +234,19 @@ class Membership:
             self.conf.participants[name].start_media()
         return MembershipEvent("join", name, started, done)
 
-    async def _one_leave(self, name: str) -> MembershipEvent:
+    async def _one_leave(self, name: str, watch: bool = False) -> MembershipEvent:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await self.conf.leave_async(name)
+        await self.conf.leave_async(name, watch=watch)
         done = loop.time()
         return MembershipEvent("leave", name, started, done)
+
+    async def _one_vanish(self, name: str, watch: bool = False) -> MembershipEvent:
+        started = asyncio.get_running_loop().time()
+        await self.conf.vanish_async(name, watch=watch)
+        declared = _noticing_time(self.conf)
+        self.conf.count_window("lost_participant", declared)  # the target's, by design
+        return MembershipEvent("vanish", name, started, started + declared)
 
     async def _receive(self, seconds: float) -> None:
         want = max(1, int(seconds * PACKETS_PER_SECOND))
@@ -194,6 +255,16 @@ class Membership:
             raise Inconclusive("no participant remains to receive media")
         timeout = seconds + self.conf.target.timeouts.media
         await asyncio.gather(*(leg.wait_for_packets(leg.received + want, timeout) for leg in legs))
+
+
+def _noticing_time(conf: ConferenceRun) -> float:
+    """The seconds the target declares for noticing a participant that vanished."""
+    declared = conf.target.capabilities.lost_participant_timeout_s
+    if declared is None:
+        raise NotApplicable(
+            "the capability statement declares no way of noticing a lost participant"
+        )
+    return declared
 
 
 def participant_names(size: int) -> list[str]:

@@ -55,6 +55,16 @@ class TlsProbe:
     """The peer's certificate could not be read after the handshake (not a close by itself)."""
     close_watch_s: float = 0.0
     """How long the probe waited on the peer for a close (a protocol window of the scenario)."""
+    presented: str = "no certificate"
+    """The client certificate the suite presented, in words ("bob's certificate, expired")."""
+
+    @property
+    def refusal(self) -> str:
+        """How the peer ended the connection, in words: an alert in the handshake, or a close
+        after it (TLS 1.3 refuses a client certificate there) with what the close carried."""
+        if self.alert:
+            return f"alert {self.alert}"
+        return "closed after the handshake" + (f" ({self.tls_error})" if self.tls_error else "")
 
     @property
     def server_verified(self) -> bool:

@@ -25,6 +25,7 @@ from confsec.codec.sdp import (
     SessionDescription,
     parse_sdp,
 )
+from confsec.errors import Inconclusive
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.srtp import new_receiver, new_sender
@@ -33,11 +34,15 @@ from confsec.net.ua import UserAgent
 from confsec.target.model import Account, Target
 
 if TYPE_CHECKING:
+    from confsec.codec.sip import Response
     from confsec.net.dialog import Dialog
     from confsec.net.incoming import IncomingRequest
 
 PAYLOAD_TYPES = {"audio": 0, "video": 96}
-RECENT_PACKETS = 500  # per leg, ~10 s at 50 pps: what rekeying is judged on (R6)
+RECENT_PACKETS = 2000
+"""Per leg: what rekeying is judged on (R6), packets from before a join to after the rekeys. A
+video leg hears every other participant's switched video at 50 pps each (four others: ~10 s);
+an audio or common leg hears one 50 pps mix (40 s)."""
 NULL_OFFERS = {"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"}
 COMMON = "common"
 
@@ -438,3 +443,17 @@ def _crypto(m: MediaDescription) -> CryptoAttribute | None:
         return next((c for c in m.crypto if not c.is_null and c.is_known), None)
     except Exception:  # a malformed a=crypto: treated as none, the checks will say so
         return None
+
+
+# -- offers of the participant's own, inside its dialog (RFC 3261 14, RFC 3311) ----------------
+
+
+async def send_in_dialog(p: Participant, method: str, sdp: bytes, timeout: float) -> Response:
+    """Offer `sdp` to the focus in `p`'s dialog: a re-INVITE (RFC 3261 section 14; a 2xx is
+    ACKed by the dialog) or an UPDATE (RFC 3311). Only sends: what the answer changes is the
+    caller's to apply (`confsec.behaviour.reoffer`), since a check may want it not applied."""
+    if p.dialog is None or p.dialog.is_terminated:
+        raise Inconclusive(f"{p.name} has no dialog with the focus to send a {method} in")
+    if method.upper() in ("INVITE", "RE-INVITE"):
+        return await p.dialog.reinvite(sdp, timeout=timeout)
+    return await p.dialog.request(method, sdp, content_type="application/sdp", timeout=timeout)

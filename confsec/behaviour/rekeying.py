@@ -14,6 +14,12 @@ by trusting the signalling:
 * completeness: after the event every stream of every remaining participant changed key, and the
   new key was seen in use; the delay from the event to that first packet is the rekey latency.
 
+Each judgement can be made for one medium (`MEDIA`: the audio and video legs and the group-keyed
+common stream) on packets of that medium alone, so that a target that rekeys one kind of stream
+and not another fails on the stream it left behind (the clause asks for *all* key streams to be
+based on new key material). A medium the capability statement does not claim is not applicable;
+one that carried no packet to judge is inconclusive, never a pass.
+
 Keys come from the run's key-stream ledger (the only record of keys); trial decryption uses SRTP
 receivers from the one factory, on a throw-away ledger so that trials are not taken for streams.
 """
@@ -23,13 +29,72 @@ from __future__ import annotations
 import statistics
 
 from confsec.behaviour.membership import Membership
-from confsec.behaviour.participant import COMMON, Key, Participant
+from confsec.behaviour.participant import COMMON, Key, OfferSpec, Participant
 from confsec.errors import Inconclusive, NonConformance, NotApplicable
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId, key_fingerprint
 from confsec.media.srtp import new_receiver
 from confsec.observed import Evidence
 from confsec.runtime.punctuality import judge_late
+from confsec.target.model import Capabilities
+
+MEDIA = ("audio", "video", COMMON)
+"""The kinds of stream R6 judges one by one: a participant's own audio and video legs, and the
+common stream (the mix under the group key, R5)."""
+
+
+OWN_KEYS_CONTROL = "the judged packets open under keys their receivers were given"
+"""The positive control of forward and backward security: packets that open under no key at
+all would pass any 'opens under none of these keys' test."""
+
+
+def claimed_media(caps: Capabilities) -> tuple[str, ...]:
+    """The media the target claims, in `MEDIA` order: audio always, video and the common stream
+    where the capability statement claims them."""
+    claimed = {"audio": True, "video": caps.video, COMMON: caps.group_keys}
+    return tuple(k for k in MEDIA if claimed[k])
+
+
+def claimed_offer(caps: Capabilities) -> OfferSpec:
+    """An offer of every stream the target claims: R6 is judged on each of them."""
+    media = tuple(k for k in claimed_media(caps) if k != COMMON)
+    return OfferSpec(media=media, common=COMMON in claimed_media(caps))
+
+
+def stream_medium(stream: str) -> str:
+    """The medium of a ledger stream: 'bob <- focus audio [common epoch-2]' is the common
+    stream (an audio m-line labelled common), 'bob <- focus video [epoch-2]' is video."""
+    head, _, label = stream.partition(" [")
+    return COMMON if COMMON in label.rstrip("]").split() else head.split()[-1]
+
+
+def _claimed(m: Membership, medium: str | None) -> None:
+    """NotApplicable unless the target claims `medium` (None: every stream, nothing to claim)."""
+    if medium is None:
+        return
+    if medium not in MEDIA:
+        raise ValueError(f"unknown medium {medium!r}: one of {', '.join(MEDIA)}")
+    if medium not in claimed_media(m.conf.target.capabilities):
+        what = "group keys (the common stream)" if medium == COMMON else medium
+        raise NotApplicable(f"the capability statement claims no {what}")
+
+
+def _legs(p: Participant, medium: str | None) -> list[tuple[str, MediaLeg]]:
+    """`p`'s legs of `medium` (None: all of them)."""
+    return [(k, leg) for k, leg in p.legs.items() if medium is None or k == medium]
+
+
+def _own_keys(p: Participant, kind: str) -> list[Key]:
+    """Every key `p` was given for its `kind` leg (first answer and every rekey)."""
+    out: list[Key] = []
+    for r in p.rekeys:
+        if kind in r.recv_keys and r.recv_keys[kind] not in out:
+            out.append(r.recv_keys[kind])
+    return out
+
+
+def _stream_word(medium: str | None) -> str:
+    return "" if medium is None else f"{medium} "
 
 
 def held_keys(ledger: KeyStreamLedger, name: str, direction: str | None = None) -> list[Key]:
@@ -82,16 +147,22 @@ def _new_keys(p: Participant, kind: str, after: float) -> list[Key]:
     return [r.recv_keys[kind] for r in p.rekeys if r.at >= after and kind in r.changed]
 
 
-def forward_security(m: Membership, leaver: str) -> Evidence:
+def forward_security(m: Membership, leaver: str, medium: str | None = None) -> Evidence:
     """R6: after the leave, nothing the remaining participants received (once their rekey took
-    effect, or once the rekey deadline passed) authenticates under any key the leaver held."""
-    event = m.event("leave", leaver)
+    effect, or once the rekey deadline passed) authenticates under any key the leaver held.
+
+    With `medium`, only packets of that medium are judged (against every key the leaver held,
+    whatever its medium). The control: the judged packets must open under the keys the receiver
+    itself was given, or they show nothing about keys (noise, or a stream the suite cannot
+    read)."""
+    _claimed(m, medium)
+    event = m.departure(leaver)  # a BYE, or vanished without one
     keys = held_keys(m.conf.ledger, leaver)
     if not keys:
         raise Inconclusive(f"the ledger holds no key of {leaver}")
-    problems, judged = [], 0
+    problems, judged, control = [], 0, 0
     for p in m.remaining():
-        for kind, leg in p.legs.items():
+        for kind, leg in _legs(p, medium):
             new = _new_keys(p, kind, event.started)
             cut = _first_under(leg, new, event.started) if new else None
             cut = cut if cut is not None else event.settled
@@ -104,24 +175,41 @@ def forward_security(m: Membership, leaver: str) -> Evidence:
                     f"{n} of {len(packets)} {kind} packets {p.name} received after {leaver} left "
                     f"authenticate under {leaver}'s key(s) {', '.join(sorted(hits))}"
                 )
+            control += sum(authenticating(packets, _own_keys(p, kind)).values())
     if problems:
         raise NonConformance("no forward security: " + "; ".join(problems))
+    word = _stream_word(medium)
     if judged == 0:
-        raise Inconclusive(f"no packet was received after {leaver} left: nothing to judge")
-    return Evidence.of(packets_judged=judged, leaver_keys_tried=len(keys), packets_opened=0)
+        raise Inconclusive(f"no {word}packet was received after {leaver} left: nothing to judge")
+    if control == 0:
+        raise Inconclusive(
+            f"none of the {judged} {word}packets received after {leaver} left opened under the "
+            "receivers' own keys: the control failed, they show nothing about keys"
+        )
+    return Evidence.of(
+        OWN_KEYS_CONTROL,
+        packets_judged=judged,
+        packets_opening_under_own_keys=control,
+        leaver_keys_tried=len(keys),
+        packets_opened=0,
+    )
 
 
-def backward_security(m: Membership, joiner: str) -> Evidence:
-    """R6: nothing received before the join authenticates under any key the joiner got."""
+def backward_security(m: Membership, joiner: str, medium: str | None = None) -> Evidence:
+    """R6: nothing received before the join authenticates under any key the joiner got.
+
+    With `medium`, only packets of that medium are judged (against every key the joiner got);
+    the control is as for `forward_security`."""
+    _claimed(m, medium)
     event = m.event("join", joiner)
     keys = held_keys(m.conf.ledger, joiner, "recv")
     if not keys:
         raise Inconclusive(f"the ledger holds no key {joiner} received")
-    problems, judged = [], 0
+    problems, judged, control = [], 0, 0
     for p in m.conf.participants.values():
         if p.name == joiner:
             continue
-        for kind, leg in p.legs.items():
+        for kind, leg in _legs(p, medium):
             packets = [d for t, _, d in _recent(leg) if t < event.started]
             judged += len(packets)
             hits = authenticating(packets, keys)
@@ -131,67 +219,117 @@ def backward_security(m: Membership, joiner: str) -> Evidence:
                     f"before {joiner} joined authenticate under key(s) {', '.join(sorted(hits))} "
                     f"that {joiner} received"
                 )
+            control += sum(authenticating(packets, _own_keys(p, kind)).values())
     if problems:
         raise NonConformance("no backward security: " + "; ".join(problems))
+    word = _stream_word(medium)
     if judged == 0:
-        raise Inconclusive(f"no packet was received before {joiner} joined: nothing to judge")
-    return Evidence.of(packets_judged=judged, joiner_keys_tried=len(keys), packets_opened=0)
+        raise Inconclusive(f"no {word}packet was received before {joiner} joined: nothing to judge")
+    if control == 0:
+        raise Inconclusive(
+            f"none of the {judged} {word}packets received before {joiner} joined opened under "
+            "the receivers' own keys: the control failed, they show nothing about keys"
+        )
+    return Evidence.of(
+        OWN_KEYS_CONTROL,
+        packets_judged=judged,
+        packets_opening_under_own_keys=control,
+        joiner_keys_tried=len(keys),
+        packets_opened=0,
+    )
 
 
-def keys_fresh(ledger: KeyStreamLedger) -> Evidence:
+def keys_fresh(ledger: KeyStreamLedger, medium: str | None = None) -> Evidence:
     """R6 freshness: no master key or salt given to a participant repeats one it held before,
     and no unicast key or salt shows up at two participants (a group key may, by design).
-    Judged only once a rekey happened: without new keys there is no freshness to see."""
+    Judged only once a rekey brought new keys: without them there is no freshness to see.
+
+    With `medium`, the keys of that medium's streams are judged, each against every earlier
+    key of any medium (a video key that repeats an audio key is not fresh either), and a new
+    key of that medium must have come from the target."""
     rows = ledger.keys_for_evidence()
     if not rows:
         raise Inconclusive("the ledger recorded no keys")
-    rekeyed = [r for r in rows if "epoch-" in str(r["stream"])]
+    mine = [r for r in rows if medium is None or stream_medium(str(r["stream"])) == medium]
+    rekeyed = [r for r in mine if "epoch-" in str(r["stream"])]
+    if medium is not None:  # the target's keys, not the suite's own answers
+        rekeyed = [r for r in rekeyed if " <- " in str(r["stream"])]
     if not rekeyed:
-        raise Inconclusive("no rekey happened: no new key to judge the freshness of")
+        what = f"new {medium} key came from the target" if medium else "rekey happened"
+        raise Inconclusive(f"no {what}: no new key to judge the freshness of")
     seen: dict[tuple[str, bytes], str] = {}
     problems = []
     for row in rows:
         stream = str(row["stream"])
         owner = stream.split(" ", 1)[0]
-        common = COMMON in stream.split("[", 1)[-1] if "[" in stream else False
+        common = stream_medium(stream) == COMMON
+        judged = medium is None or stream_medium(stream) == medium
         for what in ("key", "salt"):
             value = bytes(row[what])  # type: ignore[arg-type]
             earlier = seen.get((what, value))
             if earlier is not None:
                 e_owner = earlier.split(" ", 1)[0]
-                e_common = "[" in earlier and COMMON in earlier.split("[", 1)[-1]
-                if e_owner == owner or not (common and e_common):
+                e_common = stream_medium(earlier) == COMMON
+                if judged and (e_owner == owner or not (common and e_common)):
                     problems.append(f"the master {what} of {stream} repeats that of {earlier}")
             else:
                 seen[(what, value)] = stream
     if problems:
         raise NonConformance("keys are not fresh: " + "; ".join(sorted(set(problems))[:6]))
-    return Evidence.of(keys_compared=len(rows), rekeyed_keys=len(rekeyed), repeats=0)
+    return Evidence.of(keys_compared=len(mine), rekeyed_keys=len(rekeyed), repeats=0)
 
 
-def rekeyed_completely(m: Membership, kind: str, name: str) -> Evidence:
+def fresh_keys_in_use(m: Membership, medium: str) -> Evidence:
+    """R6 freshness of one medium's streams (`keys_fresh`), resting on packets: the new keys
+    the rekeys brought for that medium must be the ones the participants' packets open under,
+    or the ledger's keys say nothing about what protected the media."""
+    _claimed(m, medium)
+    evidence = keys_fresh(m.conf.ledger, medium)
+    opened = 0
+    for p in m.remaining():
+        for kind, leg in _legs(p, medium):
+            new = [r.recv_keys[kind] for r in p.rekeys[1:] if kind in r.changed]
+            if new:
+                opened += sum(authenticating([d for _, _, d in _recent(leg)], new).values())
+    if opened == 0:
+        raise Inconclusive(
+            f"no {medium} packet was received under a key a rekey brought: the fresh keys were "
+            "never seen in use"
+        )
+    return evidence + Evidence.of(packets_under_new_keys=opened)
+
+
+def rekeyed_completely(m: Membership, kind: str, name: str, medium: str | None = None) -> Evidence:
     """R6 completeness: after the event every stream every remaining participant (present
     before it) receives changed key and the new key carried packets. Returns the rekey latency
     per participant (seconds from the 200 OK of the BYE/INVITE to its last stream's first
-    packet under a new key)."""
+    packet under a new key). With `medium`, only that medium's streams are judged.
+
+    A stream whose key did not change, or that carried packets but none under its new key, is
+    a finding; one that carried no packet at all since the event shows nothing: inconclusive."""
+    _claimed(m, medium)
     event = m.event(kind, name)
-    problems = []
+    problems, silent = [], []
     latencies: dict[str, float] = {}
     streams = 0
     for p in m.remaining():
         if p.name == name or not p.rekeys or p.rekeys[0].at >= event.started:
             continue  # the joiner itself, or someone who came in the same burst
+        legs = [(k, leg) for k, leg in _legs(p, medium) if leg.remote is not None]
+        if not legs:
+            continue
         worst = 0.0
-        for leg_kind, leg in p.legs.items():
-            if leg.remote is None:
-                continue
+        for leg_kind, leg in legs:
             new = _new_keys(p, leg_kind, event.started)
             if not new:
                 problems.append(f"{p.name}'s {leg_kind} stream was not rekeyed")
                 continue
             first = _first_under(leg, new, event.started)
             if first is None:
-                problems.append(f"{p.name} received no {leg_kind} packet under its new key")
+                if any(t >= event.started for t, _, _ in _recent(leg)):
+                    problems.append(f"{p.name} received no {leg_kind} packet under its new key")
+                else:
+                    silent.append(f"{p.name} received no {leg_kind} packet after the {kind}")
                 continue
             streams += 1
             worst = max(worst, first - event.done, 0.0)
@@ -221,8 +359,11 @@ def rekeyed_completely(m: Membership, kind: str, name: str) -> Evidence:
                 "had its declared time"
             )
         raise NonConformance(f"incomplete rekey after {name}'s {kind}: " + "; ".join(problems))
+    if silent:
+        raise Inconclusive(f"after {name}'s {kind}, " + "; ".join(silent) + ": nothing to judge")
     if not latencies:
-        raise Inconclusive(f"nobody was in the conference before {name}'s {kind}")
+        what = f"with a {medium} stream " if medium else ""
+        raise Inconclusive(f"nobody {what}was in the conference before {name}'s {kind}")
     m.latencies = latencies
     m.latency_event = event
     return Evidence.of(participants=len(latencies), streams_rekeyed=streams)

@@ -30,13 +30,19 @@ async def tls_probe(
     *,
     where: InternalInterface | None = None,
     await_close: float = 0.0,
+    presented: str | None = None,
 ) -> TlsProbe:
     """Open TLS to the service (or to the internal interface `where`) and see what happens.
 
     `send_request` sends an OPTIONS and reads the answer; `await_close` reads for that long
     to see whether the peer closes, which is how TLS 1.3 shows a refused client certificate.
+    `presented` says in words which client certificate `account` carries, for the evidence.
     """
     probe = TlsProbe()
+    if presented is not None:
+        probe.presented = presented
+    elif account is not None and account.client_cert is not None:
+        probe.presented = f"{account.name}'s certificate"
     ctx: ssl.SSLContext = client_ssl_context(target, account, keylog)
     t = target.timeouts
     host, port, name = (

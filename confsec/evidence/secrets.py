@@ -44,6 +44,33 @@ def write_inventory(
     path.chmod(0o600)
 
 
+def _b64_prefix(value: bytes) -> bytes:
+    """The part of base64(value) that does not depend on what follows `value`: without the
+    padding and the last two characters, whose bits may mix with the next bytes."""
+    return base64.b64encode(value).rstrip(b"=")[:-2]
+
+
+def key_spellings(key: bytes, salt: bytes) -> list[tuple[str, bytes]]:
+    """How an SRTP master key and salt can be written down, each with a name for a finding.
+
+    The one place that knows it: the report scanner (`load_inventory`) and the suite's search
+    of what a target sends (confsec.behaviour.key_leaks) both look for exactly these. The SDES
+    form is base64(key || salt) (RFC 4568 6.1, `inline:`); base64 is cut to the characters
+    that depend on the value alone, so it is found inside a longer base64 run too.
+    """
+    return [
+        ("base64 of key||salt (the SDES inline form)", _b64_prefix(key + salt)),
+        ("base64 of the key", _b64_prefix(key)),
+        ("base64 of the salt", _b64_prefix(salt)),
+        ("hex of the key", key.hex().encode()),
+        ("hex of the key", key.hex().upper().encode()),
+        ("hex of the salt", salt.hex().encode()),
+        ("hex of the salt", salt.hex().upper().encode()),
+        ("the raw key", bytes(key)),
+        ("the raw salt", bytes(salt)),
+    ]
+
+
 def _pem_lines(pem: str) -> list[bytes]:
     return [
         line.strip().encode()
@@ -69,12 +96,9 @@ def load_inventory(bundle: Path) -> list[Secret]:
                 add("private key", line)
     for path in sorted(bundle.glob("scenarios/*/srtp-keys.json")):
         for row in json.loads(path.read_text()):
-            key, salt = bytes.fromhex(row["key"]), bytes.fromhex(row["salt"])
             add("sdes key", row["inline"].encode())
-            add("sdes key", key.hex().encode())
-            add("sdes key", key.hex().upper().encode())
-            add("sdes key", base64.b64encode(key).rstrip(b"=")[:-2])
-            add("sdes key", base64.b64encode(key + salt).rstrip(b"=")[:-2])
+            for _, spelling in key_spellings(bytes.fromhex(row["key"]), bytes.fromhex(row["salt"])):
+                add("sdes key", spelling)
     for path in sorted(bundle.glob("*keylog*")):
         for line in path.read_text().splitlines():
             parts = line.split()
@@ -94,7 +118,7 @@ _BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
 _DECODE_DEPTH = 2  # an attachment inside base64 JSON may itself hold base64
 
 
-def _decoded_views(data: bytes, depth: int = _DECODE_DEPTH) -> list[bytes]:
+def decoded_views(data: bytes, depth: int = _DECODE_DEPTH) -> list[bytes]:
     """`data` and what every base64 run in it decodes to, `depth` levels down."""
     views = [data]
     if depth == 0:
@@ -105,7 +129,7 @@ def _decoded_views(data: bytes, depth: int = _DECODE_DEPTH) -> list[bytes]:
             decoded = base64.b64decode(run + b"=" * (-len(run) % 4))
         except ValueError:
             continue
-        views += _decoded_views(decoded, depth - 1)
+        views += decoded_views(decoded, depth - 1)
     return views
 
 
@@ -118,7 +142,7 @@ def scan(root: Path, secrets: list[Secret]) -> list[tuple[Path, str]]:
     """
     hits: list[tuple[Path, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        text = b"\0".join(_decoded_views(path.read_bytes()))
+        text = b"\0".join(decoded_views(path.read_bytes()))
         for s in secrets:
             if text.find(s.value) >= 0:
                 hits.append((path, s.kind))

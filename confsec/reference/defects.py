@@ -55,9 +55,53 @@ DEFECTS: tuple[Defect, ...] = (
         "R2",
         "mutual TLS is claimed but a client without a certificate is admitted",
     ),
+    Defect(
+        "client-cert-ignores-validity",
+        "R2",
+        "the TLS listener skips the validity period of client certificates (NO_CHECK_TIME): an "
+        "expired or not yet valid one is admitted",
+    ),
+    Defect(
+        "client-cert-ignores-eku",
+        "R2",
+        "the TLS listener verifies client certificates for any purpose: one whose extended key "
+        "usage is serverAuth only is admitted",
+    ),
+    Defect(
+        "client-cert-any-ca",
+        "R2",
+        "the TLS listener's verify callback waves through issuer errors: a self-signed client "
+        "certificate, or one from any CA, is admitted",
+    ),
+    # R2: members-only conferences authorise who authenticated (confsec/reference/members.py)
+    Defect(
+        "join-authorises-from",
+        "R2",
+        "a members-only conference checks its member list against the From URI: an "
+        "authenticated non-member whose From names a member is admitted",
+    ),
+    Defect(
+        "join-authorises-pai",
+        "R2",
+        "a members-only conference checks its member list against a P-Asserted-Identity the "
+        "client sent: an authenticated non-member asserting a member's identity is admitted",
+    ),
+    Defect(
+        "join-authorises-display-name",
+        "R2",
+        "a members-only conference takes the From display name as the user name: an "
+        "authenticated non-member showing a member's name is admitted",
+    ),
     # R3: media protection
     Defect("accept-plain-rtp", "R3", "RTP/AVP offers are accepted, at creation and on join"),
     Defect("accept-null-cipher", "R3", "NULL_HMAC_SHA1_* and UNENCRYPTED_SRTP offers are accepted"),
+    Defect(
+        "reoffer-policy-not-applied",
+        "R3",
+        "the focus checks the secure policy only on the INVITE that admits a participant: a "
+        "re-INVITE or UPDATE offering RTP/AVP or a null cipher is accepted and the leg switched to "
+        "unprotected media",
+    ),
     Defect(
         "answer-other-suite",
         "R3",
@@ -118,6 +162,31 @@ DEFECTS: tuple[Defect, ...] = (
         "R5",
         "the common stream's group key is the key the focus sends to one participant with",
     ),
+    # R3, R5, O4: media keys outside their holder's SDP answer (confsec/reference/leaky.py)
+    Defect(
+        "key-in-provisional",
+        "R3",
+        "a joiner gets 183 Session Progress whose early-media SDP is the answer last sent on "
+        "another leg: that participant's keys",
+    ),
+    Defect(
+        "key-in-error-response",
+        "R5",
+        "a refused join's 488 describes the media the conference takes with the common "
+        "stream's live SDP line: the group key goes to the refused party",
+    ),
+    Defect(
+        "key-in-notify",
+        "O4",
+        "the conference state carries an extension element per member with the key-params the "
+        "focus sends that member with",
+    ),
+    Defect(
+        "key-in-bfcp-status",
+        "R5",
+        "a FloorRequestStatus names the stream the floor governs in its status text, copied "
+        "from its SDP with the group key",
+    ),
     # R6: rekeying on join and leave (confsec/reference/rekey.py, keys.py)
     Defect("no-rekey-on-leave", "R6", "no rekey when a participant leaves: the leaver's keys stay"),
     Defect(
@@ -130,6 +199,30 @@ DEFECTS: tuple[Defect, ...] = (
         "rekey-partial",
         "R6",
         "a rekey renews the unicast streams but leaves the common stream on its old group key",
+    ),
+    Defect(
+        "rekey-audio-only",
+        "R6",
+        "a rekey round renews the audio streams' keys but re-offers video with its old keys",
+    ),
+    # R6: leaving and vanishing (confsec/reference/mixer.py, liveness.py)
+    Defect(
+        "mixer-keeps-sending-to-leaver",
+        "R6",
+        "the mixer goes on sending the conference to a leaver's address, under its old keys, "
+        "after the BYE",
+    ),
+    Defect(
+        "mixer-mixes-leaver",
+        "R6",
+        "the mixer keeps the leaver's old port open and mixes what authenticates there under "
+        "the leaver's old key",
+    ),
+    Defect(
+        "no-vanish-detection",
+        "R6",
+        "a participant whose TLS connection closes and whose media stops without a BYE is never "
+        "noticed: its leg stays, the mixer sends to it, nobody is rekeyed",
     ),
     # O2: cost of rekeying (confsec/reference/rekey.py)
     Defect(
@@ -155,6 +248,30 @@ DEFECTS: tuple[Defect, ...] = (
         "R7",
         "the conference state shows the From display name and URI, not the authenticated user",
     ),
+    Defect(
+        "leaver-keeps-subscription",
+        "R7",
+        "a participant's subscription to the conference state outlives its leave: it is still "
+        "notified of who joins after it left, until the conference empties",
+    ),
+    Defect(
+        "subscribe-authorises-from",
+        "R7",
+        "the event notifier checks membership against the SUBSCRIBE's From URI, not the "
+        "authenticated user: a non-participant whose From names a participant gets the state",
+    ),
+    Defect(
+        "subscribe-authorises-pai",
+        "R7",
+        "the event notifier trusts a P-Asserted-Identity the client sent (RFC 3325 9.1: only a "
+        "trust domain may assert one): a non-participant asserting a participant gets the state",
+    ),
+    Defect(
+        "subscribe-authorises-display-name",
+        "R7",
+        "the event notifier looks the subscriber up by its From display name: a "
+        "non-participant showing a participant's name gets the state",
+    ),
     # R8: floor control (confsec/reference/floor.py)
     Defect("bfcp-plain-tcp", "R8", "a plain TCP/BFCP offer is accepted and served without TLS"),
     Defect(
@@ -168,9 +285,28 @@ DEFECTS: tuple[Defect, ...] = (
         "a floor request that carries another participant's user id is accepted",
     ),
     Defect(
+        "bfcp-no-client-fingerprint-check",
+        "R8",
+        "the floor server never compares the client's TLS certificate with the a=fingerprint "
+        "its offer named: any certificate of the CA that names the user is accepted",
+    ),
+    Defect(
+        "bfcp-binds-on-hello",
+        "R8",
+        "a BFCP connection is bound to whatever user id its first message claims, from any "
+        "certificate offered in the conference; only later messages are held to that binding",
+    ),
+    Defect(
         "bfcp-crash-on-malformed",
         "R8",
         "malformed BFCP takes the floor control server down for everyone",
+    ),
+    Defect(
+        "floor-authorises-claimed-user",
+        "R8",
+        "the floor server checks only that a client's certificate is from its CA and binds a "
+        "fresh connection to the user id its first message claims: anyone with a certificate, "
+        "a non-participant too, takes the floor as a participant",
     ),
     # Robustness: signalling (malformed SIP and SDP, oversized headers, unknown crypto suites)
     Defect(

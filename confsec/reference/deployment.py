@@ -20,11 +20,19 @@ from confsec.net.ua import UserAgent
 from confsec.pki import TestPki
 from confsec.reference import keychannel
 from confsec.reference.auth import MD5_INTEROP, Authenticator
+from confsec.reference.client_auth import apply_client_cert_defects
 from confsec.reference.floor import FloorServer
 from confsec.reference.focus import INTEROP, Focus, FocusConfig
+from confsec.reference.liveness import LOST_PARTICIPANT_TIMEOUT_S, LostParticipants
 from confsec.reference.mixer import Mixer
 from confsec.runtime.loop import LoopThread
-from confsec.target.model import Account, Capabilities, InternalInterface, Target
+from confsec.target.model import (
+    CA_ISSUED_FLAWS,
+    Account,
+    Capabilities,
+    InternalInterface,
+    Target,
+)
 
 DOMAIN = "conference.example.test"
 # What the reference declares (capability statement): every remaining participant rekeyed
@@ -33,6 +41,8 @@ DOMAIN = "conference.example.test"
 REKEY_DEADLINE_S = 2.0
 REKEY_LATENCY_BOUND_S = 1.0
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
+NAMED_USERS = USERS
+"""The participants the features name: the PKI mints flawed client certificates for them."""
 # Accounts for the larger conferences of the R6/O2 size outline (guest09 .. guest64).
 USERS += tuple(f"guest{n:02d}" for n in range(9, 65))
 
@@ -100,6 +110,8 @@ class ReferenceDeployment:
             require_client_cert=require,
             keylog_file=self.config.keylog_file,
         )
+        if require:
+            apply_client_cert_defects(ctx, self.defects)
         self.ua = await UserAgent.start(
             aor=f"sips:focus@{self.config.domain}",
             display_name="confsec reference focus",
@@ -110,6 +122,12 @@ class ReferenceDeployment:
             user_agent_header="confsec-reference/0.1",
         )
         self.focus.watch(self.ua)
+        # A participant that vanishes without a BYE is noticed (R6): see liveness.py.
+        self.liveness = LostParticipants(
+            self.focus.conferences, self.mixer, self.ua.transport.is_open, self.focus.lost
+        )
+        if "no-vanish-detection" not in self.defects:
+            self.liveness.start()
         self.port = self.ua.address("tls")[2]
         # O1: the focus reaches the mixer over a real (TLS) connection, see keychannel.py.
         self.key_channel = await keychannel.start_for(
@@ -124,6 +142,8 @@ class ReferenceDeployment:
         await self._start_floor(cert.cert, cert.key)
 
     async def stop(self) -> None:
+        if getattr(self, "liveness", None) is not None:
+            await self.liveness.close()
         if getattr(self, "key_channel", None) is not None:
             await self.key_channel.close()
         self.mixer.close()
@@ -153,6 +173,13 @@ class ReferenceDeployment:
                 display_name=u.capitalize(),
                 client_cert=self.pki.client(u).cert,
                 client_key=self.pki.client(u).key,
+                # What a vendor's profile supplies: the flawed certificates only its CA can
+                # issue (the suite mints the self-signed and untrusted-CA ones itself).
+                flawed_certs={
+                    flaw: (pair.cert, pair.key)
+                    for flaw, pair in self.pki.flawed.get(u, {}).items()
+                    if flaw in CA_ISSUED_FLAWS
+                },
             )
             for u in self.config.users
         }
@@ -168,10 +195,12 @@ class ReferenceDeployment:
                 mutual_tls=self.config.mutual_tls,
                 event_package=True,
                 floor_control=True,
+                restricted_membership=True,  # RFC 5366 lists, see members.py
                 group_keys=True,
                 rekey_batching_window_s=self.focus.config.rekey_window,
                 rekey_deadline_s=REKEY_DEADLINE_S,
                 rekey_latency_bound_s=REKEY_LATENCY_BOUND_S,
+                lost_participant_timeout_s=LOST_PARTICIPANT_TIMEOUT_S,
                 internal_interfaces=(
                     InternalInterface(
                         "focus-mixer key channel",
@@ -201,7 +230,7 @@ class EmbeddedReference:
         evidence_dir: Path | None = None,
         interop: frozenset[str] = frozenset(),
     ) -> EmbeddedReference:
-        pki = TestPki.create(workdir / "pki", DOMAIN, USERS)
+        pki = TestPki.create(workdir / "pki", DOMAIN, USERS, flawed_for=NAMED_USERS)
         keylog = evidence_dir / "reference-tls-keylog.txt" if evidence_dir else None
         config = ReferenceConfig(defects=defects, keylog_file=keylog, interop=interop)
         deployment = ReferenceDeployment(pki, config)

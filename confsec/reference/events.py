@@ -4,12 +4,19 @@ What makes it secure, and what each defect switch undoes:
 
 - SUBSCRIBE is authenticated with the focus's own digest over TLS and authorised: only a user
   with a leg in that conference may subscribe; anyone else gets 401/403 and no state at all
-  (`subscribe-without-auth` admits anyone, with the state).
+  (`subscribe-without-auth` admits anyone, with the state). The user is the one that
+  authenticated, never the one From, P-Asserted-Identity or the display name claims
+  (`subscribe-authorises-from`, `-pai` and `-display-name` believe them, see members.py).
 - NOTIFY goes back only over the TLS connection the SUBSCRIBE came on; the subscriber's Contact
   is never dialled, since it may name plain UDP/TCP (`notify-plain-transport` honours a plain
   Contact). When that connection is gone, the subscription ends instead of falling back.
 - The identities in the state are the authenticated user names, not what From claims
   (`identity-from-header` shows the From display name and URI).
+- Membership is what authorises a subscription, so it ends with the membership: when a user's
+  last leg leaves (BYE, or vanished), its subscriptions end with a final NOTIFY carrying
+  `Subscription-State: terminated;reason=rejected` (RFC 6665 4.1.3: the authorization policy
+  changed, do not re-subscribe) and no state, and are forgotten; a new SUBSCRIBE from it is
+  refused like any non-member's (`leaver-keeps-subscription` keeps notifying the leaver).
 
 The focus calls `handle` for SUBSCRIBE and `joined`/`left` as legs come and go; everything else
 about the package lives here. It is handed the focus's `Authenticator` and a lookup of the
@@ -29,7 +36,9 @@ from confsec.codec.conference_info import CONTENT_TYPE, ConferenceInfo, Endpoint
 from confsec.codec.sip import parse_uri
 from confsec.errors import ConfsecError
 from confsec.net.dialog import Dialog
+from confsec.reference import leaky
 from confsec.reference.auth import Authenticator
+from confsec.reference.members import authorised_user
 from confsec.reference.model import Conference, ConferenceLookup, Leg
 
 if TYPE_CHECKING:
@@ -109,6 +118,8 @@ class ConferenceEvents:
         if state is None:
             return
         member = state.members.pop(leg.leg_id, None)
+        if not any(other.user == leg.user for other in conf.legs.values()):
+            self._end_subscriptions_of(leg.user, state)
         if member is not None:
             still_there = any(m.entity == member.entity for m in state.members.values())
             self._broadcast(conf, (_user(member, "full" if still_there else "deleted"),))
@@ -116,6 +127,18 @@ class ConferenceEvents:
             for sub in state.subscriptions:
                 self._spawn(self._notify(sub, None, "terminated;reason=noresource"))
             self.states.pop(conf.conference_id, None)
+
+    def _end_subscriptions_of(self, user: str, state: _ConferenceState) -> None:
+        """`user` is no longer a member: no more state for it, however it subscribed."""
+        if "leaver-keeps-subscription" in self.defects:
+            return  # the defect: the subscription outlives the membership that authorised it
+        for sub in [s for s in state.subscriptions if s.user == user]:
+            state.subscriptions.remove(sub)  # before the others hear of the leave
+            self._spawn(self._final_notify(sub, "terminated;reason=rejected"))
+
+    async def _final_notify(self, sub: Subscription, state: str) -> None:
+        await self._notify(sub, None, state)
+        self._drop(sub)
 
     async def handle(self, req: IncomingRequest) -> None:
         """A SUBSCRIBE out of dialog (RFC 6665 4.2)."""
@@ -132,6 +155,8 @@ class ConferenceEvents:
             user = await self.auth.authenticate(req)
             if user is None:
                 return
+            # Authorised as who it authenticated as, never as who it claims (members.py).
+            user = authorised_user(r, user, self.defects, "subscribe")
         try:
             uri = parse_uri(r.uri)
         except ConfsecError:
@@ -256,6 +281,8 @@ class ConferenceEvents:
                 info.users,
             )
             body = info.to_bytes()
+            if "key-in-notify" in self.defects:  # a monitoring extension: each member's key
+                body = leaky.with_member_keys(self, sub.conference_id, body)
         try:
             flow = await self._flow_for(sub)
             if flow is None:

@@ -6,10 +6,16 @@ id; this server then holds every connection to that binding:
 - BFCP runs over TLS only: an offer of plain `TCP/BFCP` is refused with 488 (`check_offer`);
   `bfcp-plain-tcp` accepts it and opens a plain TCP listener instead.
 - The answer's `a=fingerprint` is the certificate this server presents (`bfcp-fingerprint-
-  mismatch` advertises another certificate's), and the client's TLS certificate must match the
-  fingerprint of the offer its user id was issued for.
-- A connection is bound to one user at its first message; a message that carries another user
-  id is answered with Error 5 (Unauthorized Operation); `bfcp-foreign-user-id` accepts it.
+  mismatch` advertises another certificate's).
+- A connection is bound at its first message, whatever its primitive, to the user whose offer's
+  a=fingerprint names the client's TLS certificate (RFC 8122 5, RFC 8856: with a=setup:active
+  the client is the TLS client and its offer names its certificate); a first message for another
+  user id, or from a certificate its offer did not name, gets Error 5 (Unauthorized Operation).
+  `bfcp-no-client-fingerprint-check` trusts the name in the certificate instead of comparing it
+  with the offer; `bfcp-binds-on-hello` vets the certificate against every offer of the
+  conference and binds the connection to whatever user id its first message claims.
+- A later message that carries another user id than the binding also gets Error 5;
+  `bfcp-foreign-user-id` accepts it.
 - Malformed BFCP is answered with an Error (the code `parse_bfcp` names) and the connection
   stays usable; `bfcp-crash-on-malformed` takes the whole server down, as a crash would.
 """
@@ -35,7 +41,9 @@ from confsec.codec.bfcp import (
     parse_bfcp,
 )
 from confsec.codec.sdp import MediaDescription, SessionDescription
+from confsec.net.tls import peer_identity
 from confsec.pki import fingerprint_sha256
+from confsec.reference import leaky
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +125,9 @@ class _Connection:
         self.secure = secure
         self.bound: Allocation | None = None
         sslobj = writer.get_extra_info("ssl_object")
-        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
-        self.peer_fingerprint = fingerprint_sha256(der) if der else None
+        peer = peer_identity(sslobj) if sslobj is not None else None
+        self.peer_fingerprint = peer.fingerprint_sha256.upper() if peer else None
+        self.peer_name = peer.subject_cn if peer else None
 
     def send(self, msg: Bfcp) -> None:
         if not self.writer.is_closing():
@@ -292,13 +301,9 @@ class FloorServer:
                 return _reply_error(
                     msg, ErrorCode.USER_DOES_NOT_EXIST, "no such user in this conference"
                 )
-            if conn.secure and alloc.client_fingerprint and conn.peer_fingerprint:
-                if alloc.client_fingerprint.upper() != conn.peer_fingerprint.upper():
-                    return _reply_error(
-                        msg,
-                        ErrorCode.UNAUTHORIZED_OPERATION,
-                        "TLS certificate does not match a=fingerprint",
-                    )
+            why = self._not_its_certificate(conn, alloc) if conn.secure else None
+            if why is not None:
+                return _reply_error(msg, ErrorCode.UNAUTHORIZED_OPERATION, why)
             conn.bound = alloc
             return None
         if (msg.conference_id, msg.user_id) != (conn.bound.conference_id, conn.bound.user_id):
@@ -307,6 +312,25 @@ class FloorServer:
             return _reply_error(
                 msg, ErrorCode.UNAUTHORIZED_OPERATION, "this connection belongs to another user id"
             )
+        return None
+
+    def _not_its_certificate(self, conn: _Connection, alloc: Allocation) -> str | None:
+        """Why the TLS client may not act as `alloc`'s user, or None: its certificate must be
+        the one that user's offer named (RFC 8122 5), and this holds for the first message too,
+        or whoever opens a connection first could claim any user id."""
+        if "floor-authorises-claimed-user" in self.defects:  # any CA certificate, any user id
+            return None
+        if "bfcp-no-client-fingerprint-check" in self.defects:  # trusts the certificate's name
+            return None if conn.peer_name == alloc.user else "certificate names another user"
+        if "bfcp-binds-on-hello" in self.defects:  # any offered certificate, any user id
+            offered = {
+                a.client_fingerprint.upper()
+                for a in self.allocations.values()
+                if a.conference_id == alloc.conference_id and a.client_fingerprint
+            }
+            return None if conn.peer_fingerprint in offered else "certificate was never offered"
+        if alloc.client_fingerprint and alloc.client_fingerprint.upper() != conn.peer_fingerprint:
+            return "TLS certificate does not match the a=fingerprint of that user id's offer"
         return None
 
     def _dispatch(self, conn: _Connection, msg: Bfcp) -> Bfcp | None:
@@ -363,6 +387,8 @@ class FloorServer:
         else:
             floor.queue.append(req)
         self._announce(msg.conference_id, floor)
+        if "key-in-bfcp-status" in self.defects:  # the floor's stream, keys too, as status text
+            return leaky.floor_request_status(self, msg, _fri(req))
         return _reply(msg, Primitive.FLOOR_REQUEST_STATUS, _fri(req))
 
     def _release_or_query(self, msg: Bfcp, floor: _Floor, *, release: bool) -> Bfcp:

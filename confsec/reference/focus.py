@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from confsec.codec.recipient_list import RecipientListError
 from confsec.codec.sdp import (
     SRTP_SUITES,
     CryptoAttribute,
@@ -26,9 +27,11 @@ from confsec.codec.sdp import (
     parse_sdp,
 )
 from confsec.codec.sip import SipParseError, parse_uri
+from confsec.reference import leaky
 from confsec.reference.auth import MD5_INTEROP, Authenticator
 from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager
+from confsec.reference.members import join_refusal, listed_members, offer_body
 from confsec.reference.mixer_control import (
     COMMON_MEDIA,
     LegSetup,
@@ -44,6 +47,7 @@ from confsec.reference.policy import (
     evaluate_offer,
 )
 from confsec.reference.rekey import DEFAULT_WINDOW_S, Rekeyer, common_answer_line, is_common
+from confsec.reference.reoffer import Reoffers
 
 if TYPE_CHECKING:
     from confsec.net.flow import Flow
@@ -55,7 +59,7 @@ log = logging.getLogger(__name__)
 
 SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE, UPDATE"
 #: Interop relaxations, off by default, for UAs such as baresip 1.0 (libre) that cannot join a
 #: SIPS-only, SHA-256-only service: the digest ones of `auth.MD5_INTEROP` ("digest-md5",
 #: "digest-md5-only"), and
@@ -96,7 +100,19 @@ class Focus:
         # The RFC 4575 package (R7): it reads the conferences but never changes them.
         self.events = ConferenceEvents(auth, self.conferences.get, config.domain, config.defects)
         self.floor: FloorServer | None = None  # BFCP (R8), set by the deployment
+        # Offers in a participant's dialog (re-INVITE, UPDATE), under the same policy (R3).
+        self.reoffers = Reoffers(
+            self.keys,
+            self.rekey,
+            lambda: self.mixer,
+            self._offer,
+            self._decide,
+            config.domain,
+            config.defects,
+        )
         self._ua: UserAgent | None = None  # the UA the requests come through (`watch`)
+        if self.defects & leaky.SWITCHES:  # key-confinement defects (reference/leaky.py)
+            leaky.serve(self)
 
     # -- malformed input (robustness) ----------------------------------------------------------
 
@@ -178,19 +194,29 @@ class Focus:
             f"sips:{conference_id}@{self.config.domain}",
             creator=user,
             secure=secure,
+            members=listed_members(req.request, user, self.config.domain),  # RFC 5366
         )
         self.conferences[conference_id] = conf
         log.info("conference %s created by %s (secure=%s)", conference_id, user, secure)
         await self._admit(req, user, conf, offer, decision)
 
     async def _join(self, req: IncomingRequest, user: str, conf: Conference) -> None:
+        refusal = join_refusal(conf, req.request, user, self.defects)  # members-only (R2)
+        if refusal is not None:
+            await req.respond(403, refusal)
+            return
         offer = await self._offer(req)
         if offer is None:
             return
         decision = self._decide(offer, secure=conf.secure, joining=True)
         if not decision.accepted:
+            if "key-in-error-response" in self.defects:  # the refusal lists media, keys too
+                await leaky.refuse_with_media(self, req, conf, decision.status, decision.reason)
+                return
             await req.respond(decision.status, decision.reason)
             return
+        if "key-in-provisional" in self.defects:  # early media described by another leg
+            await leaky.early_media(self, req, conf)
         await self._admit(req, user, conf, offer, decision)
 
     def _decide(self, offer: SessionDescription, *, secure: bool, joining: bool) -> PolicyDecision:
@@ -212,12 +238,17 @@ class Focus:
 
     async def _offer(self, req: IncomingRequest) -> SessionDescription | None:
         r = req.request
-        if not r.body:
+        try:
+            body = offer_body(r)  # the SDP part of an RFC 5366 multipart body
+        except RecipientListError as exc:
+            await req.respond(400, f"Bad body: {exc}"[:120])
+            return None
+        if not body:
             await req.respond(488, "An SDP offer is required")
             return None
         lenient = "accept-malformed-sdp" in self.defects
         try:
-            offer = parse_sdp(r.body)
+            offer = parse_sdp(body)
         except SdpParseError as exc:
             if not lenient:
                 await req.respond(400, f"Bad SDP: {exc}"[:120])
@@ -327,15 +358,19 @@ class Focus:
         )
         self.events.joined(conf, leg, req.request)
         if dialog is not None:
-            dialog.on_request = self._in_dialog_handler(conf, leg)
+            dialog.on_request = self._in_dialog_handler(conf, leg, contact)
 
-    def _in_dialog_handler(self, conf: Conference, leg: Leg):
+    def _in_dialog_handler(self, conf: Conference, leg: Leg, contact: str):
         async def handler(req: IncomingRequest) -> None:
             if req.request.method == "BYE":
                 await req.respond(200)
                 self._leave(conf, leg)
+            elif req.method in ("INVITE", "UPDATE"):  # a new offer: reoffer.py (R3)
+                await self.reoffers.handle(req, conf, leg, contact)
+            elif req.method == "OPTIONS":  # RFC 3261 section 11: also inside a dialog
+                await req.respond(200, headers=[("Allow", ALLOW)])
             else:
-                await req.respond(488 if req.request.method == "INVITE" else 405)
+                await req.respond(405)
 
         return handler
 
@@ -346,6 +381,17 @@ class Focus:
         self.mixer.release(conf.conference_id, leg.leg_id)
         if not conf.legs:
             self.conferences.pop(conf.conference_id, None)
+
+    def lost(self, conf: Conference, leg: Leg) -> None:
+        """`leg`'s participant vanished without a BYE (its TLS connection closed and its media
+        stopped, see liveness.py): it leaves exactly as with a BYE, so the others are rekeyed
+        (R6) and its subscriptions end (R7). Nothing can reach it any more, so its dialog is
+        forgotten rather than ended with a BYE of ours."""
+        if conf.legs.get(leg.leg_id) is not leg:
+            return
+        if leg.dialog is not None and self._ua is not None:
+            self._ua.forget_dialog(leg.dialog)
+        self._leave(conf, leg)
 
 
 def _malformed_crypto(offer: SessionDescription) -> str | None:

@@ -59,6 +59,8 @@ class _Conference:
     """leg id -> the group sender its common stream currently uses."""
     halted: bool = False
     """Mixing stopped for good (the `mixer-crash-on-truncated` defect)."""
+    lingering: set[str] = field(default_factory=set)
+    """Legs the focus released that the mixer half kept (the leaver defects, `_linger`)."""
 
 
 class Mixer:
@@ -146,13 +148,50 @@ class Mixer:
         conf = self._conferences.get(conference_id)
         if conf is None:
             return
-        conf.members.pop(leg_id, None)
+        if self._linger(conf, leg_id):
+            if conf.lingering != set(conf.legs):
+                return
+            leg_id = ""  # the last real leg is gone: the lingering ones go with it
+        for gone in [leg_id] if leg_id else list(conf.legs):
+            conf.members.pop(gone, None)
+            conf.lingering.discard(gone)
+            for stream in conf.legs.pop(gone, {}).values():
+                stream.installed = False
+                stream.close()
         self._forget_unused_groups(conf)
-        for stream in conf.legs.pop(leg_id, {}).values():
-            stream.installed = False
-            stream.close()
         if not conf.legs:
             del self._conferences[conference_id]
+
+    def _linger(self, conf: _Conference, leg_id: str) -> bool:
+        """The leaver defects: a released leg is only half forgotten. With
+        `mixer-keeps-sending-to-leaver` the mix still goes to the leaver's address, under the keys
+        it held (its common stream included); with `mixer-mixes-leaver` what arrives on the
+        leaver's old port still authenticates under its old key and is mixed for the others."""
+        keep_sending = "mixer-keeps-sending-to-leaver" in self.defects
+        keep_mixing = "mixer-mixes-leaver" in self.defects
+        streams = conf.legs.get(leg_id)
+        if not (keep_sending or keep_mixing) or streams is None or leg_id in conf.lingering:
+            return False
+        for stream in streams.values():
+            stream.deaf = not keep_mixing
+            if not keep_sending:
+                stream.remote = None
+        if not keep_sending:
+            conf.members.pop(leg_id, None)
+            self._forget_unused_groups(conf)
+        conf.lingering.add(leg_id)
+        return True
+
+    def idle_s(self, conference_id: str, leg_id: str) -> float | None:
+        """Seconds since the leg last sent media that authenticated (since its allocation if
+        it never did); None for a leg the mixer does not have. The media inactivity timer of
+        RFC 3550 6.3.5, read by the focus (`liveness.py`) as an MRFC hears of an MRFP's."""
+        conf = self._conferences.get(conference_id)
+        streams = conf.legs.get(leg_id) if conf is not None else None
+        inbound = [s for s in (streams or {}).values() if s.media != COMMON_MEDIA]
+        if not inbound:
+            return None
+        return asyncio.get_running_loop().time() - max(s.last_rx for s in inbound)
 
     def close(self) -> None:
         for conf_id in list(self._conferences):

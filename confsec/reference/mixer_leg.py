@@ -14,6 +14,7 @@ visible branch in `_payload` or `_refused`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -91,6 +92,13 @@ class LegStream(asyncio.DatagramProtocol):
         self.rx_keys: SrtpKeys | None = None
         """Kept only for the defect switches in `DECRYPTING_DEFECTS`."""
         self.index: IndexGuess | None = None
+        self.last_rx = 0.0
+        """Loop time of the last packet that authenticated (or, from allocation on, of the
+        allocation): the mixer's media inactivity timer reads it (RFC 3550 6.3.5)."""
+        self.deaf = False
+        """Released by the focus yet still sent to (the `mixer-keeps-sending-to-leaver`
+        defect): what arrives is not mixed."""
+        self._clock = time.monotonic
 
     # -- what the focus installs ---------------------------------------------------------------
 
@@ -128,9 +136,11 @@ class LegStream(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._clock = asyncio.get_running_loop().time
+        self.last_rx = self._clock()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if not self.installed or self.media == COMMON_MEDIA:  # the common stream is send-only
+        if not self.installed or self.deaf or self.media == COMMON_MEDIA:  # common: send-only
             return
         self.engine.stats.received += 1
         if "mixer-crash-on-truncated" in self.engine.defects and self._truncated(data):
@@ -140,6 +150,7 @@ class LegStream(asyncio.DatagramProtocol):
         payload = self._payload(data)
         if payload is None:
             return
+        self.last_rx = self._clock()
         if self.media == "audio":
             if len(payload) == FRAME_SAMPLES:
                 self.frames.append(pcmu_decode(payload))

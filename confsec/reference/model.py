@@ -33,6 +33,9 @@ class Conference:
     creator: str
     secure: bool
     legs: dict[str, Leg] = field(default_factory=dict)
+    members: frozenset[str] | None = None
+    """The user names a members-only conference admits (the creator and those its creation
+    INVITE listed, see members.py); None: every authenticated user may join."""
 
 
 ConferenceLookup: TypeAlias = Callable[[str], Conference | None]

@@ -1,7 +1,8 @@
 """The secure-conference policy of the reference focus (R1, R3): what an offer must carry.
 
 A conference created over SIPS with an SRTP offer is secure, and the same policy is applied to
-every later join. The decision is a pure function of the offer so that it is easy to test and
+every later join, and to every later offer in a participant's dialog (re-INVITE, UPDATE: see
+`reoffer.py`). The decision is a pure function of the offer so that it is easy to test and
 so that each defect switch is one visible branch.
 """
 
@@ -62,3 +63,24 @@ def evaluate_offer(
     if not choices:
         return refuse("no supported media stream in the offer")
     return PolicyDecision(True, choices=tuple(choices))
+
+
+def reoffer_refusal(
+    previous: SessionDescription, offer: SessionDescription
+) -> PolicyDecision | None:
+    """Why a new offer in an existing dialog cannot be answered as a change of that session, or
+    None. RFC 3264 section 8: a re-offer keeps every m-line of the session in its place (it may
+    add lines at the end); the focus answers media-type changes and the removal of a stream it
+    carries with 488, which leaves the session as it was (RFC 3261 section 14.2). The security
+    of what is offered is `evaluate_offer`'s, on every offer alike."""
+    if len(offer.media) < len(previous.media):
+        return refuse(
+            f"the offer has {len(offer.media)} m-lines where the session has "
+            f"{len(previous.media)}: a re-offer keeps every m-line (RFC 3264 section 8)"
+        )
+    for n, (old, new) in enumerate(zip(previous.media, offer.media, strict=False), start=1):
+        if old.media != new.media:
+            return refuse(f"m-line {n} changes from {old.media} to {new.media}")
+        if old.port != 0 and "RTP" in old.proto and new.port == 0:
+            return refuse(f"m-line {n} ({old.media}) would be removed: not supported here")
+    return None

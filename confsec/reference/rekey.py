@@ -80,6 +80,9 @@ class _Leg:
     contact: str | None = None
     """The Contact the focus answered with, when not the UA's own (focus "sip-over-tls"
     interop): re-INVITEs repeat it, or they would move the peer's remote target to SIPS."""
+    offering: bool = False
+    """A re-INVITE of ours awaits its answer in this leg's dialog: an offer of the participant's
+    meanwhile is glare, answered 491 (RFC 3261 section 14.2, `reoffer.py`)."""
 
 
 @dataclass
@@ -199,6 +202,37 @@ class Rekeyer:
         for task in list(self._tasks):
             task.cancel()
 
+    # -- offers of the participant's own (reoffer.py) ------------------------------------------
+
+    def session(
+        self, conference_id: str, leg_id: str
+    ) -> tuple[SessionDescription, list[StreamSetup]] | None:
+        """The description the focus sent last in a leg's dialog and the streams installed for
+        it (one per accepted RTP m-line, in order); None once the leg has left."""
+        conf = self._confs.get(conference_id)
+        leg = conf.legs.get(leg_id) if conf is not None else None
+        return None if leg is None else (leg.answer, list(leg.streams))
+
+    def offering(self, conference_id: str, leg_id: str) -> bool:
+        """A re-INVITE of the focus awaits its answer in the leg's dialog."""
+        conf = self._confs.get(conference_id)
+        leg = conf.legs.get(leg_id) if conf is not None else None
+        return leg is not None and leg.offering
+
+    def renegotiated(
+        self,
+        conference_id: str,
+        leg_id: str,
+        answer: SessionDescription,
+        streams: list[StreamSetup],
+    ) -> None:
+        """The participant changed its session by an offer of its own (answered and installed
+        by `reoffer.py`): later rounds start from these streams, in the same key epoch."""
+        conf = self._confs.get(conference_id)
+        leg = conf.legs.get(leg_id) if conf is not None else None
+        if leg is not None:
+            leg.answer, leg.streams = answer, list(streams)
+
     # -- epochs and rounds ---------------------------------------------------------------------
 
     def _new_epoch(self, conf: _Conf, suite: str) -> None:
@@ -261,12 +295,17 @@ class Rekeyer:
                 keep_old = "rekey-partial" in self.defects
                 tx = s.tx if keep_old else conf.group
                 ssrc = s.tx_ssrc if keep_old else conf.group_ssrc
+            elif "rekey-audio-only" in self.defects and s.media != "audio":
+                # The defect: rekey code written when the product had one (audio) m-line
+                # re-offers the others with the key they had, so video stays on old keys.
+                tx, ssrc = s.tx, s.tx_ssrc
             else:
                 tx = self.keys.rekey(s.tx) if s.tx is not None else None
                 ssrc = s.tx_ssrc
             new_streams.append(replace(s, tx=tx, tx_ssrc=ssrc, epoch=epoch))
             media.append(_offer_line(m, tx, ssrc, s.media == COMMON_MEDIA))
         offer = SessionDescription.build("focus", self.host, media=media)
+        leg.offering = True  # until answered: glare for the participant's own offers
         try:
             headers = [("Contact", leg.contact)] if leg.contact else []
             response = await leg.dialog.reinvite(
@@ -276,6 +315,8 @@ class Rekeyer:
             log.info("re-INVITE of %s failed: %s", leg.leg_id, exc)
             rnd.failed += 1
             return
+        finally:
+            leg.offering = False
         self.signalling_messages += 3
         if not 200 <= response.status < 300 or not response.body:
             rnd.failed += 1

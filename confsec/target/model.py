@@ -7,8 +7,19 @@ never shows them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+CLIENT_CERT_FLAWS = ("self-signed", "untrusted-ca", "expired", "not-yet-valid", "server-auth-only")
+"""Client certificates a service that claims mutual TLS must refuse (R2), each for a real
+participant's identity with exactly one flaw: RFC 5280 6.1 path validation fails on the first
+four (no trusted issuer, twice; outside the validity period, twice), and the last carries an
+extended key usage without id-kp-clientAuth (RFC 5280 4.2.1.12)."""
+CA_ISSUED_FLAWS = ("expired", "not-yet-valid", "server-auth-only")
+"""The flaws only a CA the service trusts can issue, i.e. the target's: its profile supplies
+them (`Account.flawed_certs`). The suite mints the others itself for any target, because a CA
+of its own is one the target does not trust."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,11 @@ class Account:
     display_name: str = ""
     client_cert: Path | None = None
     client_key: Path | None = field(default=None, repr=False)
+    flawed_certs: Mapping[str, tuple[Path, Path]] = field(
+        default_factory=dict, repr=False, hash=False
+    )
+    """(certificate, key) by flaw (`CA_ISSUED_FLAWS`): certificates for this account's
+    identity, from the target's CA, that mutual TLS must refuse."""
 
     def aor(self, domain: str) -> str:
         return f"sips:{self.username}@{domain}"
@@ -53,6 +69,17 @@ class Capabilities:
     rekey_latency_bound_s: float | None = None
     """O2: the rekey latency the target declares (event to first packet under the new keys).
     No requirement bounds it: without a declared bound it is measured and reported only."""
+    lost_participant_timeout_s: float | None = None
+    """R6: seconds within which the target notices a participant that vanished without a BYE
+    (its TLS connection closed and its media stopped) and removes it as for a leave, e.g. by a
+    media inactivity timeout (RFC 3550 6.3.5). None: it declares no way of noticing, and the
+    vanish scenarios (`@pics:lost_participant_timeout`) are not applicable."""
+    restricted_membership: bool = False
+    """R2: a conference can be created for named members only, with an RFC 5366 recipient list
+    in the creation INVITE (multipart/mixed: the SDP offer and an RFC 4826 resource list with
+    `Content-Disposition: recipient-list`, `Require: recipient-list-invite`). The creator and
+    the listed users are its members and join by dialling in to the conference URI; any other
+    user, however well authenticated, is refused with 403."""
     creation_modes: tuple[str, ...] = ("dial-in-factory",)
     internal_interfaces: tuple[InternalInterface, ...] = ()
     """Interfaces inside the service that carry media keys (O1, O6), where the deployment names
@@ -139,7 +166,8 @@ class Target:
 
             raise ConfigError(
                 f"the target has no account for participant {name!r}; "
-                f"known: {', '.join(sorted(self.accounts))}"
+                f"known: {', '.join(sorted(self.accounts))}; add an [accounts.{name}] table "
+                "to the target profile"
             ) from None
 
     def claims(self, pics: str) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 from confsec.errors import ConfigError
 from confsec.target.model import (
+    CA_ISSUED_FLAWS,
     Account,
     AdapterSpec,
     Capabilities,
@@ -48,6 +49,7 @@ ACTIONS = ("add-participant", "remove-participant", "start-conference", "end-con
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIP_URI = re.compile(r"sips?:[^\s<>]+")
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_CERT_KEYS = ("client_cert", "client_key", "flawed_certs")
 
 _TOP = (
     "target",
@@ -121,6 +123,10 @@ class _Reader:
         if value < 0:
             raise self.error(name, f"must not be negative, not {value:g}")
         return value
+
+    def optional_number(self, name: str) -> float | None:
+        """A positive number of seconds, or None where the key is absent (nothing declared)."""
+        return self.number(name, 1.0) if name in self.data else None
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         value = self.get(name, str, default)
@@ -256,7 +262,7 @@ def _accounts(table: _Reader, base: Path, env: Mapping[str, str]) -> dict[str, A
                 "inline secrets are not allowed; name the environment "
                 "variable that holds it with password_env",
             )
-        a.unknown(("username", "password_env", "display_name", "client_cert", "client_key"))
+        a.unknown(("username", "password_env", "display_name", *_CERT_KEYS))
         var = a.string("password_env", required=True)
         if not _ENV_NAME.fullmatch(var):
             raise a.error("password_env", f"{var!r} is not an environment variable name")
@@ -276,8 +282,19 @@ def _accounts(table: _Reader, base: Path, env: Mapping[str, str]) -> dict[str, A
             display_name=a.string("display_name", default=participant.capitalize()),
             client_cert=cert,
             client_key=key,
+            flawed_certs=_flawed_certs(a.table("flawed_certs"), base),
         )
     return accounts
+
+
+def _flawed_certs(t: _Reader, base: Path) -> dict[str, tuple[Path, Path]]:
+    """`[accounts.<name>.flawed_certs.<flaw>] cert, key`: this identity's certificates from the
+    target's CA that mutual TLS must refuse (R2); the suite mints the other flaws itself."""
+    t.unknown(CA_ISSUED_FLAWS)
+    pairs = {f: t.table(f) for f in t.data}
+    for pair in pairs.values():
+        pair.unknown(("cert", "key"))
+    return {f: (r.path("cert", base, True), r.path("key", base, True)) for f, r in pairs.items()}
 
 
 def _capabilities(c: _Reader) -> Capabilities:
@@ -288,8 +305,10 @@ def _capabilities(c: _Reader) -> Capabilities:
             "rekey_batching_window",
             "rekey_deadline",
             "rekey_latency_bound",
+            "lost_participant_timeout",
             "event_package",
             "floor_control",
+            "restricted_membership",
             "media_handling",
             "creation_modes",
             "mutual_tls",
@@ -315,6 +334,7 @@ def _capabilities(c: _Reader) -> Capabilities:
         group_keys=c.get("group_keys", bool, False),
         event_package=c.get("event_package", bool, False),
         floor_control=c.get("floor_control", bool, False),
+        restricted_membership=c.get("restricted_membership", bool, False),
         key_management=km_list[0],
         mixing=c.choice("media_handling", MIXING, "mixing"),
         srtp_suites=tuple(suites),
@@ -323,6 +343,7 @@ def _capabilities(c: _Reader) -> Capabilities:
         rekey_latency_bound_s=(
             c.number("rekey_latency_bound", 1.0) if "rekey_latency_bound" in c.data else None
         ),
+        lost_participant_timeout_s=c.optional_number("lost_participant_timeout"),
         creation_modes=c.choices("creation_modes", CREATION_MODES, ("dial-in-factory",)),
         internal_interfaces=_internal_interfaces(c),
     )
@@ -417,6 +438,7 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
         f"group_keys = {str(c.group_keys).lower()}",
         f"event_package = {str(c.event_package).lower()}",
         f"floor_control = {str(c.floor_control).lower()}",
+        f"restricted_membership = {str(c.restricted_membership).lower()}",
         f"media_handling = {q(c.mixing)}",
         f"rekey_batching_window = {c.rekey_batching_window_s}",
         f"rekey_deadline = {c.rekey_deadline_s}",
@@ -425,6 +447,7 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
             if c.rekey_latency_bound_s is not None
             else []
         ),
+        *([f"lost_participant_timeout = {lost}"] if (lost := c.lost_participant_timeout_s) else []),
         "creation_modes = [" + ", ".join(q(m) for m in c.creation_modes) + "]",
         "srtp_suites = [" + ", ".join(q(s) for s in c.srtp_suites) + "]",
         "internal_interfaces = ["
@@ -448,6 +471,9 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
                 f"client_cert = {q(str(a.client_cert))}",
                 f"client_key = {q(str(a.client_key))}",
             ]
+        for flaw, (cert, key) in a.flawed_certs.items():
+            lines += ["", f"[accounts.{name}.flawed_certs.{flaw}]", f"cert = {q(str(cert))}"]
+            lines.append(f"key = {q(str(key))}")
     return "\n".join(lines) + "\n"
 
 
@@ -459,24 +485,13 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+_WORDS = {str: "a string", int: "an integer", float: "a number", list: "an array", dict: "a table"}
+
+
 def _names(kind: type | tuple[type, ...]) -> str:
-    words = {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        list: "an array",
-        dict: "a table",
-    }
+    words = {**_WORDS, bool: "true or false"}
     return " or ".join(words.get(k, k.__name__) for k in _as_tuple(kind))
 
 
 def _kind(value: object) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
+    return {**_WORDS, bool: "a boolean"}.get(type(value), type(value).__name__)

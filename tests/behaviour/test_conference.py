@@ -92,3 +92,17 @@ def test_vanish_closes_everything_without_a_bye(conf: ConferenceRun) -> None:
     assert "BYE" not in _sent_methods(conf, "bob")
     assert all(leg.closed for leg in legs)
     assert all(not leg.sending for leg in legs)
+
+
+def test_leave_with_watch_keeps_the_legs_open_and_sending(conf: ConferenceRun) -> None:
+    """watch=True (confsec.behaviour.leaving): the BYE goes out, the legs stay open and keep
+    sending under the old keys, and the leaver counts as departed."""
+    conf.join("bob", OfferSpec())
+    bob = conf.participant("bob")
+    bob.start_media()
+    legs = list(bob.legs.values())
+    conf.leave("bob", watch=True)
+    assert bob.dialog is not None and bob.dialog.is_terminated
+    assert all(not leg.closed and leg.sending for leg in legs)
+    assert conf.departed == {"bob"}
+    bob.stop_media()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ssl
 
 from confsec.behaviour import floor as fl
+from confsec.behaviour import floor_binding as fb
 from confsec.behaviour import floor_checks as fc
 from confsec.behaviour.outcomes import CallOutcome
 from confsec.codec import bfcp as b
@@ -301,3 +302,114 @@ def test_plain_bfcp_accepted_fails_whatever_the_control() -> None:
     plain = fl.FloorAnswer("127.0.0.1", 4001, fl.PLAIN, {"confid": "1", "userid": "2"})
     verdict, why = judge(fc.plain_refused, session(answer=plain))
     assert verdict == FAIL and "in the clear" in why
+
+
+# -- the first message on a fresh connection (floor_binding.FirstMessages) -----------------------
+
+OWN_FP, OTHER_FP = FP, "EF:01:" + ":".join(["00"] * 30)
+
+
+def first(
+    primitive: str = "Hello",
+    claimed: str = "bob",
+    *,
+    sender: str = "bob",
+    answer: Received | None = HELLO_ACK,
+    started: float = 10.0,
+    **observed: object,
+) -> fb.FirstMessage:
+    """A first message that reached the server on a TLS connection from the certificate its
+    sender's offer named, answered with `answer` (None: the server closed the connection)."""
+    f = fb.FirstMessage(sender, primitive, claimed, OWN_FP, OWN_FP, started=started)
+    f.connected = f.tls = True
+    f.result, f.answer = ("closed" if answer is None else "answered"), answer
+    for key, value in observed.items():
+        setattr(f, key, value)
+    return f
+
+
+def foreign(primitive: str = "Hello", **observed: object) -> fb.FirstMessage:
+    return first(primitive, "carol", started=20.0, **{"answer": AN_ERROR, **observed})
+
+
+def test_a_foreign_first_message_refused_beside_the_own_one_passes_on_evidence() -> None:
+    for probe in (foreign(), foreign(answer=None)):
+        verdict, why = judge(fc.first_foreign_refused, first(), probe)
+        assert verdict == PASS and "bob's own first Hello" in why
+    control = first("FloorRequest", answer=GRANTED, released=True)
+    assert passes_on_evidence(fc.first_foreign_refused, control, foreign("FloorRequest"))
+
+
+def test_a_foreign_first_message_answered_or_granted_fails_whatever_the_control() -> None:
+    for control in (None, first()):
+        verdict, why = judge(fc.first_foreign_refused, control, foreign(answer=HELLO_ACK))
+        assert verdict == FAIL and "carol's user id" in why and "HelloAck" in why
+    granted_anyway = foreign("FloorRequest", grants=1)  # an Error, and the floor all the same
+    verdict, why = judge(fc.first_foreign_refused, first(), granted_anyway)
+    assert verdict == FAIL and "granted" in why
+
+
+def test_a_refused_first_message_needs_a_served_own_one_sent_before_it() -> None:
+    for control in (
+        None,
+        first(answer=AN_ERROR),
+        first(answer=None),
+        first("FloorRequest", answer=PENDING),
+        first("FloorRequest", answer=GRANTED, released=False),
+        first(started=30.0),  # after the probe
+        first(presented=OTHER_FP),  # not on the certificate its offer named
+    ):
+        verdict, why = judge(fc.first_foreign_refused, control, foreign())
+        assert verdict == INCONCLUSIVE, (control, why)
+
+
+def test_silence_to_a_foreign_first_message_cannot_be_judged() -> None:
+    verdict, why = judge(fc.first_foreign_refused, first(), foreign(result="silent", answer=None))
+    assert verdict == INCONCLUSIVE and "deadline" in why
+
+
+def test_a_first_message_that_could_not_be_sent_is_not_evidence() -> None:
+    unsent = fb.FirstMessage("bob", "Hello", "carol", OWN_FP, OWN_FP, started=20.0)
+    unsent.connect_error, unsent.unreachable = "connection refused", True
+    assert judge(fc.first_foreign_refused, first(), unsent)[0] == ERROR
+    unsent.unreachable = False
+    assert judge(fc.first_foreign_refused, first(), unsent)[0] == INCONCLUSIVE
+
+
+def mismatched(**observed: object) -> fb.FirstMessage:
+    """bob's first FloorRequest under his own user id, from a certificate his offer did not
+    name (the offer named OTHER_FP)."""
+    probe = first("FloorRequest", started=20.0, answer=AN_ERROR, offered=OTHER_FP)
+    for key, value in observed.items():
+        setattr(probe, key, value)
+    return probe
+
+
+def carols() -> fb.FirstMessage:
+    return first("FloorRequest", sender="carol", claimed="carol", answer=GRANTED, released=True)
+
+
+def test_a_certificate_the_offer_did_not_name_refused_beside_a_matching_one_passes() -> None:
+    for probe in (mismatched(), mismatched(answer=None, result="closed")):
+        verdict, why = judge(fc.mismatched_certificate_refused, carols(), probe)
+        assert verdict == PASS and "carol's own first FloorRequest" in why
+    at_handshake = mismatched(connected=False, tls=False, result="unsent", answer=None)
+    at_handshake.connect_error = "TLS handshake failed"
+    ev = fc.mismatched_certificate_refused(carols(), at_handshake)
+    assert ev.counts["refused at the TLS handshake"] == 1
+
+
+def test_a_certificate_the_offer_did_not_name_served_fails() -> None:
+    for control in (None, carols()):
+        verdict, why = judge(fc.mismatched_certificate_refused, control, mismatched(answer=GRANTED))
+        assert verdict == FAIL and "did not name" in why
+
+
+def test_a_mismatch_needs_a_mismatch_and_a_matching_control() -> None:
+    verdict, why = judge(fc.mismatched_certificate_refused, carols(), mismatched(offered=OWN_FP))
+    assert verdict == INCONCLUSIVE and "no mismatch" in why
+    refused_control = first("FloorRequest", sender="carol", claimed="carol", answer=AN_ERROR)
+    verdict, why = judge(fc.mismatched_certificate_refused, refused_control, mismatched())
+    assert verdict == INCONCLUSIVE and "control" in why
+    unreachable = mismatched(connected=False, unreachable=True, result="unsent", answer=None)
+    assert judge(fc.mismatched_certificate_refused, carols(), unreachable)[0] == ERROR

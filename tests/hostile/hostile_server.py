@@ -60,7 +60,8 @@ from tests.hostile.srtp_focus import SrtpFocus
 __all__ = ["ALL_USERS", "DOMAIN", "MODES", "USERS", "HostileServer", "write_profile"]
 
 DOMAIN = "conference.example.test"
-USERS = ("alice", "bob", "carol", "mallory")
+# erin: features/key_confinement.feature has her refused a plain RTP join.
+USERS = ("alice", "bob", "carol", "erin", "mallory")
 # Every account a scenario may name (the R6 size outline goes to guest50): for the profile that
 # claims every capability, so that every requirement's scenarios run against the target.
 ALL_USERS = (
@@ -353,7 +354,9 @@ def write_profile(
             "group_keys = true",
             "event_package = true",
             "floor_control = true",
+            "restricted_membership = true",
             "rekey_latency_bound = 1.0",
+            "lost_participant_timeout = 2.5",
             f'internal_interfaces = [{{name = "key channel", host = "127.0.0.1", port = {port}, '
             f'server_name = "{DOMAIN}"}}]',
         ]

@@ -65,6 +65,10 @@ MAY_PASS: dict[str, dict[str, str]] = {
             "the answer is observed to drop UNENCRYPTED_SRTP and encrypt with a full key, which "
             "is compliant"
         ),
+        "Unicast media keys reach only their holders, in their SDP answers over TLS": (
+            "every key its answers issued is found in those answers over TLS, and in none of "
+            "the other messages it sent, which is compliant"
+        ),
     },
 }
 

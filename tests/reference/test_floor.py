@@ -2,25 +2,31 @@
 
 The R8 scenarios pin the security properties; here the server's answers are pinned one by one
 with the suite's own client (`confsec.net.bfcp`): the Error codes of RFC 8855 13 for each kind
-of refusal, the binding of a connection to one user and one certificate, queueing and release,
-and that a malformed message leaves the connection usable.
+of refusal, the binding of a connection to one user and one certificate (from the very first
+message on a fresh connection, and under the two defects that get it wrong), queueing and
+release, and that a malformed message leaves the connection usable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from confsec.behaviour import floor_checks as fc
 from confsec.behaviour.conference import ConferenceRun
-from confsec.behaviour.floor import SECURE, FloorRun, FloorSession
+from confsec.behaviour.floor import SECURE, FloorRun, FloorSession, request_statuses
+from confsec.behaviour.floor_binding import FirstMessage, FirstMessages
 from confsec.behaviour.participant import OfferSpec
 from confsec.codec import bfcp as b
 from confsec.codec.bfcp import Bfcp, ErrorCode, Primitive, RequestStatus
-from confsec.errors import TargetUnreachable
+from confsec.errors import NonConformance, TargetUnreachable
 from confsec.net.bfcp import Received
+from confsec.reference.deployment import EmbeddedReference
+from confsec.runtime.loop import LoopThread
 
 
 @pytest.fixture
@@ -188,3 +194,88 @@ def test_a_floor_server_that_refuses_the_connection_is_unreachable(floor: FloorR
     assert s.unreachable and s.cycle is not None and not s.cycle.connected
     with pytest.raises(TargetUnreachable):
         fc.granted_and_released(s)
+
+
+# -- the binding from the very first message on a fresh connection -------------------------------
+
+
+@contextlib.contextmanager
+def _floor_with(defect: str, tmp_path: Path) -> Iterator[FloorRun]:
+    """A floor run against a reference of its own with `defect` switched on."""
+    ref = EmbeddedReference.start(tmp_path / "ref", defects=frozenset({defect}))
+    loop = LoopThread("test-floor-defect")
+    conf = ConferenceRun(loop, ref.target, keylog=tmp_path / "keylog.txt")
+    run = FloorRun(conf)
+    try:
+        assert conf.create("alice", OfferSpec()).status == 200
+        yield run
+    finally:
+        run.close()
+        conf.close()
+        loop.close()
+        ref.stop()
+
+
+def _first_messages(floor: FloorRun, message: str) -> tuple[FirstMessage, FirstMessage]:
+    """bob's own first `message` on a fresh connection, then one with carol's user id."""
+    for name in ("carol", "bob"):
+        assert floor.join(name, SECURE).answer is not None
+    firsts = FirstMessages(floor)
+    return firsts.send("bob", message), firsts.send("bob", message, as_user="carol")
+
+
+def _mismatch(floor: FloorRun) -> tuple[FirstMessage, FirstMessage]:
+    """carol's first FloorRequest from the certificate her offer named, then bob's from his own
+    certificate while his offer named alice's."""
+    assert floor.join("carol", SECURE).answer is not None
+    bob = floor.join("bob", SECURE, cert_of="alice")
+    assert bob.answer is not None and bob.offered_fingerprint is not None
+    firsts = FirstMessages(floor)
+    return firsts.send("carol", "FloorRequest"), firsts.send("bob", "FloorRequest")
+
+
+@pytest.mark.parametrize("message", ["Hello", "FloorRequest"])
+def test_a_first_message_for_another_user_id_is_refused(floor: FloorRun, message: str) -> None:
+    own, foreign = _first_messages(floor, message)
+    assert own.connected and own.tls and own.offered == own.presented
+    if message == "FloorRequest":
+        assert RequestStatus.GRANTED in request_statuses(own.answer) and own.released
+    else:
+        assert own.answer is not None and own.answer.message.primitive == Primitive.HELLO_ACK
+    assert _error_code(foreign.answer) == ErrorCode.UNAUTHORIZED_OPERATION
+    assert foreign.grants == 0
+    seen = fc.first_foreign_refused(own, foreign)
+    assert seen.counts["refused with an Error"] == 1 and len(seen.controls) == 1
+
+
+def test_a_certificate_the_offer_did_not_name_is_refused(floor: FloorRun) -> None:
+    control, probe = _mismatch(floor)
+    assert control.offered == control.presented and control.released
+    assert probe.connected and probe.offered != probe.presented
+    assert _error_code(probe.answer) == ErrorCode.UNAUTHORIZED_OPERATION and probe.grants == 0
+    seen = fc.mismatched_certificate_refused(control, probe)
+    assert seen.counts["refused with an Error"] == 1 and len(seen.controls) == 1
+
+
+@pytest.mark.parametrize("message", ["Hello", "FloorRequest"])
+def test_binding_to_the_first_claim_lets_bob_speak_for_carol(tmp_path: Path, message: str) -> None:
+    with _floor_with("bfcp-binds-on-hello", tmp_path) as floor:
+        own, foreign = _first_messages(floor, message)
+        assert foreign.answer is not None and foreign.answer.message.primitive != Primitive.ERROR
+        with pytest.raises(NonConformance):
+            fc.first_foreign_refused(own, foreign)
+        # A certificate no offer named is still refused: the defect is the binding, not this.
+        assert fc.mismatched_certificate_refused(*_mismatch(floor))
+
+
+def test_no_fingerprint_check_takes_any_certificate_of_the_user(tmp_path: Path) -> None:
+    with _floor_with("bfcp-no-client-fingerprint-check", tmp_path) as floor:
+        control, probe = _mismatch(floor)
+        assert probe.grants == 1
+        with pytest.raises(NonConformance):
+            fc.mismatched_certificate_refused(control, probe)
+        # The name in bob's certificate still keeps him from carol's user id.
+        carol = floor.join("carol", SECURE)
+        assert carol.answer is not None
+        foreign = FirstMessages(floor).send("bob", "Hello", as_user="carol")
+        assert _error_code(foreign.answer) == ErrorCode.UNAUTHORIZED_OPERATION

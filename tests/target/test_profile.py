@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from confsec.errors import ConfigError
-from confsec.target.profile import load_profile
+from confsec.target.profile import load_profile, profile_text
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ROOT / "fixtures" / "targets"
@@ -244,3 +244,40 @@ def test_the_shipped_profiles_parse(tmp_path: Path) -> None:
             (tmp_path / rel).write_text("x")
         t = load_profile(tmp_path / name, env)
         assert set(t.accounts) == {"alice", "bob"}
+
+
+def test_a_declared_time_to_notice_a_lost_participant(tmp_path: Path) -> None:
+    """`lost_participant_timeout` (R6 vanish scenarios): absent means not claimed; a
+    non-positive value names the key; `profile_text` writes it back."""
+    plain = load_profile(write(tmp_path, GOOD), ENV).capabilities
+    assert plain.lost_participant_timeout_s is None
+    assert not plain.claims("lost_participant_timeout")
+    declared = "rekey_batching_window = 0.5\nlost_participant_timeout = 3"
+    target = load_profile(
+        write(tmp_path, GOOD.replace("rekey_batching_window = 0.5", declared)), ENV
+    )
+    assert target.capabilities.lost_participant_timeout_s == 3.0
+    assert target.capabilities.claims("lost_participant_timeout")
+    assert "lost_participant_timeout = 3.0" in profile_text(
+        target, {n: "PW" for n in target.accounts}
+    )
+    bad = GOOD.replace("rekey_batching_window = 0.5", "lost_participant_timeout = 0")
+    with pytest.raises(ConfigError, match=r"capabilities\.lost_participant_timeout"):
+        load_profile(write(tmp_path, bad), ENV)
+
+
+def test_restricted_membership_is_claimed_only_when_declared(tmp_path: Path) -> None:
+    """`restricted_membership` (members-only conferences, RFC 5366 recipient lists): off unless
+    declared, a boolean, and written back by `profile_text`."""
+    assert not load_profile(write(tmp_path, GOOD), ENV).capabilities.claims("restricted_membership")
+    declared = "rekey_batching_window = 0.5\nrestricted_membership = true"
+    target = load_profile(
+        write(tmp_path, GOOD.replace("rekey_batching_window = 0.5", declared)), ENV
+    )
+    assert target.capabilities.claims("restricted_membership")
+    assert "restricted_membership = true" in profile_text(
+        target, {n: "PW" for n in target.accounts}
+    )
+    bad = GOOD.replace("rekey_batching_window = 0.5", 'restricted_membership = "yes"')
+    with pytest.raises(ConfigError, match=r"capabilities\.restricted_membership"):
+        load_profile(write(tmp_path, bad), ENV)

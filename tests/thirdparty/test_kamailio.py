@@ -74,7 +74,16 @@ def test_r2_through_kamailio(tmp_path: Path, behind_kamailio) -> None:
         "No account's password is in the dictionary",
     }
     assert all(verdicts[n] == "not applicable" for n in optional & set(verdicts)), verdicts
+    # Members-only conferences are not claimed. The expired, not-yet-valid and serverAuth-only
+    # client certificates need kamailio's CA, which this profile does not hand the suite: those
+    # examples are inconclusive and say which profile table to add; the others must pass.
+    claims = (
+        "A non-member claiming a member's identity in <claim> cannot join a members-only conference"
+    )
+    flaws = "A client certificate that is <flaw> is refused where mutual TLS is claimed"
+    assert verdicts.pop(claims, "not applicable") == "not applicable", verdicts
+    assert verdicts.pop(flaws, "pass") in ("pass", "inconclusive"), verdicts
     assert {v for n, v in verdicts.items() if n not in optional} == {"pass"}, (verdicts, detail)
-    assert result.code in (0, 4), detail
+    assert result.code in (0, 2, 4), detail  # 2: the inconclusive examples above
     # The challenge the participants answered was kamailio's, not the reference's.
     assert "Server: confsec-reference" not in kam.log
