@@ -27,8 +27,13 @@ from dataclasses import dataclass
 
 from confsec.behaviour.conference import ConferenceRun
 from confsec.behaviour.events import EventRun, SubscribeOutcome
-from confsec.behaviour.floor import SECURE, FloorRun, FloorSession, request_statuses, unreachable
-from confsec.behaviour.floor_binding import PRIMITIVES, FirstMessage, FirstMessages
+from confsec.behaviour.floor import SECURE, FloorRun, FloorSession, unreachable
+from confsec.behaviour.floor_binding import (
+    PRIMITIVES,
+    FirstMessage,
+    FirstMessages,
+    grants_received,
+)
 from confsec.behaviour.outcomes import CallOutcome
 from confsec.behaviour.participant import OfferSpec, Participant
 from confsec.codec import bfcp as b
@@ -198,11 +203,7 @@ async def _outsider_first(
             first.result = "silent"
         else:
             first.result, first.answer = ("closed" if got is None else "answered"), got
-        first.grants = sum(
-            r.message.primitive == b.Primitive.FLOOR_REQUEST_STATUS
-            and b.RequestStatus.GRANTED in request_statuses(r)
-            for r in client.received
-        )
+        first.grants = grants_received(client)
     finally:
         await client.close()
     return first

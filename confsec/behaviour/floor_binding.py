@@ -142,14 +142,20 @@ async def _first(
             first.result, first.answer = ("closed" if got is None else "answered"), got
             if claimed is s and b.RequestStatus.GRANTED in request_statuses(got):
                 first.released = await _release(s, client, got, timeout)
-        first.grants = sum(
-            r.message.primitive == b.Primitive.FLOOR_REQUEST_STATUS
-            and b.RequestStatus.GRANTED in request_statuses(r)
-            for r in client.received
-        )
+        first.grants = grants_received(client)
     finally:
         await client.close()
     return first
+
+
+def grants_received(client: BfcpClient) -> int:
+    """FloorRequestStatus messages granting a floor among all `client` received: a grant may
+    arrive after the answer to the first message, and it counts against the target too."""
+    return sum(
+        r.message.primitive == b.Primitive.FLOOR_REQUEST_STATUS
+        and b.RequestStatus.GRANTED in request_statuses(r)
+        for r in client.received
+    )
 
 
 async def _release(s: FloorSession, client: BfcpClient, granted: Received, timeout: float) -> bool:
