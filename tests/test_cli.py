@@ -23,6 +23,7 @@ from confsec.report import manifest
 from confsec.report.allure_html import find_allure, remote_urls
 from confsec.requirements import REQUIREMENTS
 from tests.cli_runner import ROOT, CliResult, confsec, confsec_run
+from tests.once import once
 
 NULL_CIPHER = "A null cipher offer is refused"
 
@@ -57,7 +58,8 @@ def compliant(tmp_path_factory: pytest.TempPathFactory) -> Run:
     # R1-R4 only: the requirements under construction by other work (and their load-sensitive
     # timing checks) stay out of the way; tests/test_self_validation.py runs everything.
     reqs = ["--req", "R1", "--req", "R2", "--req", "R3", "--req", "R4"]
-    return Run(tmp_path_factory.mktemp("compliant"), *reqs)
+    # One run for both xdist workers (tests/once.py).
+    return once(tmp_path_factory, "cli-compliant", lambda work: Run(work, *reqs))
 
 
 # -- outputs -------------------------------------------------------------------------------------

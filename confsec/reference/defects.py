@@ -228,8 +228,8 @@ DEFECTS: tuple[Defect, ...] = (
     Defect(
         "rekey-late",
         "O2",
-        "a rekey round starts 1.5 s after the last join or leave: within the declared 2 s rekey "
-        "deadline, beyond the declared 1 s latency bound (joins inside those 1.5 s share the "
+        "a rekey round starts 2 s after the last join or leave: within the declared 3 s rekey "
+        "deadline, beyond the declared 1 s latency bound (joins inside those 2 s share the "
         "pending epoch's key, so R6's join scenarios fail too)",
     ),
     # R7: conference event package (confsec/reference/events.py)

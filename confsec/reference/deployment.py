@@ -36,9 +36,9 @@ from confsec.target.model import (
 
 DOMAIN = "conference.example.test"
 # What the reference declares (capability statement): every remaining participant rekeyed
-# within 2 s of a join or leave (R6), and its new keys in use within 1 s (O2), at the 50
+# within 3 s of a join or leave (R6), and its new keys in use within 1 s (O2), at the 50
 # participants of the scale outline; benchmarks/scale.py measures it to 1000.
-REKEY_DEADLINE_S = 2.0
+REKEY_DEADLINE_S = 3.0
 REKEY_LATENCY_BOUND_S = 1.0
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
 NAMED_USERS = USERS

@@ -30,6 +30,7 @@ from tests.hostile.hostile_server import (
     make_pki,
     write_profile,
 )
+from tests.once import once
 
 TIMEOUTS = (2.0, 1.5, 1.5)  # connect, transaction, media
 RUN_TIMEOUT = 420.0
@@ -84,6 +85,9 @@ def run_mode(mode: str, workdir: Path) -> tuple[int | None, dict[str, tuple[str,
             workdir / "reports",
             "--target",
             str(profile),
+            # Two workers: these runs mostly wait out timeouts, and CI has two cores to wait on.
+            "-n",
+            "2",
             timeout=RUN_TIMEOUT,
             env=env,
             allow_timeout=True,
@@ -100,9 +104,15 @@ def run_mode(mode: str, workdir: Path) -> tuple[int | None, dict[str, tuple[str,
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    with ThreadPoolExecutor(len(MODES)) as pool:
-        futures = {m: pool.submit(run_mode, m, tmp_path_factory.mktemp(m)) for m in MODES}
-        return {m: f.result() for m, f in futures.items()}
+    # The three runs once for both xdist workers (tests/once.py), side by side.
+    def produce(work: Path) -> dict[str, tuple]:
+        for m in MODES:
+            (work / m).mkdir(exist_ok=True)
+        with ThreadPoolExecutor(len(MODES)) as pool:
+            futures = {m: pool.submit(run_mode, m, work / m) for m in MODES}
+            return {m: f.result() for m, f in futures.items()}
+
+    return once(tmp_path_factory, "hostile-all-requirements", produce)
 
 
 @pytest.mark.slow

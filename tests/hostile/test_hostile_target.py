@@ -24,6 +24,7 @@ import os
 import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ import pytest
 from confsec.report.verdicts import example_title
 from tests.cli_runner import confsec_run
 from tests.hostile.hostile_server import HostileServer, add_dictionary, make_pki, write_profile
+from tests.once import once
 
 TIMEOUTS = (2.0, 3.0, 3.0)  # connect, transaction, media
 RUN_TIMEOUT = 180.0
@@ -291,8 +293,10 @@ class Runs:
 
     def start(self, case: Case) -> Future[RunResult]:
         if case.mode not in self.futures:
-            work = self.tmp.mktemp(case.mode)
-            self.futures[case.mode] = self.pool.submit(run_case, case, work)
+            # Once for both xdist workers: two tests read each case's run (tests/once.py).
+            produce = partial(run_case, case)
+            job = partial(once, self.tmp, f"hostile-target-{case.mode}", produce)
+            self.futures[case.mode] = self.pool.submit(job)
         return self.futures[case.mode]
 
     def get(self, case: Case) -> RunResult:

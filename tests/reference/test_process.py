@@ -19,7 +19,7 @@ def test_the_child_serves_and_is_described_by_its_profile(tmp_path: Path) -> Non
         t = ref.target
         assert t.accounts["alice"].password  # from the env file, never from the profile
         assert t.accounts["alice"].password not in (tmp_path / "ref" / "target.toml").read_text()
-        assert t.capabilities.rekey_deadline_s == 2.0
+        assert t.capabilities.rekey_deadline_s == 3.0
         assert t.capabilities.rekey_latency_bound_s == 1.0
         assert t.capabilities.lost_participant_timeout_s == 2.5
         with socket.create_connection((t.host, t.port), timeout=5):
