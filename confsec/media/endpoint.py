@@ -18,6 +18,9 @@ Design points (aiortc's thin asyncio adapter over a sans-IO core):
   copied into a `MediaStats` only when asked for.
 * Waiting is event-driven: `wait_for_packets()` parks a future that the receive path resolves;
   a timeout raises `PeerTimeout` (the system under test did not deliver).
+* DTLS-SRTP (`attach_dtls()`): a datagram whose first byte is 20..63 (RFC 7983) goes to a
+  `confsec.media.dtls_leg.DtlsDriver` before anything else sees it; one attribute check when
+  the leg has none.
 * Memory is bounded: the first `raw_limit` datagrams are kept for evidence, the last
   `audio_seconds` of PCMU per SSRC for the tone check (`heard_tones()`), at most
   `ssrc_limit` SSRCs and peers.
@@ -30,13 +33,17 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
 from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, Reception
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import SrtpReceiver, SrtpSender
 from confsec.media.tone import PCMU_SILENCE
+
+if TYPE_CHECKING:
+    from confsec.media.dtls import DtlsSrtpEndpoint
+    from confsec.media.dtls_leg import DtlsDriver, EventHook
 
 __all__ = ["MediaLeg", "MediaStats", "Protector", "RawPacket"]
 
@@ -148,6 +155,11 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self._last: float | None = None
         self.sent = 0
         self.received = 0
+        self.dtls: DtlsDriver | None = None
+        """DTLS-SRTP on this socket (`attach_dtls()`): it gets the datagrams RFC 7983 calls DTLS."""
+        self.dtls_datagrams = 0
+        """Datagrams handed to `dtls`: no other counter, `on_packet` or evidence sees them."""
+        self._dtls_source: Addr | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -171,6 +183,8 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.stop_sending()
+        if self.dtls is not None:
+            self.dtls.close()  # stops its timer; nothing can be sent any more
         self._fail_waiters(TransportError("media leg closed"))
 
     def error_received(self, exc: Exception) -> None:
@@ -178,8 +192,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self.socket_errors += 1
 
     def close(self) -> None:
-        """Stop sending and close the socket; pending waiters get `TransportError`."""
+        """Stop sending, close DTLS and the socket; pending waiters get `TransportError`."""
         self.stop_sending()
+        if self.dtls is not None:
+            self.dtls.close()  # close_notify while the socket is still open
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -213,6 +229,26 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self.receiver_set_at = self._loop.time()
         if self._use_receiver(receiver, keep_previous, self._last) and self._waiters:
             self._wake()
+
+    def attach_dtls(
+        self, endpoint: DtlsSrtpEndpoint, on_event: EventHook | None = None
+    ) -> DtlsDriver:
+        """Run DTLS-SRTP on this socket (RFC 5764 section 5.1.2); `start()` the driver returned.
+
+        DTLS goes to `remote`, read at each send, so it may be set later. Until then it goes
+        back to the source of the last DTLS datagram: the offerer's DTLS server may hear the
+        ClientHello before the SDP answer names the peer (RFC 5763 section 5). That source is
+        unauthenticated, but so is the handshake until the fingerprint is checked.
+        """
+        from confsec.media.dtls_leg import DtlsDriver  # pyOpenSSL only for legs that use it
+
+        self.dtls = DtlsDriver(endpoint, self._send_dtls, self._loop, on_event)
+        return self.dtls
+
+    def _send_dtls(self, data: bytes) -> None:
+        target = self.remote if self.remote is not None else self._dtls_source
+        if self._transport is not None and target is not None:
+            self._transport.sendto(data, target)
 
     def replace_sender(self, sender: SrtpSender | None) -> None:
         """Switch the running pacing job (and `self.sender`) to a new SRTP sender (a rekey)."""
@@ -348,6 +384,11 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     # -- receiving ------------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        if self.dtls is not None and data and 19 < data[0] < 64:  # RFC 7983: DTLS, not media
+            self.dtls_datagrams += 1
+            self._dtls_source = addr
+            self.dtls.datagram(data)
+            return
         now = self._loop.time()
         self.received += 1
         if self._first is None:

@@ -10,6 +10,8 @@ Why it is shaped like this:
 - Builders validate and raise `LocalProtocolError` (a bug in the suite); the plain constructors do
   not, so that a step can craft a malformed description on purpose.
 - Keys never appear in `repr()`: a=crypto keys are replaced by their fingerprint, k= values hidden.
+- Attributes with a grammar of their own (a=crypto, a=fingerprint, a=setup, a=tls-id) are parsed
+  when read, so a malformed one raises `SdpParseError` there, naming its line, and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import copy
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Self
+from typing import Self, TypeVar
 
 from confsec.errors import LocalProtocolError
 
 from ._crypto import CryptoAttribute, redact_crypto
+from ._dtls import DTLS_SRTP_PROTOS, DtlsAttributes, check_tls_id, parse_tls_id
 from ._errors import SdpParseError
 from ._fields import Connection, Origin, Timing
 from ._grammar import PROTO, TOKEN, Attribute, Line, raw_lines
@@ -34,14 +37,7 @@ _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 # RFC 8866 §5 order; the rank sorts the lines written from fields.
 _SESSION_RANK = {"i": 0, "u": 1, "e": 2, "p": 3, "c": 4, "b": 5, "t": 6, "z": 7, "k": 8, "a": 9}
 _MEDIA_RANK = {"i": 0, "c": 1, "b": 2, "k": 3, "a": 4}
-
-
-@dataclass(frozen=True)
-class _Inherited:
-    """Session-level values that a media description falls back on."""
-
-    connection: Connection | None
-    direction: str | None
+_T = TypeVar("_T")
 
 
 def _check_text(what: str, text: str) -> None:
@@ -85,10 +81,12 @@ def _redacted_lines(lines: tuple[Line, ...]) -> tuple[Line, ...]:
     )
 
 
-class _Attributes:
+class _Attributes(DtlsAttributes):
     """Attribute helpers shared by session and media descriptions (both hold `attributes`)."""
 
     attributes: tuple[Attribute, ...]
+    _positions: tuple[tuple[int, int], ...] | None = None  # see MediaDescription._positions
+    _session: _Inherited | None = None  # see MediaDescription._session
 
     def get_attribute(self, name: str) -> str | None:
         """Value of the first `a=name`; None when absent or when it has no value."""
@@ -129,6 +127,57 @@ class _Attributes:
             insert_at = len(kept)
         kept[insert_at:insert_at] = new
         return self.with_attributes(kept)
+
+    def _replaced(self, name: str, values: Iterable[str]) -> Self:
+        return self._spliced(lambda n: n == name, [(name, value) for value in values])
+
+    # -- attributes parsed when read -----------------------------------------------------------
+
+    def _parsed(self, name: str, parse: Callable[[str], _T]) -> list[_T]:
+        """Every `a=name` parsed, in order; the first malformed one raises `SdpParseError`."""
+        result = []
+        for index, (n, value) in enumerate(self.attributes):
+            if n == name:
+                try:
+                    result.append(parse(value or ""))
+                except SdpParseError as exc:
+                    raise self._attribute_error(name, index, exc) from None
+        return result
+
+    def _single(self, name: str, parse: Callable[[str], _T]) -> _T | None:
+        """The one `a=name` parsed, None when absent; a second one is an error."""
+        values = self._parsed(name, parse)
+        if len(values) > 1:
+            second = [i for i, (n, _) in enumerate(self.attributes) if n == name][1]
+            raise self._attribute_error(name, second, SdpParseError(f"more than one a={name}"))
+        return values[0] if values else None
+
+    def _attribute_error(self, name: str, index: int, exc: SdpParseError) -> SdpParseError:
+        """The error about attribute `index`: its line and byte offset when parsed."""
+        if self._positions is None:
+            return SdpParseError(f"a={name} ({self._describe(index)}): {exc.reason}")
+        line, offset = self._positions[index]
+        return SdpParseError(
+            f"line {line}: a={name}: {exc.reason}",
+            offset=offset + len(f"a={name}:") + (exc.offset or 0),
+        )
+
+    def _describe(self, index: int) -> str:
+        return f"session-level attribute {index + 1}"
+
+    def _level(self, name: str) -> _Attributes:
+        """Where `a=name` is read: here, or at the session level when this media has none."""
+        return self if self._session is None or self.has_attribute(name) else self._session
+
+
+@dataclass(frozen=True)
+class _Inherited(_Attributes):
+    """Session-level values that a media description falls back on."""
+
+    connection: Connection | None
+    direction: str | None
+    attributes: tuple[Attribute, ...] = ()
+    """All session-level attributes: a=fingerprint and a=setup apply to media without their own."""
 
 
 def _safe_repr(obj: object, redacted: dict[str, object]) -> str:
@@ -202,25 +251,21 @@ class MediaDescription(_Attributes):
         Raises `SdpParseError` for the first malformed one, naming its line and byte offset when
         this description was parsed.
         """
-        result = []
-        for index, (name, value) in enumerate(self.attributes):
-            if name == "crypto":
-                try:
-                    result.append(CryptoAttribute.parse(value or ""))
-                except SdpParseError as exc:
-                    raise self._crypto_error(index, exc) from None
-        return result
+        return self._parsed("crypto", CryptoAttribute.parse)
 
-    def _crypto_error(self, index: int, exc: SdpParseError) -> SdpParseError:
-        if self._positions is None:
-            return SdpParseError(
-                f"a=crypto (attribute {index + 1} of m={self.media}): {exc.reason}"
-            )
-        line, offset = self._positions[index]
-        return SdpParseError(
-            f"line {line}: a=crypto: {exc.reason}",
-            offset=offset + len("a=crypto:") + (exc.offset or 0),
-        )
+    @property
+    def tls_id(self) -> str | None:
+        """The media-level `a=tls-id` (RFC 8842 §4), None when absent; `SdpParseError` for a
+        malformed or a second one."""
+        return self._single("tls-id", parse_tls_id)
+
+    @property
+    def is_dtls_srtp(self) -> bool:
+        """The proto is UDP/TLS/RTP/SAVP or UDP/TLS/RTP/SAVPF (RFC 5764 §8), in any case."""
+        return self.proto.upper() in DTLS_SRTP_PROTOS
+
+    def _describe(self, index: int) -> str:
+        return f"attribute {index + 1} of m={self.media}"
 
     @property
     def is_secure(self) -> bool:
@@ -269,6 +314,10 @@ class MediaDescription(_Attributes):
     def with_crypto(self, crypto: Iterable[CryptoAttribute]) -> MediaDescription:
         """A copy whose `a=crypto` lines are these, placed where the first old one was."""
         return self._spliced(lambda n: n == "crypto", [("crypto", c.to_value()) for c in crypto])
+
+    def with_tls_id(self, tls_id: str | None) -> MediaDescription:
+        """A copy with `a=tls-id:tls_id` instead of any other (none when `tls_id` is None)."""
+        return self._replaced("tls-id", [] if tls_id is None else [check_tls_id(tls_id)])
 
     def with_direction(self, direction: str) -> MediaDescription:
         """A copy with this direction attribute instead of any other."""
@@ -337,7 +386,7 @@ class SessionDescription(_Attributes):
         object.__setattr__(self, "times", tuple(self.times))
         object.__setattr__(self, "attributes", tuple((n, v) for n, v in self.attributes))
         object.__setattr__(self, "extra_lines", tuple((k, v) for k, v in self.extra_lines))
-        inherited = _Inherited(self.connection, _direction_of(self.attributes))
+        inherited = _Inherited(self.connection, _direction_of(self.attributes), self.attributes)
         object.__setattr__(
             self,
             "media",
