@@ -1,4 +1,4 @@
-"""Capture analysis (`confsec analyze`): R3, R4 and O1 judged from a recorded capture."""
+"""Capture analysis (`confsec analyze`): R3, R4, O1 and DTLS-SRTP (R2) judged from a capture."""
 
 from confsec.analyze.checks import Analyzer
 from confsec.analyze.command import analyze, judge, load_keys, write_reports

@@ -1,30 +1,37 @@
-"""The checks `confsec analyze` runs over a capture: R3, R4 and O1 seen from the wire.
+"""The checks `confsec analyze` runs over a capture: R2 (DTLS), R3, R4 and O1 from the wire.
 
 One pass over the packets feeds the observers, each in its own module:
 
 - signalling (`confsec.analyze.signalling`): SIP over UDP or TCP (unprotected) is read for SDP;
   an `a=crypto` line there is an SDES key in the clear (R3), and every `m=` line names the
-  address and port where its author receives media and the protocol negotiated for it (SDP
-  read from TLS with the key log arrives the same way, from `tlskeys`);
+  address and port where its author receives media, the protocol negotiated for it and the
+  a=fingerprint of a DTLS-SRTP certificate (SDP read from TLS with the key log arrives the same
+  way, from `tlskeys`);
+- DTLS-SRTP (`confsec.analyze.dtls_checks`): datagrams with a first byte of 20-63 (RFC 7983)
+  are DTLS; the handshakes are judged (R3 profile and order, R2 certificates), and with the key
+  log each one's SRTP keys are bound to the flow directions they protect, for the media checks;
 - media and key streams (`confsec.analyze.media`): every RTP and RTCP stream judged or named as
   unjudged (R3), every keyed stream in a key-stream ledger (R4);
 - O1 (`confsec.analyze.interfaces`): what crosses the AS/MRFC/MRFP interface ports neither in
   ESP nor in TLS records, and key material in the clear.
 
 The `Analyzer` here dispatches each packet to its observer and carries what one observer learns
-to the others: a key read from clear signalling is tried on the media streams held so far and
-searched for on the interfaces. All of them write to one `Tally` (`confsec.analyze.findings`).
+to the others: a key read from clear signalling or derived from a DTLS handshake is tried on the
+media streams held so far and searched for on the interfaces. All of them write to one `Tally`
+(`confsec.analyze.findings`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from confsec.analyze.dtls import KeyLog
+from confsec.analyze.dtls_checks import DtlsChecks
 from confsec.analyze.findings import Checks, Finding, SrtpKey, Tally, Unjudged
 from confsec.analyze.interfaces import InterfaceChecks
 from confsec.analyze.media import MediaChecks
 from confsec.analyze.pcap import PROTO_ESP, PROTO_TCP, PROTO_UDP, Packet
-from confsec.analyze.signalling import CRYPTO, SIP_START, sdes_key, sdp_media
+from confsec.analyze.signalling import CRYPTO, SIP_START, Fingerprint, sdes_key, sdp_media_lines
 
 
 class Analyzer:
@@ -37,7 +44,11 @@ class Analyzer:
         o1_ports: Iterable[int] = (),
         negotiated: Iterable[tuple[str, int, str]] = (),
         sdp_from_tls: int = 0,
+        keylog: KeyLog | None = None,
+        fingerprints: Iterable[tuple[str, int, tuple[Fingerprint, ...]]] = (),
     ):
+        """`negotiated` and `fingerprints` come from SDP read elsewhere (SIP over TLS, through
+        tshark); `keylog` holds the DTLS master secrets (None: no key log was given)."""
         self.keys: list[SrtpKey] = list(keys)
         """The known keys: given, then learned from clear signalling (the observers share the
         list, so a key learned in mid-pass is theirs at once)."""
@@ -46,8 +57,12 @@ class Analyzer:
         self.tally = Tally(Checks(sdp_from_tls=sdp_from_tls))
         self.media = MediaChecks(self.tally, self.keys)
         self.interfaces = InterfaceChecks(self.tally, self.keys)
+        self.dtls = DtlsChecks(self.tally, self.media, keylog, self._add_key)
         for addr, port, proto in negotiated:
             self.media.learn_media(addr, port, proto)
+            self.dtls.learn_media(addr, port, proto)
+        for addr, port, fps in fingerprints:
+            self.dtls.learn_media(addr, port, "", fps)
         self.frames = 0
 
     @property
@@ -68,6 +83,8 @@ class Analyzer:
         o1 = self.o1_ports
         rtp, rtcp = self.media.rtp, self.media.rtcp
         esp, interface = self.interfaces.esp, self.interfaces.packet
+        dtls = self.dtls
+        datagram, early = dtls.datagram, dtls.media_packet
         for p in packets:
             self.frames = p.frame
             if p.proto == PROTO_ESP:
@@ -86,6 +103,10 @@ class Analyzer:
                         rtcp(p)
                     else:
                         rtp(p)
+                    if dtls.watching:
+                        early(p)
+                elif 20 <= b0 <= 63:  # RFC 7983: DTLS
+                    datagram(p)
                 elif data.startswith(SIP_START):
                     self._sip(p, "UDP")
             elif p.proto == PROTO_TCP and data.startswith(SIP_START):
@@ -105,12 +126,19 @@ class Analyzer:
             )
             f.add(p.frame)
             self._learn_key(suite.decode(), inline, f"SIP/{transport} frame {p.frame}")
-        for addr, port, proto in sdp_media(data, p.src):
-            self.media.learn_media(addr, port, proto)
+        for m in sdp_media_lines(data, p.src):
+            self.media.learn_media(m.addr, m.port, m.proto)
+            self.dtls.learn_media(m.addr, m.port, m.proto, m.fingerprints)
 
     def _learn_key(self, suite: str, inline: bytes, origin: str) -> None:
         k = sdes_key(suite, inline, origin)
-        if k is None or (k.key, k.salt) in self._key_ids:
+        if k is not None:
+            self._add_key(k)
+
+    def _add_key(self, k: SrtpKey) -> None:
+        """A key learned in mid-pass (SDES in clear SIP, or derived from a DTLS handshake): the
+        media streams held so far try it, the interfaces search for it."""
+        if (k.key, k.salt) in self._key_ids:
             return
         self._key_ids.add((k.key, k.salt))
         self.keys.append(k)
@@ -120,7 +148,9 @@ class Analyzer:
     # -- results -------------------------------------------------------------------------------
 
     def finish(self) -> None:
-        # This order is the order of the report's findings and unjudged streams.
+        # This order is the order of the report's findings and unjudged streams; the DTLS
+        # observer goes first because it tells the media why keys are missing.
+        self.dtls.finish()
         self.media.settle()
         self.interfaces.finish()
         self.media.report_reuse()

@@ -9,8 +9,15 @@ Every judgement carries the `Evidence` it rests on, which `verdicts.json` shows 
 scenario's `observed`. A check passes only on something it judged, never on the absence
 of findings alone: a stream it could not judge makes it inconclusive and is named. A check whose
 subject the capture does not hold at all (no SIP for the SDES check, no RTP/RTCP for the media
-checks, no interface port) is left out, so its requirement rests on the checks that did judge,
-or is "not covered".
+checks, no DTLS for the handshake check, no a=fingerprint for the certificate check, no
+interface port) is left out, so its requirement rests on the checks that did judge, or is "not
+covered".
+
+`--keylog FILE` is one NSS key log for both kinds of handshake: tshark decrypts SIP over TLS
+with it (`tlskeys`), and its `CLIENT_RANDOM` lines give each DTLS-SRTP handshake's master secret
+(`dtls_checks`), e.g. the SSLKEYLOGFILE of the endpoints: `confsec analyze call.pcap --keylog
+sslkeys.log`. Without it DTLS-SRTP media is named as unjudged, and the handshakes are still
+judged.
 """
 
 from __future__ import annotations
@@ -22,14 +29,17 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from confsec.analyze.checks import Analyzer
+from confsec.analyze.dtls import KeyLog
+from confsec.analyze.dtls_checks import judge_dtls
 from confsec.analyze.findings import Finding, SrtpKey, Unjudged
+from confsec.analyze.judgement import Judgement, earned, findings_text, named
 from confsec.analyze.pcap import packets
+from confsec.analyze.signalling import Fingerprint
 from confsec.errors import ConfigError
 from confsec.media.srtp import UnsupportedSuite, profile_for
 from confsec.observed import Evidence
@@ -38,20 +48,6 @@ from confsec.report.verdicts import Verdict
 FEATURE = "confsec analyze"
 _UNJUDGED_LISTED = 1000
 """A capture full of stray UDP can make many one-packet "streams"; the file stays readable."""
-
-
-_NAMED = 5
-"""Unjudged streams named in a verdict's reason; capture-findings.json lists them all."""
-
-
-@dataclass
-class Judgement:
-    name: str
-    requirement: str
-    verdict: Verdict
-    reason: str
-    evidence: Evidence = field(default_factory=Evidence)
-    """What the check observed: what the verdict rests on."""
 
 
 def load_keys(path: Path) -> list[SrtpKey]:
@@ -117,41 +113,21 @@ def analyze(
     o1_ports: list[int],
     negotiated: Iterable[tuple[str, int, str]] = (),
     sdp_from_tls: int = 0,
+    keylog: KeyLog | None = None,
+    fingerprints: Iterable[tuple[str, int, tuple[Fingerprint, ...]]] = (),
 ) -> tuple[Analyzer, float]:
     """One pass over the capture; returns the analyser and the seconds it took.
 
-    `negotiated` and `sdp_from_tls` come from SIP over TLS read with the key log (`tlskeys`):
-    the m= lines found there, and how many frames of it carried SDP.
+    `negotiated`, `sdp_from_tls` and `fingerprints` come from SIP over TLS read with the key log
+    (`tlskeys`): the m= lines found there, how many frames of it carried SDP, and the DTLS
+    certificate fingerprints it signalled. `keylog` is the same key log read for DTLS master
+    secrets (None when none was given: DTLS-SRTP media is then not judged, and says so).
     """
     started = time.perf_counter()
-    analyzer = Analyzer(keys, o1_ports, negotiated, sdp_from_tls)
+    analyzer = Analyzer(keys, o1_ports, negotiated, sdp_from_tls, keylog, fingerprints)
     analyzer.feed_all(packets(capture))
     analyzer.finish()
     return analyzer, time.perf_counter() - started
-
-
-def _text(fs: list[Finding]) -> str:
-    return "; ".join(f"{f.sentence} ({f.count} packets, e.g. frames {f.frames})" for f in fs)
-
-
-def _named(us: list[Unjudged]) -> str:
-    text = "; ".join(u.describe() for u in us[:_NAMED])
-    if len(us) > _NAMED:
-        text += f"; and {len(us) - _NAMED} more (capture-findings.json lists them)"
-    return text
-
-
-def _earned(j: Judgement) -> Judgement:
-    """One rule for every check, in one place: a pass with nothing counted is no pass."""
-    if j.verdict is Verdict.PASS and not j.evidence:
-        return Judgement(
-            j.name,
-            j.requirement,
-            Verdict.INCONCLUSIVE,
-            f"nothing was judged ({j.evidence.summary()}): {j.reason}",
-            j.evidence,
-        )
-    return j
 
 
 def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
@@ -173,7 +149,7 @@ def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
             SDES_keys_in_the_clear=sum(f.count for f in found),
         )
         if found:
-            verdict, reason = Verdict.FAIL, _text(found)
+            verdict, reason = Verdict.FAIL, findings_text(found)
         else:
             verdict = Verdict.PASS
             reason = (
@@ -185,9 +161,10 @@ def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
                 "No SDES key is sent over unprotected signalling", "R3", verdict, reason, evidence
             )
         )
+    out += judge_dtls(c, by_check, unjudged)
 
     if c.rtp + c.rtcp == 0 and not by_check.get("media-in-clear"):
-        return [_earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
+        return [earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
     keyed_control = (
         (f"{c.keyed_streams} RTP streams authenticate under the {len(a.keys)} known keys",)
         if c.keyed_streams
@@ -206,14 +183,14 @@ def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
         keyed_control,
     )
     if found:
-        verdict, reason = Verdict.FAIL, _text(found)
+        verdict, reason = Verdict.FAIL, findings_text(found)
         if open_:
-            reason += f"; also not judged: {_named(open_)}"
+            reason += f"; also not judged: {named(open_)}"
     elif open_:
         verdict = Verdict.INCONCLUSIVE
         reason = (
             f"{len(open_)} of {c.streams_judged + len(open_)} RTP/RTCP streams not judged: "
-            f"{_named(open_)}"
+            f"{named(open_)}"
         )
     else:
         verdict = Verdict.PASS
@@ -239,17 +216,19 @@ def judge(a: Analyzer, o1_ports: list[int]) -> list[Judgement]:
     elif c.keyed_streams == 0:
         verdict = Verdict.INCONCLUSIVE
         reason = "no RTP stream with a known key: give --keys (or --keylog)"
+        if open_:
+            reason += f"; not compared: {named(open_)}"
     elif open_:
         verdict = Verdict.INCONCLUSIVE
         reason = (
             f"{c.keyed_streams} keyed streams share no (key, salt, SSRC), but "
-            f"{len(open_)} streams were not compared: {_named(open_)}"
+            f"{len(open_)} streams were not compared: {named(open_)}"
         )
     else:
         verdict = Verdict.PASS
         reason = f"{c.keyed_streams} keyed streams, no (key, salt, SSRC) shared"
     out.append(Judgement("No key stream is reused", "R4", verdict, reason, evidence))
-    return [_earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
+    return [earned(j) for j in out + _o1(a, by_check, unjudged, o1_ports)]
 
 
 def _o1(
@@ -272,12 +251,12 @@ def _o1(
         bytes_unjudged=c.o1_unjudged_bytes,
     )
     if found:
-        verdict, reason = Verdict.FAIL, _text(found)
+        verdict, reason = Verdict.FAIL, findings_text(found)
         if open_:
-            reason += f"; also not judged: {_named(open_)}"
+            reason += f"; also not judged: {named(open_)}"
     elif open_:
         verdict = Verdict.INCONCLUSIVE
-        reason = f"{c.o1_tls} TLS records, but not every byte could be judged: {_named(open_)}"
+        reason = f"{c.o1_tls} TLS records, but not every byte could be judged: {named(open_)}"
     elif c.o1_tls + c.esp == 0:
         verdict = Verdict.INCONCLUSIVE
         reason = f"no TLS record or ESP packet on the interface ports {o1_ports} in the capture"
@@ -366,20 +345,35 @@ def run_analyze(args: argparse.Namespace) -> int:
     capture = Path(args.capture)
     keys = load_keys(Path(args.keys)) if args.keys else []
     negotiated: list[tuple[str, int, str]] = []
+    fingerprints: list[tuple[str, int, tuple[Fingerprint, ...]]] = []
     sdp_from_tls = 0
+    keylog: KeyLog | None = None
     if args.keylog:
+        from confsec.analyze.dtls import read_keylog
         from confsec.analyze.tlskeys import signalling_from_tls
 
+        # One NSS key log serves both: SIP over TLS (tshark decrypts it) and DTLS-SRTP (its
+        # CLIENT_RANDOM lines give each handshake's master secret).
         tls = signalling_from_tls(capture, Path(args.keylog))
         keys += tls.keys
         negotiated, sdp_from_tls = tls.media, tls.sdp_frames
-    a, seconds = analyze(capture, keys, args.o1_port, negotiated, sdp_from_tls)
+        fingerprints = tls.fingerprints
+        keylog = read_keylog(Path(args.keylog))
+    a, seconds = analyze(
+        capture, keys, args.o1_port, negotiated, sdp_from_tls, keylog, fingerprints
+    )
     judgements = judge(a, args.o1_port)
     doc = write_reports(Path(args.reports), capture, judgements, a, seconds)
     rate = a.frames / seconds if seconds else 0.0
+    c = a.checks
+    dtls = (
+        f", {c.dtls_associations} DTLS associations ({c.dtls_keyed} keyed from the key log)"
+        if c.dtls_associations
+        else ""
+    )
     print(
         f"confsec analyze: {capture}: {a.frames} frames in {seconds:.2f} s "
-        f"({rate:,.0f} frames/s), {len(keys)} keys"
+        f"({rate:,.0f} frames/s), {len(keys)} keys{dtls}"
     )
     for j in judgements:
         print(f"  {j.requirement:<3} {j.verdict!s:<13} {j.name}")

@@ -99,6 +99,20 @@ class Checks:
     tcp_retransmitted: int = 0
     o1_unjudged_bytes: int = 0
     esp: int = 0
+    dtls_datagrams: int = 0
+    dtls_associations: int = 0
+    dtls_completed: int = 0
+    """Associations both of whose sides sent ChangeCipherSpec."""
+    dtls_keyed: int = 0
+    """Associations whose SRTP keys were derived with the key log."""
+    dtls_null: int = 0
+    """Associations that selected a NULL SRTP profile."""
+    dtls_early_media: int = 0
+    """RTP/RTCP packets on a DTLS flow before a handshake there completed with an SRTP profile."""
+    dtls_signalled: int = 0
+    """Media addresses for which SDP signalled an a=fingerprint."""
+    certificates_judged: int = 0
+    certificates_matched: int = 0
 
 
 @dataclass

@@ -8,6 +8,11 @@ RTP/AVP for it, or when SDP negotiated RTP/SAVP for it and no known key authenti
 RTP where SRTP was agreed). Anything else, a stream no key fits and no SDP describes, is
 unjudged and the verdict cannot pass.
 
+DTLS-SRTP keys (`confsec.analyze.dtls_checks`) are bound to the direction of the flow whose
+handshake exported them (`bind_key`): a stream there is tried with its own keys only, and one
+they do not authenticate is plain RTP, or SRTP under a key its handshake did not agree. A flow
+whose handshake gave no key carries the reason (`key_hints`), which the unjudged stream names.
+
 Every keyed RTP stream is written to a `KeyStreamLedger` with its packet indexes and
 fingerprints, so reuse of (key, salt, SSRC) across streams is found exactly as in `confsec run`
 (R4).
@@ -30,8 +35,10 @@ PLAIN_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
 """SDP protocols that negotiate media without SRTP."""
 SDES_PROTOS = frozenset({"RTP/SAVP", "RTP/SAVPF"})
 """SDP protocols that negotiate SRTP keyed in the SDP (SDES). UDP/TLS/RTP/SAVP is not here:
-its keys come from DTLS, which the analyser does not read, so a stream without a known key
-there stays unjudged rather than failed."""
+its keys come from its DTLS handshake and are bound to its flow (`MediaChecks.bind_key`), so a
+stream there is failed on those keys, never on whatever other keys are known."""
+Flow = tuple[str, int, str, int]
+"""(source address, source port, destination address, destination port): one direction."""
 
 
 @dataclass(slots=True)
@@ -75,6 +82,14 @@ class MediaChecks:
         self.rtcp_streams: dict[tuple[str, int, str, int, int], _Stream] = {}
         self.negotiated: dict[tuple[str, int], str] = {}
         """(address, port) where an SDP's author receives -> the protocol its m= line names."""
+        self.flow_keys: dict[Flow, list[SrtpKey]] = {}
+        """Keys bound to one direction of a flow: what a DTLS-SRTP handshake on it exported for
+        that sender. A stream there is tried with these alone, since another known key that
+        fits is not the one its handshake agreed."""
+        self.key_hints: dict[Flow, str] = {}
+        """Why the key of a flow is not known, where a DTLS handshake on it says more than
+        "unknown" (no key log given, the key log lacks its random): the unjudged stream says
+        it."""
 
     def learn_media(self, addr: str, port: int, proto: str) -> None:
         """An m= line seen in SDP: media for `addr`:`port` was negotiated as `proto`."""
@@ -84,13 +99,27 @@ class MediaChecks:
     def key_learned(self, k: SrtpKey) -> None:
         """A key learned in mid-pass (SDES in clear signalling) is tried on the packets that
         streams still hold, so a stream that began before its key was seen is judged too."""
+        self._retry_held(k, None)
+
+    def bind_key(self, flow: Flow, k: SrtpKey) -> None:
+        """A DTLS-SRTP handshake on `flow` exported `k` for its sender: the streams of that
+        direction are judged under it (and the flow's other bound keys) alone, those that held
+        packets waiting for a key at once."""
+        self.flow_keys.setdefault(flow, []).append(k)
+        self._retry_held(k, flow)
+
+    def _retry_held(self, k: SrtpKey, flow: Flow | None) -> None:
         for table in (self.streams, self.rtcp_streams):
             for s in table.values():
-                if s.session is None and s.held:
-                    for _frame, data in s.held:
-                        if self._try_keys(s, data, (k,)):
-                            self._judge_held(s)
-                            break
+                if s.session is not None or not s.held or (flow is not None and s.flow != flow):
+                    continue
+                bound = self.flow_keys.get(s.flow)
+                if bound is not None and not any(b is k for b in bound):
+                    continue
+                for _frame, data in s.held:
+                    if self._try_keys(s, data, (k,)):
+                        self._judge_held(s)
+                        break
 
     # -- the pass ------------------------------------------------------------------------------
 
@@ -154,7 +183,7 @@ class MediaChecks:
         if len(s.held) >= _TRY_PACKETS:
             s.untried += 1
             return
-        if not (self.keys and self._try_keys(s, data)):
+        if not ((self.keys or self.flow_keys) and self._try_keys(s, data)):
             s.held.append((frame, data))
             return
         self._judge_held(s)
@@ -173,8 +202,11 @@ class MediaChecks:
 
     def _try_keys(self, s: _Stream, data: bytes, keys: Iterable[SrtpKey] | None = None) -> bool:
         """Find the key `data` authenticates under: a stream's first key, or the new key it moved
-        to on the same SSRC (a rekey). The stream's current key, if any, is not tried again."""
-        for k in self.keys if keys is None else keys:
+        to on the same SSRC (a rekey). The stream's current key, if any, is not tried again.
+        A stream on a flow with bound keys (DTLS-SRTP) is tried with those alone."""
+        if keys is None:
+            keys = self.flow_keys.get(s.flow) or self.keys
+        for k in keys:
             if k is s.key:
                 continue
             session = _session(k)
@@ -271,6 +303,20 @@ class MediaChecks:
             judged = max(judged, s.packets - s.untried)
         elif s.plain:
             judged = max(judged, s.plain)
+        elif s.flow in self.flow_keys:
+            bound = len(self.flow_keys[s.flow])
+            keys = "the key" if bound == 1 else f"any of the {bound} keys"
+            f = self.tally.finding(
+                "media-in-clear",
+                "R3",
+                f"unauthenticated-{kind.lower()}-in-dtls-srtp-stream",
+                f"{kind} that does not authenticate under {keys} the DTLS handshake on its flow "
+                f"exported for its sender: plain {kind}, or SRTP under a key the handshake did "
+                f"not agree, {s.name()}",
+            )
+            f.add(s.held[0][0] if s.held else s.first_frame)
+            f.count += s.packets - 1
+            judged = s.packets
         elif proto in SDES_PROTOS and self.keys:
             f = self.tally.finding(
                 "media-in-clear",
@@ -288,6 +334,7 @@ class MediaChecks:
             c.packets_judged += judged
         frames = [f for f, _d in s.held[:EXAMPLES]] or [s.first_frame]
         unjudged = self.tally.unjudged
+        hint = self.key_hints.get(s.flow)
         if judged < s.packets:
             if s.session is None and s.plain:
                 why = (
@@ -299,6 +346,8 @@ class MediaChecks:
                     f"{s.packets - judged} of its packets were not tried: they came before any "
                     "known key fitted the stream"
                 )
+            elif hint is not None:
+                why = hint
             elif proto in SDES_PROTOS:
                 why = f"negotiated as {proto}, but no SRTP key at all is known (--keys, --keylog)"
             elif not self.keys:
@@ -332,7 +381,7 @@ class MediaChecks:
                     "keystream-reuse",
                     "R4",
                     s.name(),
-                    "its key is not known, so its key stream cannot be compared",
+                    hint or "its key is not known, so its key stream cannot be compared",
                     s.packets,
                     0,
                     frames,

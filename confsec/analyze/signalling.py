@@ -1,4 +1,5 @@
-"""What the analyser reads from SIP: where a message starts, its SDES keys and its m= lines.
+"""What the analyser reads from SIP: where a message starts, its SDES keys, its m= lines and
+their DTLS-SRTP certificate fingerprints.
 
 Only text the capture carries in the clear (or that tshark decrypted with the key log, see
 `confsec.analyze.tlskeys`) comes here; it is a few messages per call, so plain regular
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 
 from confsec.analyze.findings import SrtpKey
 from confsec.media.srtp import profile_for
@@ -35,6 +37,21 @@ CRYPTO = re.compile(rb"a=crypto:\d+ ([A-Z0-9_]+) inline:([A-Za-z0-9+/=]+)")
 """An SDES attribute (RFC 4568): groups are the suite and the base64 key||salt."""
 _MLINE = re.compile(rb"m=(\w+) (\d+)(?:/\d+)? ([\w/]+)")
 _CLINE = re.compile(rb"c=IN IP[46] ([0-9a-fA-F.:]+)")
+_FINGERPRINT = re.compile(rb"a=fingerprint:(\S+) ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*)\s*$")
+
+Fingerprint = tuple[str, bytes]
+"""(hash function as signalled, digest) of one `a=fingerprint` (RFC 8122 §5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaLine:
+    """One m= line: where its SDP's author receives media, the protocol, the fingerprints of
+    the certificate it will present in DTLS-SRTP (none for SDES)."""
+
+    addr: str
+    port: int
+    proto: str
+    fingerprints: tuple[Fingerprint, ...] = ()
 
 
 def sdes_key(suite: str, inline: bytes, origin: str) -> SrtpKey | None:
@@ -52,15 +69,24 @@ def sdes_key(suite: str, inline: bytes, origin: str) -> SrtpKey | None:
 
 
 def sdp_media(data: bytes, default_addr: str) -> list[tuple[str, int, str]]:
-    """(address, port, protocol) of each m= line in a SIP message's SDP.
+    """(address, port, protocol) of each m= line in a SIP message's SDP (see `sdp_media_lines`)."""
+    return [(m.addr, m.port, m.proto) for m in sdp_media_lines(data, default_addr)]
+
+
+def sdp_media_lines(data: bytes, default_addr: str) -> list[MediaLine]:
+    """Each m= line of a SIP message's SDP: where its author receives, how, and with which
+    certificate fingerprints.
 
     The address is the media-level c= line if there is one, else the session-level one, else
-    the sender of the message (RFC 8866 5.7). Only SIP takes this path, so splitting lines here
-    costs nothing that matters.
+    the sender of the message (RFC 8866 5.7). The fingerprints are the media-level ones if there
+    are any, else the session-level ones (RFC 8122 §5). Only SIP takes this path, so splitting
+    lines here costs nothing that matters.
     """
     media: list[tuple[int, str]] = []
     media_addr: list[str | None] = []
+    media_fps: list[list[Fingerprint]] = []
     session_addr: str | None = None
+    session_fps: list[Fingerprint] = []
     for raw in data.split(b"\n"):
         line = raw.rstrip(b"\r")
         if line.startswith(b"c="):
@@ -74,7 +100,22 @@ def sdp_media(data: bytes, default_addr: str) -> list[tuple[str, int, str]]:
             if m:
                 media.append((int(m.group(2)), m.group(3).decode()))
                 media_addr.append(None)
+                media_fps.append([])
+        elif line.startswith(b"a=fingerprint:"):
+            fp = fingerprint(line)
+            if fp is not None:
+                (media_fps[-1] if media else session_fps).append(fp)
     return [
-        (addr or session_addr or default_addr, port, proto)
-        for addr, (port, proto) in zip(media_addr, media, strict=True)
+        MediaLine(addr or session_addr or default_addr, port, proto, tuple(fps or session_fps))
+        for addr, (port, proto), fps in zip(media_addr, media, media_fps, strict=True)
     ]
+
+
+def fingerprint(line: bytes) -> Fingerprint | None:
+    """(hash function, digest) of an `a=fingerprint` line (RFC 8122 §5), or None when it does
+    not read as one. Lower-case hex is accepted: holding a certificate against what was
+    signalled is the question here, the attribute's grammar is the SDP codec's."""
+    m = _FINGERPRINT.match(line)
+    if m is None:
+        return None
+    return m.group(1).decode(), bytes.fromhex(m.group(2).replace(b":", b"").decode())

@@ -1,4 +1,5 @@
-"""SDES keys and negotiated media from SIP over TLS, with the TLS key log: tshark decrypts.
+"""SDES keys, negotiated media and DTLS fingerprints from SIP over TLS with the key log: tshark
+decrypts.
 
 A vendor's capture of a secure deployment carries its SDES keys inside TLS; with the key log of
 the signalling connections (NSS format, what `confsec run` writes to evidence/) the keys become
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from confsec.analyze.findings import SrtpKey
 from confsec.analyze.pcap import PROTO_TCP, packets
-from confsec.analyze.signalling import CRYPTO, sdes_key
+from confsec.analyze.signalling import CRYPTO, Fingerprint, fingerprint, sdes_key
 from confsec.errors import ConfigError
 
 FIELDS = (
@@ -28,6 +29,7 @@ FIELDS = (
     "sdp.media.port",
     "sdp.media.proto",
     "sdp.media_attr",
+    "sdp.session_attr",
 )
 """What tshark prints per SDP-carrying frame, in this order (`-T fields`, all occurrences)."""
 
@@ -41,6 +43,8 @@ class TlsSignalling:
     """(address, port, protocol) of every m= line: where its SDP's author receives media."""
     sdp_frames: int = 0
     """Frames whose decrypted SIP carried SDP (tshark prints one line per frame)."""
+    fingerprints: list[tuple[str, int, tuple[Fingerprint, ...]]] = field(default_factory=list)
+    """(address, port, a=fingerprint values) of every m= line that has any (DTLS-SRTP)."""
 
 
 def tls_server_ports(capture: Path) -> set[int]:
@@ -54,14 +58,16 @@ def tls_server_ports(capture: Path) -> set[int]:
 
 
 def signalling_from_tls(capture: Path, keylog: Path) -> TlsSignalling:
+    """What SIP over TLS in the capture carried, decrypted by tshark with the key log. A capture
+    without TLS needs no tshark: the same key log may serve DTLS-SRTP alone."""
     if not keylog.is_file():
         raise ConfigError(f"{keylog}: no such key log file")
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        raise ConfigError("--keylog needs tshark (apt-get install tshark) to decrypt TLS")
     ports = tls_server_ports(capture)
     if not ports:
         return TlsSignalling()
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        raise ConfigError("--keylog needs tshark (apt-get install tshark) to decrypt TLS")
     argv = [tshark, "-n", "-r", str(capture), "-o", f"tls.keylog_file:{keylog}"]
     for port in sorted(ports):
         argv += ["-d", f"tls.port=={port},sip"]
@@ -87,6 +93,9 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
     count: one c= (session level) serves every m=; one more c= than m= lines is a session-level
     one followed by one per m=; as many as m= lines is one per m=. Otherwise the first c= is
     used, and without any the frame's source address (RFC 8866 5.7 puts c= at either level).
+    For the same reason the frame's media-level a=fingerprint values (else its session-level
+    ones) are given to every m= line of the frame: an endpoint presents one certificate for all
+    its media in practice, and holding it against each of them is what can be done.
     """
     out = TlsSignalling()
     seen: set[tuple[bytes, bytes]] = set()
@@ -103,6 +112,7 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
                 if k is not None and (k.key, k.salt) not in seen:
                     seen.add((k.key, k.salt))
                     out.keys.append(k)
+        fps = _fingerprints(cols[5]) or _fingerprints(cols[6])
         if len(addrs) == len(ports) + 1:
             addrs = addrs[1:]
         for i, (port, proto) in enumerate(zip(ports, protos, strict=False)):
@@ -110,4 +120,12 @@ def parse_tshark_sdp(output: str) -> TlsSignalling:
                 continue
             addr = addrs[i] if len(addrs) == len(ports) else (addrs[0] if addrs else src)
             out.media.append((addr, int(port), proto))
+            if fps:
+                out.fingerprints.append((addr, int(port), fps))
     return out
+
+
+def _fingerprints(attrs: str) -> tuple[Fingerprint, ...]:
+    """The a=fingerprint values among tshark's comma-joined attributes (`fingerprint:...`)."""
+    lines = (b"a=" + a.encode() for a in attrs.split(",") if a.startswith("fingerprint:"))
+    return tuple(fp for fp in map(fingerprint, lines) if fp is not None)

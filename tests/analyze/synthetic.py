@@ -19,6 +19,7 @@ from typing import Any
 import pylibsrtp
 
 from confsec.analyze.command import analyze, judge, write_reports
+from confsec.analyze.dtls import KeyLog
 from confsec.analyze.findings import SrtpKey
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import profile_for
@@ -119,6 +120,19 @@ def sip_invite(body: bytes) -> bytes:
     )
 
 
+def sip_ok(body: bytes) -> bytes:
+    """A UDP 200 OK to `sip_invite`, carrying `body` as its SDP answer."""
+    return (
+        b"SIP/2.0 200 OK\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK1\r\n"
+        b"From: <sip:alice@conference.example.test>;tag=1\r\n"
+        b"To: <sip:conf-factory@conference.example.test>;tag=2\r\nCall-ID: 1@confsec\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
 def sdp(addr: str, port: int, proto: str, *attributes: str) -> bytes:
     lines = [
         "v=0",
@@ -157,10 +171,15 @@ class Result:
 
 
 def run_analyze(
-    tmp_path: Path, capture: Path, keys: Sequence[SrtpKey] = (), o1_ports: Sequence[int] = ()
+    tmp_path: Path,
+    capture: Path,
+    keys: Sequence[SrtpKey] = (),
+    o1_ports: Sequence[int] = (),
+    keylog: KeyLog | None = None,
 ) -> Result:
-    """The analyser in this process (no child, no tshark): analyse, judge, write the reports."""
-    a, seconds = analyze(capture, list(keys), list(o1_ports))
+    """The analyser in this process (no child, no tshark): analyse, judge, write the reports.
+    `keylog` is what `--keylog` gives the DTLS-SRTP checks (None: no key log)."""
+    a, seconds = analyze(capture, list(keys), list(o1_ports), keylog=keylog)
     judgements = judge(a, list(o1_ports))
     reports = tmp_path / "reports"
     write_reports(reports, capture, judgements, a, seconds)
