@@ -18,6 +18,7 @@ Feature: Mandatory media protection (R3)
     When carol joins the conference with a plain RTP offer
     Then carol is refused with 488
 
+  @pics:sdes
   Scenario Outline: A null cipher offer is refused
     Given the control: alice creates a secure conference and is admitted
     When bob creates a conference through the factory URI with a <offer> offer

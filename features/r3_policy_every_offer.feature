@@ -1,4 +1,4 @@
-@req:R3
+@req:R3 @pics:sdes
 Feature: The secure policy holds on every offer of a dialog's life (R3)
   TR 33.829 clause 5.1.3: all participants in a secure conference shall use media protection,
   for as long as they take part, not only when they join. An admitted participant can make a
@@ -14,6 +14,7 @@ Feature: The secure policy holds on every offer of a dialog's life (R3)
   SDES key must be answered 200 with a fresh key of the focus's, and in the second of media
   that follows both directions must run under the new keys, judged by decryption. A target that
   refuses even that is inconclusive: its refusal of the faulty offer would show nothing.
+  The control is an SDES re-offer, so this feature is for SDES targets (`@pics:sdes`).
 
   Background:
     Given the conference service is reachable over SIPS

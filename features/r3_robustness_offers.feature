@@ -1,4 +1,4 @@
-@req:R3
+@req:R3 @pics:sdes
 Feature: Robustness of the service against offers it cannot use (R3)
   TR 33.829 clause 5.1.3: all participants in a secure conference shall use media protection.
   An offer whose protection cannot be set up must not get its sender admitted, and must not
@@ -9,7 +9,9 @@ Feature: Robustness of the service against offers it cannot use (R3)
   one offered after it, and an offer of unknown suites only is refused. Whether the conference
   went on is judged against the baseline second of the Background, in which alice and bob hear
   each other, on what arrives after the probe only: a target that carries no media at all is
-  inconclusive, not a finding.
+  inconclusive, not a finding. The flaws are those of SDES offers (a=crypto): a DTLS-SRTP
+  target refuses every SDES offer, which would show nothing, so this feature is for SDES
+  targets (`@pics:sdes`); features/dtls_srtp.feature judges DTLS-SRTP offers.
 
   Background:
     Given the conference service is reachable over SIPS

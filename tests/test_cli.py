@@ -337,6 +337,13 @@ def test_unknown_defect_is_a_usage_error(tmp_path: Path) -> None:
     assert run.code == 3, run.output
 
 
+def test_a_dtls_defect_without_dtls_mode_is_a_usage_error(tmp_path: Path) -> None:
+    """It would switch nothing on: a conformant run with the defect "on"."""
+    run = Run(tmp_path, "--defect", "dtls-no-fingerprint-check", timeout=60)
+    assert run.code == 3, run.output
+    assert "--reference-key-management dtls-srtp" in run.output
+
+
 def test_unreachable_target_is_an_environment_error(tmp_path: Path) -> None:
     pki = TestPki.create(tmp_path / "pki", "conference.example.test", ("alice",))
     with socket.socket() as s:  # a port nobody listens on

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from confsec.behaviour import dtls_checks
 from confsec.codec.digest import parse_challenge
 from confsec.codec.sip import parse_name_addr, parse_uri
 from confsec.errors import ConfsecError, Inconclusive, NonConformance, TargetUnreachable
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
 
 # RFC 3261 21.4.26 / 21.6.4: both say "the offer is not acceptable".
 NOT_ACCEPTABLE = {488, 606}
-# Session parameters an answer may leave out of its a=crypto: without them it encrypts after
-# all, which is what a secure conference wants.
+# Session parameters an answer may leave out of its a=crypto: it encrypts after all (fine).
 _DROPPABLE = frozenset({"UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP"})
 
 
@@ -85,12 +85,16 @@ def answer_protected(outcome: CallOutcome | None) -> Evidence:
     for m in accepted:
         if "SAVP" not in m.proto:
             raise NonConformance(f"the answer's m={m.media} uses {m.proto}, not SRTP")
+        if m.is_dtls_srtp:
+            dtls_checks.answer_line(m)
+            continue
         cryptos = m.crypto
         if not cryptos:
             raise NonConformance(f"the answer's m={m.media} carries no a=crypto key")
         for c in cryptos:
             if c.is_null:
                 raise NonConformance(f"the answer's m={m.media} selects null encryption")
+    dtls_checks.handshakes(out)
     return Evidence.of(answers=1, protected_streams=len(accepted))
 
 
@@ -118,15 +122,15 @@ def control_admitted(outcome: CallOutcome | None, name: str, what: str) -> Evide
 
 
 def suite_selected(outcome: CallOutcome | None, suite: str) -> Evidence:
-    """R3: every keyed stream of the answer uses the crypto suite the offer named (the offer
-    names only that one, with tag 1 per medium): a scenario "with AEAD_AES_128_GCM" must not
-    pass on AES_CM_128_HMAC_SHA1_80."""
+    """R3: every keyed stream uses the one suite (or DTLS-SRTP profile) the offer named: a
+    scenario "with AEAD_AES_128_GCM" must not pass on AES_CM_128_HMAC_SHA1_80."""
     out = _final(outcome, "the call")
     if out.answer is None:
         raise Inconclusive("the call has no SDP answer to read the selected suite from")
     chosen = [(m.media, c.suite) for m in out.answer.media if m.port != 0 for c in m.crypto]
+    chosen += sorted(out.dtls_suites.items())  # DTLS-SRTP: the use_srtp profile selected
     if not chosen:
-        raise Inconclusive("the answer carries no a=crypto: no suite was selected")
+        raise Inconclusive("the answer carries no a=crypto and no DTLS-SRTP profile was selected")
     other = [f"m={media} selects {s}" for media, s in chosen if s != suite]
     if other:
         raise NonConformance(f"offered only {suite}, but the answer's " + "; ".join(other))

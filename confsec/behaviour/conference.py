@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from confsec.behaviour import dtls_media
 from confsec.behaviour.checks import ledger_observations
 from confsec.behaviour.client_certs import flawed_account
 from confsec.behaviour.outcomes import CallOutcome, TlsProbe
@@ -281,7 +282,8 @@ class ConferenceRun:
         if name not in tones:  # guests of large conferences: the next free tone each
             extra = sum(1 for n in self.participants if n not in PARTICIPANT_ORDER)
             tones[name] = tone_for(len(PARTICIPANT_ORDER) + extra)
-        p = Participant(name, account, self.target, ua, self.ledger, tones[name], all_tones={})
+        p = Participant(name, account, self.target, ua, self.ledger, tones[name], {})
+        p.keylog = self.keylog
         self.participants[name] = p
         for q in self.participants.values():
             q.all_tones = {n: o.tone_hz for n, o in self.participants.items()}
@@ -352,6 +354,10 @@ class ConferenceRun:
             out.dialog = call.dialog
             if keep and not crafted and out.admitted and out.answer is not None:
                 p.apply_answer(out.answer)
+                out.dtls_failure = await dtls_media.await_keys(
+                    p, list(out.answer.media), self.target.timeouts.transaction
+                )
+                out.dtls_suites = dict(p.dtls.selected) if p.dtls else {}
                 attach(p, call.dialog, out.answer)  # dialog for BYE and rekeys (R6)
         self.outcomes[name] = out
         self.last_outcome = out

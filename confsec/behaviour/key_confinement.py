@@ -28,6 +28,7 @@ from confsec.behaviour.membership import Membership
 from confsec.behaviour.participant import OfferSpec
 from confsec.codec.conference_info import CONTENT_TYPE
 from confsec.errors import Inconclusive, PeerTimeout, TransportError
+from confsec.media.ledger import key_fingerprint
 from confsec.net.ua import UserAgent
 from confsec.target.model import Listener
 
@@ -110,7 +111,13 @@ class KeyConfinement:
     def search(self) -> LeakScan:
         """Everything the target sent, searched for every key of the run's ledger."""
         sightings = self.conf.runtime.run(self._collect(), 30, "collecting what the target sent")
-        self.result = scan(sightings, held_keys(self.conf.ledger))
+        exported = {
+            key_fingerprint(key, salt)
+            for p in self.conf.participants.values()
+            if p.dtls is not None
+            for key, salt in p.dtls.exported
+        }
+        self.result = scan(sightings, held_keys(self.conf.ledger, exported))
         return self.result
 
     def scanned(self) -> LeakScan:

@@ -20,7 +20,7 @@ named by the ledger's fingerprint and the streams that used them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from confsec.codec.sip import Request, Response
@@ -87,6 +87,8 @@ class HeldKey:
     group: bool
     """It keys the common stream (the group key of R5)."""
     spellings: tuple[tuple[str, bytes], ...] = field(repr=False)
+    exported: bool = False
+    """Exported by a DTLS-SRTP handshake (RFC 5764): no message has a place for it at all."""
 
     @property
     def name(self) -> str:
@@ -109,7 +111,7 @@ class Finding:
     def legitimate(self) -> bool:
         """In an SDP answer (or re-offer) to one of its holders, over TLS."""
         s = self.sighting
-        return s.answer and s.secure and s.recipient in self.key.holders
+        return not self.key.exported and s.answer and s.secure and s.recipient in self.key.holders
 
     @property
     def returned(self) -> bool:
@@ -149,7 +151,7 @@ class LeakScan:
         """Issued keys not found in some holder's answer (the positive control's failures)."""
         out = []
         for k in keys:
-            if k.issued:
+            if k.issued and not k.exported:
                 missing = sorted(k.holders - self.placed(k))
                 if missing:
                     out.append((k, missing))
@@ -159,9 +161,10 @@ class LeakScan:
 # -- what goes in -------------------------------------------------------------------------------
 
 
-def held_keys(ledger: KeyStreamLedger) -> list[HeldKey]:
+def held_keys(ledger: KeyStreamLedger, exported: Collection[str] = ()) -> list[HeldKey]:
     """Every distinct master key and salt of the ledger, with its holders (the owners of the
-    streams under it) and its spellings."""
+    streams under it) and its spellings; `exported` names (by fingerprint) the keys a DTLS-SRTP
+    handshake made."""
     ids: dict[tuple[str, str], StreamId] = {
         (str(r.stream), r.key_fingerprint): r.stream for r in ledger.entries()
     }
@@ -183,6 +186,7 @@ def held_keys(ledger: KeyStreamLedger) -> list[HeldKey]:
                 issued=any(s.direction == "recv" for s in sids),
                 group=any(s.label.split()[:1] == [COMMON] for s in sids),
                 spellings=tuple(key_spellings(key, salt)),
+                exported=key_fingerprint(key, salt) in exported,
             )
         )
     return out
@@ -317,6 +321,11 @@ def _control(result: LeakScan, keys: list[HeldKey], what: str) -> str:
             f"delivered them ({listed}): it could not have found them anywhere else either"
         )
     places = sum(len(result.placed(k)) for k in keys if k.issued)
+    exported = sum(1 for k in keys if k.issued and k.exported)
+    if exported and not places:
+        # DTLS-SRTP: the keys never travel, so there is no answer to find them in; each one
+        # protected media the participants authenticated, and any sighting at all is a leak.
+        return f"{exported} {what}(s) exported by DTLS-SRTP handshakes: no message carries them"
     return f"every issued {what} found in its holders' SDP answers over TLS ({places} places)"
 
 

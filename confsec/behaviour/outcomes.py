@@ -29,6 +29,10 @@ class CallOutcome:
     """Every response to the INVITE, provisional ones included (keys may come in early media)."""
     dialog: Dialog | None = None
     """The dialog a 2xx established."""
+    dtls_failure: str | None = None
+    """DTLS-SRTP: why a media leg's handshake did not complete after the 2xx (no keys)."""
+    dtls_suites: dict[str, str] = field(default_factory=dict)
+    """DTLS-SRTP: per medium, the suite of the protection profile the handshake selected."""
 
     @property
     def admitted(self) -> bool:

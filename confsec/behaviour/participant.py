@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING
 
+from confsec.behaviour import dtls_media
+from confsec.behaviour.offer_spec import NULL_OFFERS, OfferSpec
 from confsec.codec.sdp import (
     CryptoAttribute,
     MediaDescription,
@@ -43,49 +45,9 @@ RECENT_PACKETS = 2000
 """Per leg: what rekeying is judged on (R6), packets from before a join to after the rekeys. A
 video leg hears every other participant's switched video at 50 pps each (four others: ~10 s);
 an audio or common leg hears one 50 pps mix (40 s)."""
-NULL_OFFERS = {"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"}
 COMMON = "common"
 
 Key = tuple[str, bytes, bytes]  # (suite, master key, master salt)
-
-
-@dataclass(frozen=True)
-class OfferSpec:
-    """What a participant offers: which media, SRTP or not, which suite, null variants."""
-
-    secure: bool = True
-    suite: str = "AES_CM_128_HMAC_SHA1_80"
-    media: tuple[str, ...] = ("audio",)
-    session_params: tuple[str, ...] = ()
-    common: bool = False
-    """Also offer to receive the group-keyed common stream (R5), if the target claims it."""
-
-    @classmethod
-    def named(cls, name: str) -> OfferSpec:
-        """Gherkin names: 'secure', 'plain RTP', a null suite name, or 'UNENCRYPTED_SRTP'."""
-        if name == "secure":
-            return cls()
-        if name == "plain RTP":
-            return cls(secure=False)
-        if name in NULL_OFFERS:
-            return cls(suite=name)
-        if name in ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP"):
-            return cls(session_params=(name,))
-        raise ValueError(f"unknown offer {name!r}")
-
-    @classmethod
-    def from_phrase(cls, rest: str) -> OfferSpec:
-        """The tail of 'has created a secure conference ...': 'using <suite>', 'with audio and
-        video', or nothing."""
-        words = rest.split()
-        spec = cls()
-        if "using" in words:
-            spec = cls(suite=words[words.index("using") + 1])
-        if "video" in words:
-            spec = cls(suite=spec.suite, media=("audio", "video"))
-        if "common" in words:  # '... with the common stream'
-            spec = cls(suite=spec.suite, media=spec.media, common=True)
-        return spec
 
 
 @dataclass
@@ -165,6 +127,10 @@ class Participant:
     """Every re-INVITE that brought new keys (confsec.behaviour.rekeying)."""
     rekey_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     """Set with every new entry in `rekeys`, so waiting for a rekey awaits it, never polls."""
+    dtls: dtls_media.DtlsKeying | None = None
+    """The DTLS identity and associations, where the offer was DTLS-SRTP (dtls_media.py)."""
+    keylog: str | None = None
+    """The run's NSS key log, where the DTLS handshakes add their lines too."""
 
     # -- offer / answer ------------------------------------------------------------------------
 
@@ -172,6 +138,8 @@ class Participant:
         """Open one UDP leg per medium and describe them, with fresh keys per stream."""
         await self.close_media()
         self.offer_spec = spec
+        sdes_only = spec.keying == "sdes" or spec.suite in NULL_OFFERS or bool(spec.session_params)
+        dtls = dtls_media.uses_dtls(self, spec.secure, sdes_only)
         media = []
         for tag, kind in enumerate(spec.media, start=1):
             leg = await MediaLeg.open(host="127.0.0.1", port=0, recent_limit=RECENT_PACKETS)
@@ -179,7 +147,12 @@ class Participant:
             self.ssrcs[kind] = _fresh_ssrc(self.ssrcs.values())
             attrs: list[tuple[str, str | None]] = []
             proto = "RTP/AVP"
-            if spec.secure:
+            if dtls:
+                proto = dtls_media.DTLS_PROTO
+                attrs += dtls_media.offer_attributes(
+                    self, kind, leg, spec.suite, mismatched=spec.keying != "auto"
+                )
+            elif spec.secure:
                 proto = "RTP/SAVP"
                 crypto = CryptoAttribute.generate(tag, spec.suite)
                 if spec.session_params:
@@ -207,9 +180,9 @@ class Participant:
                     attributes=attrs,
                 )
             )
-        if spec.common and spec.secure and self.target.capabilities.group_keys:
+        if spec.common and spec.secure and not dtls and self.target.capabilities.group_keys:
             media.append(await common_offer_line(self, spec.suite))
-        if spec.secure:
+        if spec.secure:  # DTLS too: what comes before the handshake is judged by its keys
             for leg in self.legs.values():
                 leg.expect_key()  # media may come before the answer that brings its key
         return SessionDescription.build(self.name, "127.0.0.1", media=media).to_bytes()
@@ -221,6 +194,9 @@ class Participant:
             if leg is None or m.port == 0:
                 continue
             leg.set_remote((m.connection_address or self.target.host, m.port))
+            if self.dtls is not None and stream_kind(m) in self.dtls.drivers:
+                dtls_media.take_answer(self, stream_kind(m), leg, m)  # keys: await_keys()
+                continue
             sent = self.send_crypto.get(stream_kind(m))
             received = next((c for c in m.crypto if not c.is_null), None) if m.crypto else None
             if sent is not None and not sent.is_null and sent.suite not in NULL_OFFERS:
@@ -292,6 +268,10 @@ class Participant:
             leg.close()
         self.legs.clear()
         self.send_crypto.clear()
+        if self.dtls is not None:
+            for driver in self.dtls.drivers.values():
+                driver.close()
+            self.dtls = None
 
     async def close(self) -> None:
         await self.close_media()
@@ -363,6 +343,9 @@ def attach(p: Participant, dialog: Dialog | None, answer: SessionDescription) ->
         crypto = _crypto(m)
         if crypto is not None and m.port != 0:
             record.recv_keys[stream_kind(m)] = (crypto.suite, crypto.key, crypto.salt)
+        exported = p.dtls.recv_keys.get(stream_kind(m)) if p.dtls is not None else None
+        if crypto is None and m.port != 0 and exported is not None:
+            record.recv_keys[stream_kind(m)] = exported  # DTLS-SRTP: from the handshake
     record.changed = tuple(record.recv_keys)
     p.rekeys.append(record)
     if dialog is not None:
@@ -398,10 +381,31 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
     label = f"epoch-{record.epoch}"
     changed = []
     media = []
+    pending: list[dtls_media.PendingRekey] = []
     for m in offer.media:
         kind = stream_kind(m)
         leg = p.legs.get(kind)
         crypto = _crypto(m)
+        if leg is not None and m.port != 0 and m.is_dtls_srtp and p.dtls is not None:
+            leg.set_remote((m.connection_address or p.target.host, m.port))
+            dtls_attrs, started = dtls_media.answer_rekey(p, m, leg)
+            if dtls_attrs is not None:
+                if started is not None:
+                    pending.append(started)
+                dtls_attrs += [
+                    ("sendrecv", None),
+                    ("ssrc", f"{p.ssrcs[kind]} cname:{p.name}@confsec"),
+                ]
+                media.append(
+                    MediaDescription.build(
+                        m.media,
+                        port=leg.local_addr[1],
+                        proto=m.proto,
+                        formats=m.formats,
+                        attributes=dtls_attrs,
+                    )
+                )
+                continue
         if leg is None or m.port == 0 or crypto is None:
             media.append(MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats))
             continue
@@ -432,10 +436,27 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
                 m.media, port=leg.local_addr[1], proto=m.proto, formats=m.formats, attributes=attrs
             )
         )
+    answer = SessionDescription.build(p.name, "127.0.0.1", media=media)
+    if pending:  # DTLS-SRTP: the epoch's keys are those of the new handshakes
+        asyncio.get_running_loop().create_task(
+            dtls_media.finish_rekey(p, pending, lambda keys: _record(p, record, keys))
+        )
+        return answer
     record.changed = tuple(changed)
     p.rekeys.append(record)
     p.rekey_arrived.set()
-    return SessionDescription.build(p.name, "127.0.0.1", media=media)
+    return answer
+
+
+def _record(p: Participant, record: RekeyRecord, keys: dict[str, Key]) -> None:
+    """A DTLS-SRTP rekey's `RekeyRecord`, once its handshakes are done (dtls_media.py)."""
+    previous = p.rekeys[-1].recv_keys if p.rekeys else {}
+    record.at = asyncio.get_running_loop().time()
+    record.recv_keys = {**previous, **keys}
+    record.changed = tuple(k for k, v in keys.items() if previous.get(k) != v)
+    record.epoch = len(p.rekeys) + 1
+    p.rekeys.append(record)
+    p.rekey_arrived.set()
 
 
 def _crypto(m: MediaDescription) -> CryptoAttribute | None:

@@ -20,7 +20,7 @@ from confsec import __version__
 from confsec.cli.target import add_target_commands as _add_target_commands
 from confsec.cli.target import check_target as _check_target
 from confsec.errors import ConfigError
-from confsec.reference.defects import DEFECTS, parse_defects
+from confsec.reference.defects import DEFECTS, KEY_MANAGEMENT_MODES, parse_defects
 from confsec.report import manifest
 from confsec.report.conformance import SEVERITIES
 from confsec.report.finalize import clean, default_signing_key, finalize
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="switch on a defect of the reference (repeatable; `confsec list defects`)",
+    )
+    run.add_argument(
+        "--reference-key-management",
+        choices=KEY_MANAGEMENT_MODES,
+        default="sdes",
+        help="how the embedded reference keys SRTP: sdes (a=crypto) or dtls-srtp (RFC 5764)",
     )
     run.add_argument(
         "--req",
@@ -212,7 +218,7 @@ def _evidence_dir(args: argparse.Namespace, reports: Path) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    defects = parse_defects(args.defect)
+    defects = parse_defects(args.defect, args.reference_key_management)
     waivers = _waivers(args)
     target_label = _check_target(args, defects)  # validates the profile before pytest starts
     known = {r.id for r in REQUIREMENTS}
@@ -256,6 +262,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd += ["--target", str(Path(args.target).resolve())]
     for name in sorted(defects):
         cmd += ["--defect", name]
+    if args.reference_key_management != "sdes":
+        cmd += ["--reference-key-management", args.reference_key_management]
     for req in args.req:
         cmd += ["--req", req.upper()]
     if args.processes:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from confsec.errors import ConfigError
+from confsec.reference.defects import KEY_MANAGEMENT_MODES
 
 
 def add_target_commands(sub: Any) -> None:
@@ -39,11 +40,22 @@ def add_target_commands(sub: Any) -> None:
         help="relax the focus for third-party UAs: digest-md5, digest-md5-only, sip-over-tls "
         "(no longer conformant; see the README on baresip)",
     )
+    serve.add_argument(
+        "--key-management",
+        choices=KEY_MANAGEMENT_MODES,
+        default="sdes",
+        help="how the reference keys SRTP: sdes (a=crypto, RFC 4568) or dtls-srtp (RFC 5764)",
+    )
     ref.set_defaults(handler=_cmd_serve)
 
     ana = sub.add_parser("analyze", help="check a capture a vendor recorded (R3, R4, O1)")
     ana.add_argument("capture", metavar="CAPTURE.pcap")
-    ana.add_argument("--keylog", default=None, metavar="FILE", help="TLS key log (NSS format)")
+    ana.add_argument(
+        "--keylog",
+        default=None,
+        metavar="FILE",
+        help="NSS key log: SIP over TLS (tshark decrypts it), DTLS-SRTP CLIENT_RANDOM (media keys)",
+    )
     ana.add_argument("--keys", default=None, metavar="FILE", help="SRTP keys (JSON or inline)")
     ana.add_argument(
         "--o1-port",
@@ -80,12 +92,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from confsec.reference.serve import serve
 
     return serve(
-        parse_defects(args.defect),
+        parse_defects(args.defect, args.key_management),
         Path(args.write_profile) if args.write_profile else None,
         Path(args.env_file) if args.env_file else None,
         Path(args.workdir) if args.workdir else None,
         interop=frozenset(args.interop),
         evidence_dir=Path(args.evidence) if args.evidence else None,
+        key_management=args.key_management,
     )
 
 

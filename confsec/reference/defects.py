@@ -11,12 +11,17 @@ from dataclasses import dataclass
 
 from confsec.errors import ConfigError
 
+KEY_MANAGEMENT_MODES = ("sdes", "dtls-srtp")
+"""How the reference can key SRTP (`confsec run --reference-key-management`)."""
+
 
 @dataclass(frozen=True)
 class Defect:
     name: str
     requirement: str
     description: str
+    key_management: str | None = None
+    """The mode the switch lives in ('dtls-srtp': its code runs only there); None: any."""
 
 
 DEFECTS: tuple[Defect, ...] = (
@@ -340,17 +345,57 @@ DEFECTS: tuple[Defect, ...] = (
         "R3",
         "the mixer decrypts SRTP without checking the tag: a forged packet is mixed",
     ),
+    # DTLS-SRTP key management (RFC 5763/5764), the reference's dtls-srtp mode
+    Defect(
+        "dtls-no-fingerprint-check",
+        "R2",
+        "the mixer completes DTLS handshakes with any certificate, whatever fingerprint the "
+        "participant signalled",
+        "dtls-srtp",
+    ),
+    Defect(
+        "dtls-falls-back-to-sdes",
+        "R3",
+        "a DTLS-SRTP service answers an SDES offer with SDES keys in the SDP",
+        "dtls-srtp",
+    ),
+    Defect(
+        "dtls-media-before-handshake",
+        "R3",
+        "the mixer starts a leg's media at once, unprotected until the DTLS handshake, which it "
+        "begins only after a first media packet's worth of delay",
+        "dtls-srtp",
+    ),
+    Defect(
+        "dtls-rekey-keeps-association",
+        "R6",
+        "the re-offer after a join or leave repeats the identity and a=tls-id, so the DTLS "
+        "association and its keys never change",
+        "dtls-srtp",
+    ),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in DEFECTS}
 
 
-def parse_defects(names: list[str] | tuple[str, ...]) -> frozenset[str]:
-    """Validate switch names given on the command line; unknown ones are a usage error."""
+def parse_defects(
+    names: list[str] | tuple[str, ...], key_management: str | None = None
+) -> frozenset[str]:
+    """Validate switch names given on the command line; unknown ones are a usage error, and so
+    is a switch whose code runs only in another key management mode (it would switch nothing
+    on, and the run would report a conformant reference with the defect "on")."""
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise ConfigError(
             f"unknown defect switch {', '.join(unknown)}; `confsec list defects` shows the "
             f"{len(DEFECTS)} switches"
         )
+    if key_management is not None:
+        for n in names:
+            mode = BY_NAME[n].key_management
+            if mode is not None and mode != key_management:
+                raise ConfigError(
+                    f"defect switch {n} lives in the reference's {mode} mode; add "
+                    f"--reference-key-management {mode}"
+                )
     return frozenset(names)

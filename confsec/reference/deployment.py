@@ -40,6 +40,10 @@ DOMAIN = "conference.example.test"
 # participants of the scale outline; benchmarks/scale.py measures it to 1000.
 REKEY_DEADLINE_S = 3.0
 REKEY_LATENCY_BOUND_S = 1.0
+DTLS_REKEY_LATENCY_BOUND_S = 4.0
+"""A DTLS-SRTP rekey is a handshake per participant and medium (two ECDSA signatures each,
+in one process): about 1.5 s for 50 participants measured on a 2-core machine; the bound
+leaves room for a loaded one."""
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "mallory")
 NAMED_USERS = USERS
 """The participants the features name: the PKI mints flawed client certificates for them."""
@@ -55,6 +59,8 @@ class ReferenceConfig:
     defects: frozenset[str] = frozenset()
     mutual_tls: bool = True
     keylog_file: Path | None = None
+    key_management: str = "sdes"
+    """'sdes' (RFC 4568) or 'dtls-srtp' (RFC 5763/5764, see dtls_keying.py)."""
     interop: frozenset[str] = frozenset()
     """Interop relaxations (focus.INTEROP) for third-party UAs; off by default, see README."""
     passwords: dict[str, str] = field(
@@ -78,7 +84,12 @@ class ReferenceDeployment:
         md5 = self._digest_server("MD5") if MD5_INTEROP & config.interop else None
         auth = Authenticator(self.digest, md5, defects=config.defects, interop=config.interop)
         self.focus = Focus(
-            FocusConfig(config.domain, defects=config.defects, interop=config.interop),
+            FocusConfig(
+                config.domain,
+                defects=config.defects,
+                interop=config.interop,
+                key_management=config.key_management,
+            ),
             auth,
             self.mixer,
             config.host,
@@ -196,10 +207,15 @@ class ReferenceDeployment:
                 event_package=True,
                 floor_control=True,
                 restricted_membership=True,  # RFC 5366 lists, see members.py
-                group_keys=True,
+                # DTLS-SRTP alone cannot carry a group key (that needs EKT, RFC 8870, which
+                # the reference does not implement): no common stream in that mode.
+                group_keys=self.config.key_management == "sdes",
+                key_management=self.config.key_management,
                 rekey_batching_window_s=self.focus.config.rekey_window,
                 rekey_deadline_s=REKEY_DEADLINE_S,
-                rekey_latency_bound_s=REKEY_LATENCY_BOUND_S,
+                rekey_latency_bound_s=REKEY_LATENCY_BOUND_S
+                if self.config.key_management == "sdes"
+                else DTLS_REKEY_LATENCY_BOUND_S,
                 lost_participant_timeout_s=LOST_PARTICIPANT_TIMEOUT_S,
                 internal_interfaces=(
                     InternalInterface(
@@ -229,10 +245,13 @@ class EmbeddedReference:
         defects: frozenset[str] = frozenset(),
         evidence_dir: Path | None = None,
         interop: frozenset[str] = frozenset(),
+        key_management: str = "sdes",
     ) -> EmbeddedReference:
         pki = TestPki.create(workdir / "pki", DOMAIN, USERS, flawed_for=NAMED_USERS)
         keylog = evidence_dir / "reference-tls-keylog.txt" if evidence_dir else None
-        config = ReferenceConfig(defects=defects, keylog_file=keylog, interop=interop)
+        config = ReferenceConfig(
+            defects=defects, keylog_file=keylog, interop=interop, key_management=key_management
+        )
         deployment = ReferenceDeployment(pki, config)
         loop = LoopThread("confsec-reference")
         try:

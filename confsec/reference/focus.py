@@ -27,7 +27,7 @@ from confsec.codec.sdp import (
     parse_sdp,
 )
 from confsec.codec.sip import SipParseError, parse_uri
-from confsec.reference import leaky
+from confsec.reference import dtls_keying, leaky
 from confsec.reference.auth import MD5_INTEROP, Authenticator
 from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager
@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
+SDES_FALLBACK = "dtls-falls-back-to-sdes"
+"""The dtls-srtp mode's defect: an SDES offer is answered with SDES instead of refused."""
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE, UPDATE"
 #: Interop relaxations, off by default, for UAs such as baresip 1.0 (libre) that cannot join a
 #: SIPS-only, SHA-256-only service: the digest ones of `auth.MD5_INTEROP` ("digest-md5",
@@ -76,6 +78,8 @@ class FocusConfig:
     defects: frozenset[str] = frozenset()
     rekey_window: float = DEFAULT_WINDOW_S  # joins/leaves batched into one rekey (R6, O2)
     interop: frozenset[str] = frozenset()  # relaxations from INTEROP; none by default
+    key_management: str = "sdes"
+    """'sdes' (a=crypto, RFC 4568) or 'dtls-srtp' (RFC 5763/5764: see dtls_keying.py)."""
 
     @property
     def factory_uri(self) -> str:
@@ -233,7 +237,12 @@ class Focus:
             if blind is not None:
                 return blind
         return evaluate_offer(
-            offer, require_srtp=require_srtp, allow_null_cipher=allow_null, suites=suites
+            offer,
+            require_srtp=require_srtp,
+            allow_null_cipher=allow_null,
+            suites=suites,
+            key_management=self.config.key_management,
+            sdes_fallback=SDES_FALLBACK in self.defects,
         )
 
     async def _offer(self, req: IncomingRequest) -> SessionDescription | None:
@@ -304,7 +313,14 @@ class Focus:
             if m.rtcp_mux:
                 attrs.append(("rtcp-mux", None))
             remote = (m.connection_address or req.flow.remote[0], m.port)
-            if choice.crypto is not None and conf.secure:
+            dtls = None
+            if choice.dtls and conf.secure:
+                dtls = dtls_keying.new_association(m, self.defects)
+                attrs[:0] = dtls_keying.answer_attributes(dtls)
+                rx = tx = None
+                ssrc = secrets.randbits(32)
+                proto = m.proto
+            elif choice.crypto is not None and conf.secure:
                 self.keys.note_offered(choice.crypto)
                 issued = self.keys.issue(
                     conf.conference_id, leg_id, m.media, choice.crypto, _offered_ssrc(m)
@@ -326,7 +342,7 @@ class Focus:
                     m.media, port=ports[m.media][1], proto=proto, formats=[pt], attributes=attrs
                 )
             )
-            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch))
+            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch, dtls))
         self.mixer.install(LegSetup(conf.conference_id, leg_id, tuple(streams)))
         answer = SessionDescription.build("focus", self.host, media=answer_media)
         contact_uri = conf.uri

@@ -33,6 +33,27 @@ class SrtpKeys:
 
 
 @dataclass(frozen=True)
+class DtlsSetup:
+    """A DTLS-SRTP association the mixer runs for one medium of one leg (RFC 5763/5764).
+
+    The focus chooses the identity and signals its fingerprint, as it chooses SDES keys: the
+    mixer stays a media engine that never decides anything about keys. Its keys come out of
+    the handshake, so a `StreamSetup` with `dtls` carries no `rx`/`tx`.
+    """
+
+    role: str
+    """'client' (a=setup:active, the mixer sends the ClientHello) or 'server' (passive)."""
+    certificate_pem: bytes
+    private_key_pem: bytes = field(repr=False)
+    peer_fingerprints: tuple[str, ...]
+    """The participant's a=fingerprint values: the certificate it presents must match one."""
+    tls_id: str
+    """RFC 8842: a new value means a new association (a rekey); the same one keeps it."""
+    check_fingerprint: bool = True
+    """False is the `dtls-no-fingerprint-check` defect: any certificate is taken."""
+
+
+@dataclass(frozen=True)
 class StreamSetup:
     """What the focus tells the mixer about one medium of one leg."""
 
@@ -44,6 +65,8 @@ class StreamSetup:
     tx_ssrc: int
     epoch: int = 1
     """The conference key epoch these keys belong to (rekeying, R6): names ledger records."""
+    dtls: DtlsSetup | None = None
+    """DTLS-SRTP keying instead of `rx`/`tx` (the reference's dtls-srtp mode)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +76,7 @@ class LegSetup:
     streams: tuple[StreamSetup, ...]
 
 
-CONTROL_TYPES: tuple[type, ...] = (SrtpKeys, StreamSetup, LegSetup)
+CONTROL_TYPES: tuple[type, ...] = (SrtpKeys, DtlsSetup, StreamSetup, LegSetup)
 """Every value type a control call carries; the key channel accepts these and no others."""
 
 

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from confsec.media.defect_srtp import IndexGuess, decrypt_ignoring_tag, unprotect_ignoring_replay
+from confsec.media.dtls import SrtpKeys as DtlsKeys
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import (
     RTP_HEADER_LEN,
@@ -39,9 +40,12 @@ from confsec.media.srtp import (
     new_sender,
 )
 from confsec.media.tone import pcmu_decode
-from confsec.reference.mixer_control import COMMON_MEDIA, SrtpKeys, StreamSetup
+from confsec.reference.mixer_control import COMMON_MEDIA, DtlsSetup, SrtpKeys, StreamSetup
+from confsec.reference.mixer_dtls import LegAssociation
 
 FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio
+EARLY_DTLS_LIMIT = 8
+EARLY_MEDIA_DEFECT = "dtls-media-before-handshake"
 # Defect switches that decrypt refused packets outside libsrtp: the stream keeps its receive key
 # and an estimate of the packet index for them.
 DECRYPTING_DEFECTS = frozenset({"mixer-accepts-replay", "mixer-skips-auth-check"})
@@ -99,6 +103,12 @@ class LegStream(asyncio.DatagramProtocol):
         """Released by the focus yet still sent to (the `mixer-keeps-sending-to-leaver`
         defect): what arrives is not mixed."""
         self._clock = time.monotonic
+        self.association: LegAssociation | None = None
+        """The DTLS-SRTP association whose keys are in use (dtls-srtp mode)."""
+        self.pending: LegAssociation | None = None
+        """A new association (a join, or a rekey) whose handshake has not completed yet."""
+        self._early: list[bytes] = []
+        """ClientHello flights for an association the focus has not installed yet (`_dtls`)."""
 
     # -- what the focus installs ---------------------------------------------------------------
 
@@ -107,11 +117,15 @@ class LegStream(asyncio.DatagramProtocol):
         self.remote = s.remote
         self.payload_type = s.payload_type
         self.tx_ssrc = s.tx_ssrc
-        self.secure_tx = s.tx is not None and "mixer-sends-plain-rtp" not in self.engine.defects
+        keyed = s.tx is not None or s.dtls is not None
+        self.secure_tx = keyed and "mixer-sends-plain-rtp" not in self.engine.defects
 
     def install(self, s: StreamSetup, ledger: KeyStreamLedger, label: str) -> None:
         """Take the keys of this medium (a rekey installs the next epoch's in place)."""
         self.point_at(s)
+        if s.dtls is not None:
+            self._associate(s.dtls, ledger, label)
+            return
         self.secure_rx = s.rx is not None
         self.rx = (
             new_receiver(ledger, StreamId("mixer", label, s.media, "recv"), *_k(s.rx))
@@ -128,7 +142,75 @@ class LegStream(asyncio.DatagramProtocol):
             self.index = IndexGuess()  # a new key is a new libsrtp session
         self.installed = True
 
+    def _associate(self, setup: DtlsSetup, ledger: KeyStreamLedger, label: str) -> None:
+        """Start the association `setup` names, unless it is the one in use (same tls-id)."""
+        for current in (self.association, self.pending):
+            if current is not None and current.setup.tls_id == setup.tls_id:
+                return
+        if self.pending is not None:
+            self.pending.close()
+
+        def keyed(keys: DtlsKeys) -> None:
+            self.rx = new_receiver(
+                ledger,
+                StreamId("mixer", label, self.media, "recv"),
+                keys.suite,
+                keys.remote_key,
+                keys.remote_salt,
+            )
+            self.tx = new_sender(
+                ledger,
+                StreamId("mixer", label, self.media, "send"),
+                keys.suite,
+                keys.local_key,
+                keys.local_salt,
+            )
+            self.secure_rx = True
+            self.secure_tx = "mixer-sends-plain-rtp" not in self.engine.defects
+            old, self.association, self.pending = self.association, self.pending, None
+            if old is not None:
+                old.close()
+            self.installed = True
+
+        self.pending = LegAssociation(setup, self._send_dtls, keyed, f"{label} {self.media}")
+        if EARLY_MEDIA_DEFECT in self.engine.defects and self.association is None:
+            # The defect: media runs from the install on, in the clear until keys exist, and
+            # the handshake waits for the media path to be "up" (a few packets later).
+            self.installed, self.secure_tx = True, False
+            if setup.role == "client":
+                asyncio.get_running_loop().call_later(0.2, self.pending.start)
+        elif setup.role == "client":
+            self.pending.start()
+        early, self._early = self._early, []
+        for data in early:
+            self.pending.datagram(data)
+
+    def _dtls(self, data: bytes) -> None:
+        """Route one DTLS datagram. A new ClientHello (epoch 0) that comes while no new
+        association is set up belongs to the next one: the participant answered a rekey and
+        began its handshake before the focus's install reached the mixer. It waits for that
+        association (a few datagrams at most) instead of reaching the established one, which
+        would answer with the old identity."""
+        if self.pending is not None:
+            self.pending.datagram(data)
+            return
+        fresh = data[0] == 22 and data[3:5] == b"\x00\x00"
+        if self.association is not None and fresh and self.association.connected:
+            if len(self._early) < EARLY_DTLS_LIMIT:
+                self._early.append(data)
+            return
+        if self.association is not None:
+            self.association.datagram(data)
+
+    def _send_dtls(self, data: bytes) -> None:
+        if self.transport is not None and self.remote is not None:
+            self.transport.sendto(data, self.remote)
+
     def close(self) -> None:
+        for association in (self.association, self.pending):
+            if association is not None:
+                association.close()
+        self.association = self.pending = None
         if self.transport:
             self.transport.close()
 
@@ -140,6 +222,9 @@ class LegStream(asyncio.DatagramProtocol):
         self.last_rx = self._clock()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data and 19 < data[0] < 64:  # DTLS (RFC 7983)
+            self._dtls(data)
+            return
         if not self.installed or self.deaf or self.media == COMMON_MEDIA:  # common: send-only
             return
         self.engine.stats.received += 1

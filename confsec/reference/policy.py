@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confsec.codec.sdp import CryptoAttribute, MediaDescription, SessionDescription
+from confsec.codec.sdp import (
+    CryptoAttribute,
+    MediaDescription,
+    SdpParseError,
+    SessionDescription,
+    SetupRole,
+)
 
 SUPPORTED_MEDIA = {"audio": "0", "video": "96"}  # PCMU for audio, a dynamic type for video
 
@@ -22,6 +28,8 @@ class MediaChoice:
     index: int
     media: MediaDescription
     crypto: CryptoAttribute | None
+    dtls: bool = False
+    """Keyed by DTLS-SRTP (RFC 5763): the offer's a=fingerprint and a=setup, no a=crypto."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,27 @@ def evaluate_offer(
     require_srtp: bool,
     allow_null_cipher: bool,
     suites: tuple[str, ...],
+    key_management: str = "sdes",
+    sdes_fallback: bool = False,
 ) -> PolicyDecision:
-    """Pick, for every supported m-line, the first offered crypto the policy allows."""
+    """Pick, for every supported m-line, the first offered crypto the policy allows.
+
+    With `key_management` "dtls-srtp" a secure line must be a DTLS-SRTP one (RFC 5764 section
+    8); an SDES offer is refused, since the service keys no media that way, unless
+    `sdes_fallback` (the `dtls-falls-back-to-sdes` defect) answers it with SDES after all."""
     choices: list[MediaChoice] = []
     for index, m in enumerate(offer.media):
         if m.media not in SUPPORTED_MEDIA or m.port == 0:
             continue
-        secure_proto = "SAVP" in m.proto
+        if key_management == "dtls-srtp" and m.is_dtls_srtp:
+            why = dtls_refusal(m)
+            if why is not None:
+                return refuse(f"m={m.media}: {why}")
+            choices.append(MediaChoice(index, m, None, dtls=True))
+            continue
+        if key_management == "dtls-srtp" and "SAVP" in m.proto and not sdes_fallback:
+            return refuse(f"m={m.media} offers {m.proto}: this service keys SRTP with DTLS-SRTP")
+        secure_proto = "SAVP" in m.proto and not m.is_dtls_srtp
         if not secure_proto:
             if require_srtp:
                 return refuse(f"m={m.media} offers {m.proto}: SRTP (RTP/SAVP) is required")
@@ -63,6 +85,21 @@ def evaluate_offer(
     if not choices:
         return refuse("no supported media stream in the offer")
     return PolicyDecision(True, choices=tuple(choices))
+
+
+def dtls_refusal(m: MediaDescription) -> str | None:
+    """Why a DTLS-SRTP m-line cannot be answered: no usable fingerprint (RFC 8122 section 5:
+    not md2 or md5) or no role to take (RFC 5763 section 5), or None."""
+    try:
+        fingerprints = [f for f in m.fingerprints if f.is_acceptable_hash]
+        setup = m.setup
+    except SdpParseError as exc:
+        return f"malformed DTLS attribute: {exc}"
+    if not fingerprints:
+        return "no a=fingerprint with an acceptable hash (RFC 8122)"
+    if setup is None or setup == SetupRole.HOLDCONN:
+        return "no a=setup role to answer (RFC 5763 section 5)"
+    return None
 
 
 def reoffer_refusal(

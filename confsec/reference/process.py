@@ -77,6 +77,7 @@ class ReferenceProcess:
         defects: frozenset[str] = frozenset(),
         evidence_dir: Path | None = None,
         timeout: float = 60.0,
+        key_management: str = "sdes",
     ) -> ReferenceProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         profile = workdir / "target.toml"
@@ -86,6 +87,7 @@ class ReferenceProcess:
             cmd += ["--evidence", str(evidence_dir)]
         for d in sorted(defects):
             cmd += ["--defect", d]
+        cmd += ["--key-management", key_management]
         log = workdir / "reference.log"
         proc = subprocess.Popen(
             cmd,

@@ -42,6 +42,7 @@ from confsec.codec.sdp import (
 )
 from confsec.codec.sip import parse_uri
 from confsec.errors import ConfsecError
+from confsec.reference import dtls_keying
 from confsec.reference.keys import KeyManager
 from confsec.reference.mixer_control import (
     COMMON_MEDIA,
@@ -304,6 +305,12 @@ class Rekeyer:
             else:
                 tx = self.keys.rekey(s.tx) if s.tx is not None else None
                 ssrc = s.tx_ssrc
+            if s.dtls is not None:  # a new association: dtls_keying.py
+                dtls = dtls_keying.rekeyed(s.dtls, self.defects)
+                new_streams.append(replace(s, dtls=dtls, epoch=epoch))
+                extra = dtls_keying.offer_attributes(dtls, s.dtls)
+                media.append(_offer_line(m, None, s.tx_ssrc, False, extra))
+                continue
             new_streams.append(replace(s, tx=tx, tx_ssrc=ssrc, epoch=epoch))
             media.append(_offer_line(m, tx, ssrc, s.media == COMMON_MEDIA))
         offer = SessionDescription.build("focus", self.host, media=media)
@@ -328,11 +335,27 @@ class Rekeyer:
         except SdpParseError:
             rnd.failed += 1
             return
-        new_streams = _take_answer(new_streams, leg.answer, answer)
+        offered = new_streams
+        new_streams = _take_answer(new_streams, leg.streams, leg.answer, answer)
         if leg.leg_id not in conf.legs:  # left while the re-INVITE was under way
             return
         self.mixer().install(LegSetup(conf.conference_id, leg.leg_id, tuple(new_streams)))
+        kept = [
+            o.media
+            for n, o, old in zip(new_streams, offered, leg.streams, strict=True)
+            if o.dtls is not None
+            and old.dtls is not None
+            and o.dtls.tls_id != old.dtls.tls_id
+            and n.dtls == old.dtls
+        ]
         leg.streams = new_streams
+        if kept:
+            # A new association was offered and the answer kept the old one (no usable
+            # a=setup: baresip answers a re-offer with actpass and its old certificate): that
+            # leg stays on its old keys, is not rekeyed, and is stale for the next round.
+            log.info("%s kept its old DTLS association for %s: not rekeyed", leg.leg_id, kept)
+            rnd.failed += 1
+            return
         leg.epoch = epoch
         leg.held.add(epoch)
         leg.answer = offer
@@ -346,10 +369,15 @@ def _keyed(m: MediaDescription) -> bool:
 
 
 def _offer_line(
-    old: MediaDescription, tx: SrtpKeys | None, ssrc: int, common: bool
+    old: MediaDescription,
+    tx: SrtpKeys | None,
+    ssrc: int,
+    common: bool,
+    dtls: list[tuple[str, str | None]] | None = None,
 ) -> MediaDescription:
-    """The focus's re-INVITE m-line: same medium and port, the epoch's sending key and SSRC."""
-    attrs: list[tuple[str, str | None]] = []
+    """The focus's re-INVITE m-line: same medium and port, the epoch's sending key and SSRC
+    (or, in dtls-srtp mode, the DTLS lines of the epoch's association)."""
+    attrs: list[tuple[str, str | None]] = list(dtls or ())
     if tx is not None:
         crypto = CryptoAttribute(1, tx.suite, tx.key, tx.salt, None, None, ())
         attrs.append(("crypto", crypto.to_value()))
@@ -364,13 +392,21 @@ def _offer_line(
 
 
 def _take_answer(
-    streams: list[StreamSetup], previous: SessionDescription, answer: SessionDescription
+    streams: list[StreamSetup],
+    olds: list[StreamSetup],
+    previous: SessionDescription,
+    answer: SessionDescription,
 ) -> list[StreamSetup]:
-    """The participant's new sending keys (its answer's a=crypto) become the mixer's rx keys."""
+    """The participant's new sending keys (its answer's a=crypto) become the mixer's rx keys;
+    in dtls-srtp mode its answer settles the new association's roles and fingerprints."""
     accepted = [i for i, m in enumerate(previous.media) if _keyed(m)]
     out = []
-    for s, index in zip(streams, accepted, strict=False):
+    for s, old, index in zip(streams, olds, accepted, strict=False):
         m = answer.media[index] if index < len(answer.media) else None
+        if s.dtls is not None and old.dtls is not None:
+            s = replace(s, dtls=dtls_keying.answered(s.dtls, old.dtls, m) if m else old.dtls)
+            out.append(s)
+            continue
         crypto = next((c for c in m.crypto if not c.is_null), None) if m is not None else None
         if s.media != COMMON_MEDIA and crypto is not None and s.rx is not None:
             s = replace(s, rx=SrtpKeys.from_crypto(crypto))

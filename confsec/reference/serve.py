@@ -35,12 +35,17 @@ def serve(
     stop: threading.Event | None = None,
     interop: frozenset[str] = frozenset(),
     evidence_dir: Path | None = None,
+    key_management: str = "sdes",
 ) -> int:
     """Start the reference, write its profile and env file, and run until SIGINT/SIGTERM."""
     work = workdir or Path(tempfile.mkdtemp(prefix="confsec-reference-"))
     work.mkdir(parents=True, exist_ok=True)
     reference = EmbeddedReference.start(
-        work, defects=defects, evidence_dir=evidence_dir or work, interop=interop
+        work,
+        defects=defects,
+        evidence_dir=evidence_dir or work,
+        interop=interop,
+        key_management=key_management,
     )
     stop = stop or threading.Event()
     try:
@@ -58,6 +63,7 @@ def serve(
         tmp.write_text(profile)
         tmp.replace(profile_path)
         label = ", ".join(sorted(defects | {f"interop {f}" for f in interop})) or "compliant"
+        label += f", {key_management}"
         print(
             f"confsec reference ({label}) listening on sips {target.host}:{target.port}\n"
             f"profile: {profile_path}\nenv file: {env_path} (source it: . {env_path})",

@@ -86,12 +86,27 @@ class Capabilities:
     them; none named means the O1/O6 scenarios are not applicable."""
 
     def claims(self, pics: str) -> bool:
-        # Creation modes are claimed by name (`@pics:dial-out`), the rest by attribute.
+        # Creation modes are claimed by name (`@pics:dial-out`), key management by its name
+        # (`@pics:sdes`: a scenario about a=crypto), the rest by attribute.
         if pics in self.creation_modes:
             return True
+        if pics in ("sdes", "dtls-srtp", "mikey-ticket"):
+            return self.key_management == pics
         name = pics.replace("-", "_")
         value = getattr(self, name, getattr(self, f"{name}_s", None))
         return bool(value)
+
+    def unclaimed(self, pics: str) -> str:
+        """Why a scenario tagged `@pics:<pics>` does not apply, for the report."""
+        if pics == "group_keys" and self.key_management == "dtls-srtp":
+            return (
+                "the target does not claim group_keys: it keys SRTP with DTLS-SRTP, whose "
+                "per-association keys cannot carry a group key for a common stream without EKT "
+                "(RFC 8870), and it claims no EKT"
+            )
+        if pics in ("sdes", "dtls-srtp", "mikey-ticket"):
+            return f"the target keys SRTP with {self.key_management}, not {pics}"
+        return f"the target does not claim {pics}"
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,11 @@ class Target:
         if pics == "plain_listeners":
             return any(ln.transport == "udp" for ln in self.listeners)
         return self.capabilities.claims(pics)
+
+    def unclaimed(self, pics: str) -> str:
+        if pics == "plain_listeners":
+            return "the target profile declares no plain UDP SIP listener"
+        return self.capabilities.unclaimed(pics)
 
     def secrets(self) -> list[str]:
         """Every secret the target profile holds (for the report scanner)."""

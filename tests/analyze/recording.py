@@ -6,6 +6,7 @@ running on the same machine never enters the capture.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -78,3 +79,11 @@ def analyze(tmp_path: Path, capture: Path, *args: str) -> tuple[int, dict, dict,
     findings = json.loads((reports / "capture-findings.json").read_text())
     by_id = {r["id"]: r["verdict"] for r in verdicts["requirements"]}
     return result.code, by_id, findings, result.output
+
+
+async def plain_burst(conf: ConferenceRun, name: str, seconds: float) -> None:
+    """`name`'s legs go on from the same sockets and SSRCs, without SRTP, for `seconds`."""
+    p = conf.participant(name)
+    p.start_media(plain=True)
+    await asyncio.sleep(seconds)
+    p.stop_media()

@@ -9,7 +9,6 @@ clean capture.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
@@ -28,7 +27,14 @@ from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_sender
 from confsec.reference.deployment import EmbeddedReference
 from confsec.runtime.loop import LoopThread
-from tests.analyze.recording import analyze, media_filter, need_dumpcap, recording, write_keys
+from tests.analyze.recording import (
+    analyze,
+    media_filter,
+    need_dumpcap,
+    plain_burst,
+    recording,
+    write_keys,
+)
 
 
 @pytest.fixture
@@ -86,13 +92,6 @@ def test_plain_rtp_injected_into_an_srtp_stream(tmp_path: Path, loop: LoopThread
     assert f["packets"] >= 10 and f["requirement"] == "R3"
     assert verdicts["R3"] == "fail" and verdicts["R4"] == "pass"
     assert rc == 1
-
-
-async def plain_burst(conf: ConferenceRun, name: str, seconds: float) -> None:
-    p = conf.participant(name)
-    p.start_media(plain=True)
-    await asyncio.sleep(seconds)
-    p.stop_media()
 
 
 def test_a_reused_key_stream(tmp_path: Path) -> None:

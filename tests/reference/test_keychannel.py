@@ -18,7 +18,13 @@ import pytest
 from confsec.errors import RemoteProtocolError
 from confsec.reference.keychannel import WIRE_TYPES, KeyChannel, UnknownWireType, decode, encode
 from confsec.reference.mixer import Mixer
-from confsec.reference.mixer_control import COMMON_MEDIA, LegSetup, SrtpKeys, StreamSetup
+from confsec.reference.mixer_control import (
+    COMMON_MEDIA,
+    DtlsSetup,
+    LegSetup,
+    SrtpKeys,
+    StreamSetup,
+)
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -38,7 +44,12 @@ def _setup() -> LegSetup:
 
 
 def test_the_registry_is_the_control_types() -> None:
-    assert WIRE_TYPES == {"SrtpKeys": SrtpKeys, "StreamSetup": StreamSetup, "LegSetup": LegSetup}
+    assert WIRE_TYPES == {
+        "SrtpKeys": SrtpKeys,
+        "StreamSetup": StreamSetup,
+        "LegSetup": LegSetup,
+        "DtlsSetup": DtlsSetup,  # dtls-srtp mode: the mixer's identity and peer per stream
+    }
 
 
 def test_a_leg_setup_comes_back_as_it_was_sent() -> None:

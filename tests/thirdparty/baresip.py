@@ -2,30 +2,57 @@
 
 Each instance gets its own config directory: SIP over TLS with the participant's client
 certificate (one PEM with the key, as baresip wants), the run's CA, `srtp-mand` media
-encryption, PCMU from the `ausine` source, no audio device, and `ctrl_tcp` for commands.
+encryption (SDES, RFC 4568) or `dtls_srtp` (RFC 5763/5764, `mediaenc="dtls_srtp"`), PCMU from
+the `ausine` source, no audio device, and `ctrl_tcp` for commands.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from confsec.target.model import Target
 
-MODULES = ("g711.so", "ausine.so", "alsa.so", "srtp.so", "ctrl_tcp.so")
+INTEROP = frozenset({"digest-md5-only", "sip-over-tls"})
+"""The reference's interop flags baresip 1.0 needs to stay in a call (test_baresip.py says why):
+MD5-only digest, and a `sip:` conference URI over TLS."""
+
+MODULES = ("g711.so", "ausine.so", "alsa.so", "ctrl_tcp.so")
+MODULE_DIR = Path("/usr/lib/baresip/modules")
+MEDIAENC_MODULES = {"srtp-mand": "srtp.so", "dtls_srtp": "dtls_srtp.so"}
+"""The module each `mediaenc` of the account line needs (both are in baresip-core)."""
 
 
-def need_baresip() -> str:
+def need_baresip(mediaenc: str = "srtp-mand") -> str:
     path = shutil.which("baresip")
     if path is None:
         pytest.skip("baresip is not installed; .ci/run installs baresip-core")
+    module = MODULE_DIR / MEDIAENC_MODULES[mediaenc]
+    if not module.exists():
+        pytest.skip(f"baresip has no {module.name} ({mediaenc}); .ci/run installs baresip-core")
     return path
+
+
+def conference_id(uri: str) -> str:
+    """`conf-...` of a conference URI: what baresip dials as `sip:<id>@<domain>`."""
+    return uri.split(":")[1].split("@")[0]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
 
 
 def free_port(pair: bool = False) -> int:
@@ -49,9 +76,16 @@ class Baresip:
     """One baresip participant; `dial()` goes through ctrl_tcp, `log` is its console."""
 
     def __init__(
-        self, workdir: Path, name: str, target: Target, tone_hz: int = 440, dns_port: int = 0
+        self,
+        workdir: Path,
+        name: str,
+        target: Target,
+        tone_hz: int = 440,
+        dns_port: int = 0,
+        mediaenc: str = "srtp-mand",
     ):
         self.name = name
+        self.mediaenc = mediaenc
         self.dir = workdir / f"baresip-{name}"
         self.dir.mkdir(parents=True, exist_ok=True)
         account = target.account(name)
@@ -70,25 +104,25 @@ class Baresip:
             "audio_source": f"ausine,{tone_hz}",
             "ausrc_srate": "48000",
             "ausrc_channels": "2",
-            "module_path": "/usr/lib/baresip/modules",
+            "module_path": str(MODULE_DIR),
             "ctrl_tcp_listen": f"127.0.0.1:{self.ctrl_port}",
         }
         if dns_port:
             lines["dns_server"] = f"127.0.0.1:{dns_port}"
         text = "".join(f"{k}\t{v}\n" for k, v in lines.items())
-        text += "".join(f"module\t{m}\n" for m in MODULES)
+        text += "".join(f"module\t{m}\n" for m in (*MODULES, MEDIAENC_MODULES[mediaenc]))
         text += "module_app\taccount.so\nmodule_app\tmenu.so\n"
         (self.dir / "config").write_text(text)
         # regint=0: the reference is a conference server, not a registrar.
         (self.dir / "accounts").write_text(
             f"<sips:{account.username}@{target.domain}>;auth_pass={account.password};"
             f'outbound="sip:{target.host}:{target.port};transport=tls";regint=0;'
-            "mediaenc=srtp-mand;audio_codecs=PCMU\n"
+            f"mediaenc={mediaenc};audio_codecs=PCMU\n"
         )
         (self.dir / "contacts").write_text("")
         self.log_file = self.dir / "console.log"
         self.proc = subprocess.Popen(
-            [need_baresip(), "-f", str(self.dir), "-s"],
+            [need_baresip(mediaenc), "-f", str(self.dir), "-s"],
             stdin=subprocess.DEVNULL,
             stdout=self.log_file.open("w"),
             stderr=subprocess.STDOUT,
@@ -98,6 +132,21 @@ class Baresip:
     @property
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+    def sip_messages(self) -> list[str]:
+        """The SIP trace (`-s`): every message sent or received, in order, LF line ends.
+        baresip frames each as ESC[36;1m#, a `TLS from -> to` line, the message, ESC[;m."""
+        out = []
+        for chunk in self.log.split("\x1b[36;1m#\n")[1:]:
+            message = chunk.split("\x1b[;m", 1)[0].split("\n", 1)[-1]
+            out.append(message.replace("\r\n", "\n"))
+        return out
+
+    def rx_bitrate(self) -> int:
+        """The receive bit rate of the last status line (`audio=tx/rx (bit/s)`): what baresip
+        decoded, so only packets its SRTP accepted."""
+        rates = re.findall(r"audio=\d+/(\d+) \(bit/s\)", self.log)
+        return int(rates[-1]) if rates else 0
 
     def _wait_for(self, text: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -22,8 +22,6 @@ What confsec concludes about baresip 1.0 (Debian 12, libre 1.1), pinned here:
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +32,7 @@ from confsec.behaviour.participant import OfferSpec
 from confsec.reference.deployment import EmbeddedReference
 from confsec.reference.rekey import DEFAULT_WINDOW_S
 from confsec.runtime.loop import LoopThread
-from tests.thirdparty.baresip import Baresip, need_baresip
-
-INTEROP = frozenset({"digest-md5-only", "sip-over-tls"})
+from tests.thirdparty.baresip import INTEROP, Baresip, conference_id, need_baresip, wait_until
 
 
 @pytest.fixture
@@ -56,25 +52,6 @@ def reference(tmp_path: Path) -> Iterator[EmbeddedReference]:
     ref = _reference(tmp_path)
     yield ref
     ref.stop()
-
-
-def _conference_id(uri: str) -> str:
-    return uri.split(":")[1].split("@")[0]
-
-
-def _rx_bitrate(log: str) -> int:
-    """The receive bit rate of baresip's last status line (`audio=tx/rx (bit/s)`)."""
-    rates = re.findall(r"audio=\d+/(\d+) \(bit/s\)", log)
-    return int(rates[-1]) if rates else 0
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_baresip_cannot_answer_a_sha256_digest_challenge(
@@ -125,7 +102,7 @@ def test_baresip_cannot_ack_a_sips_contact(tmp_path: Path, loop: LoopThread) -> 
     try:
         assert conf.create("alice", OfferSpec()).status == 200
         assert conf.conference_uri is not None
-        conf_id = _conference_id(conf.conference_uri)
+        conf_id = conference_id(conf.conference_uri)
         ua = Baresip(tmp_path, "bob", ref.target)
         ua.dial(conf.conference_uri)
         assert ua.wait_for("session closed: Function not implemented", 15), ua.log[-3000:]
@@ -156,7 +133,7 @@ def test_two_baresip_participants_join_with_srtp_under_the_interop_profile(
     try:
         assert conf.create("alice", OfferSpec()).status == 200
         assert conf.conference_uri is not None
-        conf_id = _conference_id(conf.conference_uri)
+        conf_id = conference_id(conf.conference_uri)
         for name, tone_hz in (("bob", 440), ("carol", 660)):
             uas[name] = Baresip(tmp_path, name, ref.target, tone_hz=tone_hz)
         for ua in uas.values():  # a sip: URI over TLS (sip-over-tls), to the outbound proxy
@@ -175,8 +152,8 @@ def test_two_baresip_participants_join_with_srtp_under_the_interop_profile(
             return [s["audio"] for leg_id, s in legs.items() if f"/{user}/" in leg_id]
 
         # baresip -> mixer: SRTP the mixer authenticates; mixer -> baresip: SRTP baresip decrypts.
-        assert _wait(lambda: all(_rx_bitrate(ua.log) > 0 for ua in uas.values()), 8)
-        assert _wait(lambda: all(s.rx.ok >= 50 for u in uas for s in streams(u)), 8)
+        assert wait_until(lambda: all(ua.rx_bitrate() > 0 for ua in uas.values()), 8)
+        assert wait_until(lambda: all(s.rx.ok >= 50 for u in uas for s in streams(u)), 8)
         for name, ua in uas.items():
             (stream,) = streams(name)
             assert stream.rx.auth_failed == 0 and stream.secure_rx and stream.secure_tx
@@ -199,7 +176,7 @@ def test_two_baresip_participants_join_with_srtp_under_the_interop_profile(
 
         # A later join rekeys every member (R6). baresip 1.0 answers the re-INVITE with its old
         # sending key and keeps its old receiving key, so it can no longer decrypt.
-        assert _wait(lambda: len(dep.focus.rekey.rounds) >= 1, 6)  # the batch's own round
+        assert wait_until(lambda: len(dep.focus.rekey.rounds) >= 1, 6)  # the batch's own round
         dep.focus.rekey.window = DEFAULT_WINDOW_S
         assert conf.join("erin", OfferSpec()).status == 200
         for name, ua in uas.items():
@@ -214,7 +191,7 @@ def test_two_baresip_participants_join_with_srtp_under_the_interop_profile(
         )
         uas["bob"].command("hangup")
         members = dep.focus.conferences[conf_id].legs.values
-        assert _wait(lambda: "bob" not in {leg.user for leg in members()}, 5)
+        assert wait_until(lambda: "bob" not in {leg.user for leg in members()}, 5)
         assert "\nBYE sip:conf-" in uas["bob"].log
     finally:
         for ua in uas.values():
