@@ -308,6 +308,7 @@ def write_profile(
     timeouts: tuple[float, float, float] = (2, 3, 3),
     *,
     claim_all: bool = False,
+    key_management: str = "sdes",
 ) -> tuple[Path, dict[str, str]]:
     """Write `target.toml` (and `target.env`) for a hostile server on `port`.
 
@@ -315,7 +316,8 @@ def write_profile(
     package, floor control, a rekey latency bound, an internal key interface on the same port)
     and lists every account a scenario may use, so that no scenario is skipped as not
     applicable: the run then tests every requirement against the hostile behaviour. The PKI
-    must hold client certificates for `ALL_USERS` then.
+    must hold client certificates for `ALL_USERS` then. `key_management` is what the statement
+    claims (the hostile server answers SDES whatever it is offered).
 
     Returns the profile's path and the environment variables that hold the passwords.
     """
@@ -344,7 +346,7 @@ def write_profile(
         f"media = {float(media)}",
         "",
         "[capabilities]",
-        'key_management = "sdes"',
+        f'key_management = "{key_management}"',
         f"mutual_tls = {str(claim_all).lower()}",
         "video = false",
         'creation_modes = ["dial-in-factory"]',

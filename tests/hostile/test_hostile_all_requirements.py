@@ -8,6 +8,9 @@ suite nothing to observe but their TLS certificate:
   and null offers too), every other request 200 OK, and no media ever flows;
 - `ignore-all`: TLS works, and no request is ever answered.
 
+`accept-all-silent` runs a second time with a profile that claims DTLS-SRTP: the participants
+offer it, and get SDES answers and no handshake.
+
 Each runs `confsec run --target` for all fifteen requirements, with a profile that claims every
 capability (so that no scenario is skipped as not applicable) and short timeouts. The rule:
 no scenario passes, except those in `MAY_PASS`, each listed with the observation its pass rests
@@ -35,6 +38,10 @@ from tests.once import once
 TIMEOUTS = (2.0, 1.5, 1.5)  # connect, transaction, media
 RUN_TIMEOUT = 420.0
 MODES = ("refuse-all", "accept-all-silent", "ignore-all")
+DTLS_RUN = "accept-all-silent, claiming dtls-srtp"
+#: Run name -> (hostile server mode, the key management the profile claims). The last one
+#: offers DTLS-SRTP to a server that answers SDES to anything and sends no media.
+RUNS = {m: (m, "sdes") for m in MODES} | {DTLS_RUN: ("accept-all-silent", "dtls-srtp")}
 CERT = "The service presents a certificate valid for its domain"
 INTERFACE_TLS = "Every interface that carries media keys is protected by TLS"
 UDP_LISTENERS = "No plain SIP listener tells which users exist"
@@ -52,6 +59,10 @@ MAY_PASS: dict[str, dict[str, str]] = {
         INTERFACE_TLS: "the named interface (the same listener) presents a valid certificate",
     },
     "ignore-all": {
+        CERT: "the TLS handshake shows a certificate valid for the service domain",
+        INTERFACE_TLS: "the named interface (the same listener) presents a valid certificate",
+    },
+    DTLS_RUN: {
         CERT: "the TLS handshake shows a certificate valid for the service domain",
         INTERFACE_TLS: "the named interface (the same listener) presents a valid certificate",
     },
@@ -80,12 +91,16 @@ MAY_PASS: dict[str, dict[str, str]] = {
 }
 
 
-def run_mode(mode: str, workdir: Path) -> tuple[int | None, dict[str, tuple[str, str]], str]:
+def run_mode(
+    mode: str, workdir: Path, key_management: str = "sdes"
+) -> tuple[int | None, dict[str, tuple[str, str]], str]:
     pki = make_pki(workdir / "pki", ALL_USERS)
     server = HostileServer(mode, pki)
     port = server.start()
     try:
-        profile, env = write_profile(workdir, port, pki, TIMEOUTS, claim_all=True)
+        profile, env = write_profile(
+            workdir, port, pki, TIMEOUTS, claim_all=True, key_management=key_management
+        )
         add_dictionary(profile, workdir)
         run = confsec_run(
             workdir / "reports",
@@ -110,20 +125,24 @@ def run_mode(mode: str, workdir: Path) -> tuple[int | None, dict[str, tuple[str,
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    # The three runs once for both xdist workers (tests/once.py), side by side.
+    # The runs once for both xdist workers (tests/once.py), side by side.
     def produce(work: Path) -> dict[str, tuple]:
-        for m in MODES:
-            (work / m).mkdir(exist_ok=True)
-        with ThreadPoolExecutor(len(MODES)) as pool:
-            futures = {m: pool.submit(run_mode, m, work / m) for m in MODES}
-            return {m: f.result() for m, f in futures.items()}
+        dirs = {name: work / f"run{i}" for i, name in enumerate(RUNS)}
+        for d in dirs.values():
+            d.mkdir(exist_ok=True)
+        with ThreadPoolExecutor(len(RUNS)) as pool:
+            futures = {
+                name: pool.submit(run_mode, mode, dirs[name], km)
+                for name, (mode, km) in RUNS.items()
+            }
+            return {name: f.result() for name, f in futures.items()}
 
     return once(tmp_path_factory, "hostile-all-requirements", produce)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT + 120)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", list(RUNS))
 def test_nothing_passes_on_nothing(mode: str, runs: dict[str, tuple]) -> None:
     code, verdicts, output = runs[mode]
     print(f"\n{mode}: exit {code}, {len(verdicts)} scenarios")
@@ -134,8 +153,13 @@ def test_nothing_passes_on_nothing(mode: str, runs: dict[str, tuple]) -> None:
     assert code in (1, 2, 4), output[-3000:]
     # Every scenario ran: the profile claims every capability (the hostile server has no
     # plain UDP listener to declare, and keys with SDES: those scenarios alone do not apply).
-    not_applicable = {n for n, (v, _) in verdicts.items() if v == "not applicable"}
-    assert not_applicable <= {UDP_LISTENERS} | DTLS_ONLY, sorted(not_applicable)
+    not_applicable = {n: r for n, (v, r) in verdicts.items() if v == "not applicable"}
+    if RUNS[mode][1] == "sdes":
+        assert set(not_applicable) <= {UDP_LISTENERS} | DTLS_ONLY, sorted(not_applicable)
+    else:  # the SDES-only scenarios do not apply to a DTLS-SRTP target, and say so
+        sdes_only = {n for n, r in not_applicable.items() if "not sdes" in r}
+        assert set(not_applicable) - sdes_only <= {UDP_LISTENERS}, sorted(not_applicable)
+        assert not DTLS_ONLY & set(not_applicable), sorted(not_applicable)
     assert len(verdicts) >= 60, sorted(verdicts)
     passed = {n for n, (v, _) in verdicts.items() if v == "pass"}
     unexplained = sorted(passed - set(MAY_PASS[mode]))
