@@ -270,7 +270,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd += ["-n", str(args.processes)]
     if args.keyword:
         cmd += ["-k", args.keyword]
-    cmd += args.pytest_args
+    # The verdict table says why each scenario failed; pytest's tracebacks of the suite's own
+    # frames only bury it. `-- --tb=short` (a later option wins) brings them back.
+    cmd += ["--tb=no", "-rN", *args.pytest_args]
     label = f"defects: {', '.join(sorted(defects))}" if defects else "compliant"
     print(
         f"confsec {__version__}: running against {target_label or 'the embedded reference'} "
@@ -312,6 +314,14 @@ def _finish(
         allure_html=args.allure_html,
     )
     print_summary(outcome.doc, reports)
+    if any(
+        s["verdict"] == "error" for r in outcome.doc["requirements"] for s in r["scenarios"]
+    ):
+        print(
+            "confsec: an error verdict is trouble of the suite or the environment, not a "
+            "finding: rerun its scenario with `-k NAME -- --tb=short` to see the traceback",
+            file=sys.stderr,
+        )
     for note in outcome.notes:
         print(f"confsec: note: {note}", file=sys.stderr)
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items())

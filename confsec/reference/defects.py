@@ -260,6 +260,13 @@ DEFECTS: tuple[Defect, ...] = (
         "notified of who joins after it left, until the conference empties",
     ),
     Defect(
+        "subscribe-authorises-past-participants",
+        "R7",
+        "the event notifier authorises a SUBSCRIBE against everyone the conference has ever "
+        "had (its roster keeps departed users, RFC 4575 'deleted'): a leaver subscribes again "
+        "and gets the state",
+    ),
+    Defect(
         "subscribe-authorises-from",
         "R7",
         "the event notifier checks membership against the SUBSCRIBE's From URI, not the "

@@ -16,7 +16,8 @@ What makes it secure, and what each defect switch undoes:
   last leg leaves (BYE, or vanished), its subscriptions end with a final NOTIFY carrying
   `Subscription-State: terminated;reason=rejected` (RFC 6665 4.1.3: the authorization policy
   changed, do not re-subscribe) and no state, and are forgotten; a new SUBSCRIBE from it is
-  refused like any non-member's (`leaver-keeps-subscription` keeps notifying the leaver).
+  refused like any non-member's (`leaver-keeps-subscription` keeps notifying the leaver;
+  `subscribe-authorises-past-participants` lets it subscribe again).
 
 The focus calls `handle` for SUBSCRIBE and `joined`/`left` as legs come and go; everything else
 about the package lives here. It is handed the focus's `Authenticator` and a lookup of the
@@ -79,6 +80,8 @@ class _ConferenceState:
     members: dict[str, Member] = field(default_factory=dict)
     subscriptions: list[Subscription] = field(default_factory=list)
     version: int = 0
+    ever: set[str] = field(default_factory=set)
+    """Every user that ever had a leg here: only the past-participants defect reads it."""
 
 
 class ConferenceEvents:
@@ -111,6 +114,7 @@ class ConferenceEvents:
         state = self.states.setdefault(conf.conference_id, _ConferenceState())
         member = self._member(leg, request)
         state.members[leg.leg_id] = member
+        state.ever.add(leg.user)
         self._broadcast(conf, (_user(member, "full"),))
 
     def left(self, conf: Conference, leg: Leg) -> None:
@@ -167,6 +171,9 @@ class ConferenceEvents:
             await req.respond(404, "No such conference")
             return
         participants = {leg.user for leg in conf.legs.values()}
+        if "subscribe-authorises-past-participants" in self.defects:
+            known = self.states.get(conf.conference_id)
+            participants |= known.ever if known else set()
         if user not in participants and "subscribe-without-auth" not in self.defects:
             await req.respond(403, "Only participants may subscribe to this conference")
             return
