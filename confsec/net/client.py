@@ -77,36 +77,49 @@ class UacCore:
         *,
         timeout: float | None,
         authenticate: bool,
+        on_2xx: Callable[[Request, Response, Flow], None] | None = None,
     ) -> Exchange:
         """Run a client transaction and, on 401/407 with credentials, one authenticated retry
         (new branch, next CSeq, same Call-ID and From tag: `build` sees to all but the auth).
-        `timeout` bounds both tries together."""
+        `timeout` bounds both tries together.
+
+        `on_2xx` is called with the first 2xx to an INVITE as it is read, before the caller
+        resumes: the peer may send a request in the new dialog right behind its 2xx (a focus
+        rekeying a participant it has just admitted), and the dialog must exist by then."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         request = build(flow, [])
         # The response is a placeholder until the final one is known (set below).
         exchange = Exchange(request, Response(100, "Trying", Headers()), flow=flow)
-        response = await self._transact(request, flow, deadline, exchange)
+        response = await self._transact(request, flow, deadline, exchange, on_2xx)
         if response.status in (401, 407) and authenticate and self.credentials is not None:
             auth = self._authorize(request, response)
             if auth is not None:
                 request = build(flow, [auth])
-                response = await self._transact(request, flow, deadline, exchange)
+                response = await self._transact(request, flow, deadline, exchange, on_2xx)
         exchange.request = request
         exchange.response = response
         return exchange
 
     async def _transact(
-        self, request: Request, flow: Flow, deadline: float | None, exchange: Exchange
+        self,
+        request: Request,
+        flow: Flow,
+        deadline: float | None,
+        exchange: Exchange,
+        on_2xx: Callable[[Request, Response, Flow], None] | None,
     ) -> Response:
         exchange.requests.append(request)
         handle = self.transactions.start_client(request, flow)
         is_invite = request.method.upper() == "INVITE"
 
         def on_response(response: Response, retransmission: bool) -> None:
+            is_2xx = is_invite and 200 <= response.status < 300
             if not retransmission:
                 exchange.responses.append(response)
-            elif is_invite and 200 <= response.status < 300:
+                if is_2xx and on_2xx is not None:
+                    on_2xx(request, response, flow)
+            elif is_2xx:
                 self._on_2xx_again(response)
 
         # Set before any response can arrive: start_client() only sent the request.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from confsec.codec.sip import Headers, Request, Response, parse_message, parse_uri
 from confsec.errors import (
     ConfigError,
+    ConfsecError,
     LocalProtocolError,
     RemoteProtocolError,
     TransportError,
@@ -357,8 +358,10 @@ class UserAgent:
         timeout: float | None = 5.0,
         to: str | None = None,
         call_id: str | None = None,
+        on_2xx: Callable[[Request, Response, Flow], None] | None = None,
     ) -> Exchange:
-        """`request`, returning every request and response of the exchange."""
+        """`request`, returning every request and response of the exchange (`on_2xx`: see
+        `UacCore.exchange`)."""
         method = method.upper()
         if method in ("ACK", "CANCEL"):
             raise LocalProtocolError(f"{method} is not sent with request(); use send_raw")
@@ -384,7 +387,9 @@ class UserAgent:
             )
 
         flow = await self.resolve(dest, uri)
-        return await self.uac.exchange(build, flow, timeout=timeout, authenticate=authenticate)
+        return await self.uac.exchange(
+            build, flow, timeout=timeout, authenticate=authenticate, on_2xx=on_2xx
+        )
 
     async def invite(
         self,
@@ -398,7 +403,22 @@ class UserAgent:
         content_type: str = "application/sdp",
         to: str | None = None,
     ) -> Call:
-        """INVITE `uri` with an SDP offer; a 2xx is ACKed and gives `call.dialog`."""
+        """INVITE `uri` with an SDP offer; a 2xx is ACKed and gives `call.dialog`.
+
+        The dialog is made, and the ACK sent, as the 2xx is read: a request the peer sends in
+        the dialog right behind its 2xx finds it (answering that 481 would end the dialog on
+        the other side, §12.2.1.2)."""
+        made: list[Dialog] = []
+        broken: list[ConfsecError] = []
+
+        def on_2xx(request: Request, response: Response, flow: Flow) -> None:
+            if made or broken:
+                return  # a second 2xx (another fork) makes no second dialog
+            try:
+                made.append(self._uac_dialog(request, response, flow))
+            except ConfsecError as exc:  # raised to the caller, not into the reader
+                broken.append(exc)
+
         exchange = await self.request_exchange(
             "INVITE",
             uri,
@@ -409,12 +429,12 @@ class UserAgent:
             authenticate=authenticate,
             timeout=timeout,
             to=to,
+            on_2xx=on_2xx,
         )
+        if broken:
+            raise broken[0]
         response = exchange.response
-        dialog = None
-        if 200 <= response.status < 300:
-            assert exchange.flow is not None
-            dialog = self._uac_dialog(exchange.request, response, exchange.flow)
+        dialog = made[0] if made else None
         return Call(exchange.request, response, exchange.responses, dialog, exchange.flow)
 
     async def exchange(

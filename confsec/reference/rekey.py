@@ -27,6 +27,7 @@ protected signalling, and nobody who has no dialog gets it at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -316,6 +317,10 @@ class Rekeyer:
         offer = SessionDescription.build("focus", self.host, media=media)
         leg.offering = True  # until answered: glare for the participant's own offers
         try:
+            # §14.1: no new INVITE in a dialog while the one that made it awaits its ACK (a
+            # participant admitted just before the round); a lost ACK ends the dialog anyway.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.dialog.confirmed.wait(), self.reinvite_timeout)
             headers = [("Contact", leg.contact)] if leg.contact else []
             response = await leg.dialog.reinvite(
                 offer.to_bytes(), headers, timeout=self.reinvite_timeout

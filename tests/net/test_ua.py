@@ -232,6 +232,36 @@ def test_reinvite_and_bye_from_server_over_clients_tls_connection(
     run(main())
 
 
+def test_request_right_behind_the_2xx_finds_the_callers_dialog(server_ssl, client_ssl, run) -> None:
+    """A focus that rekeys a participant it has just admitted sends its in-dialog request
+    right behind the 2xx, before the ACK: the caller must answer it in the dialog, not 481
+    (which ends the dialog on the focus's side, §12.2.1.2). Both messages reach the caller's
+    reader together, before `invite()` resumes."""
+
+    async def main() -> None:
+        async with server_and_client("tls", server_ssl, client_ssl) as (server, alice):
+            answers: list[int] = []
+            answered = asyncio.Event()
+
+            async def handler(incoming: IncomingRequest) -> None:
+                dialog = await incoming.respond(
+                    200, body=SDP_ANSWER, content_type="application/sdp"
+                )
+                assert dialog is not None
+                info = await dialog.request("INFO", b"k", content_type="text/plain")
+                answers.append(info.status)
+                answered.set()
+
+            server.ua.uas.request_handler = handler
+            call = await alice.invite(FACTORY, SDP_OFFER, dest=server.dest)
+            assert call.response.status == 200 and call.dialog is not None
+            await asyncio.wait_for(answered.wait(), 5)
+            assert answers == [200]
+            assert not call.dialog.terminated.is_set()
+
+    run(main())
+
+
 def test_reinvite_without_handler_gets_488(server_ssl, client_ssl, run) -> None:
     async def main() -> None:
         async with server_and_client("tcp", server_ssl, client_ssl) as (server, alice):
