@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.once import once
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,3 +86,37 @@ def confsec(
 def confsec_run(reports: Path, *args: str, **kw: Any) -> CliResult:
     """`confsec run --reports <reports> *args`."""
     return confsec("run", "--reports", str(reports), *args, reports=reports, **kw)
+
+
+class Run:
+    """A `confsec run` with its reports, evidence bundle and signing key under `base`."""
+
+    def __init__(
+        self, base: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> None:
+        self.base = base
+        self.reports = base / "reports"
+        self.evidence = base / "evidence"
+        self.key = base / "signing-key.pem"
+        self.result = confsec_run(
+            self.reports, "--signing-key", str(self.key), *args, timeout=timeout, env=env
+        )
+        self.code = self.result.code
+        self.output = self.result.output
+
+    def json(self, name: str) -> dict:
+        return self.result.json(name)
+
+    def verdicts(self) -> dict[str, Any]:
+        return self.result.verdicts()
+
+    def scenarios(self) -> dict[str, dict]:
+        return self.result.scenarios()
+
+
+def compliant_run(factory: pytest.TempPathFactory) -> Run:
+    """The whole suite against the compliant embedded reference (SDES), run once per test
+    session and read by every test that needs it: self-validation judges its verdicts, the
+    command-line tests its reports, the profile test compares its verdicts. Each full run costs
+    two to three minutes of a 2-core CI machine; three of them were a third of the test time."""
+    return once(factory, "compliant-sdes", Run)

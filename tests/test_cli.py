@@ -22,31 +22,9 @@ from confsec.pki import TestPki
 from confsec.report import manifest
 from confsec.report.allure_html import find_allure, remote_urls
 from confsec.requirements import REQUIREMENTS
-from tests.cli_runner import ROOT, CliResult, confsec, confsec_run
-from tests.once import once
+from tests.cli_runner import ROOT, CliResult, Run, compliant_run, confsec
 
 NULL_CIPHER = "A null cipher offer is refused"
-
-
-class Run:
-    def __init__(
-        self, base: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
-    ) -> None:
-        self.base = base
-        self.reports = base / "reports"
-        self.evidence = base / "evidence"
-        self.key = base / "signing-key.pem"
-        self.result = confsec_run(
-            self.reports, "--signing-key", str(self.key), *args, timeout=timeout, env=env
-        )
-        self.code = self.result.code
-        self.output = self.result.output
-
-    def json(self, name: str) -> dict:
-        return self.result.json(name)
-
-    def scenarios(self) -> dict[str, dict]:
-        return self.result.scenarios()
 
 
 def verify(directory: Path) -> CliResult:
@@ -55,11 +33,8 @@ def verify(directory: Path) -> CliResult:
 
 @pytest.fixture(scope="module")
 def compliant(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    # R1-R4 only: the requirements under construction by other work (and their load-sensitive
-    # timing checks) stay out of the way; tests/test_self_validation.py runs everything.
-    reqs = ["--req", "R1", "--req", "R2", "--req", "R3", "--req", "R4"]
-    # One run for both xdist workers (tests/once.py).
-    return once(tmp_path_factory, "cli-compliant", lambda work: Run(work, *reqs))
+    # The whole suite, shared with test_self_validation (tests/cli_runner.py).
+    return compliant_run(tmp_path_factory)
 
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -90,7 +65,7 @@ def test_junit_carries_one_verdict_per_case(compliant: Run) -> None:
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert props["confsec.verdict"] in ("pass", "not applicable"), props
-        assert props["confsec.requirement"] in ("R1", "R2", "R3", "R4"), props
+        assert props["confsec.requirement"] in {r.id for r in REQUIREMENTS}, props
         assert not any(name.startswith("confsec_") for name in props), props
 
 

@@ -22,7 +22,7 @@ from pytest_bdd.scenario import make_python_name
 
 from confsec.reference.defects import DEFECTS
 from confsec.report.verdicts import example_title
-from tests.cli_runner import ROOT
+from tests.cli_runner import ROOT, Run, compliant_run
 from tests.cli_runner import confsec_run as cli_run
 
 Case = tuple[str, tuple[tuple[str, str], ...]]
@@ -314,9 +314,15 @@ DTLS_NOT_APPLICABLE = {"R5": "group key", "O3": "group key"}
 
 @pytest.mark.timeout(600)  # the whole suite, about a minute on a quiet machine
 @pytest.mark.parametrize("mode", ["sdes", "dtls-srtp"])
-def test_compliant_reference_passes(tmp_path: Path, mode: str) -> None:
-    args = ("--reference-key-management", mode) if mode != "sdes" else ()
-    code, doc, output = confsec_run(tmp_path, *args)
+def test_compliant_reference_passes(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, mode: str
+) -> None:
+    # The SDES run is the session's shared compliant run (tests/test_cli.py reads its reports).
+    if mode == "sdes":
+        run = compliant_run(tmp_path_factory)
+    else:
+        run = Run(tmp_path, "--reference-key-management", mode)
+    code, doc, output = run.code, run.verdicts(), run.output
     assert doc, output
     reqs = by_id(doc)
     not_applicable = DTLS_NOT_APPLICABLE if mode == "dtls-srtp" else {}
@@ -347,10 +353,10 @@ def test_compliant_reference_passes(tmp_path: Path, mode: str) -> None:
     ]
     assert not bare, bare
     assert code == 0, output[-3000:]
-    assert (tmp_path / "reports" / "junit.xml").is_file()
-    assert any((tmp_path / "reports" / "allure-results").iterdir())
+    assert (run.reports / "junit.xml").is_file()
+    assert any((run.reports / "allure-results").iterdir())
     if mode == "dtls-srtp":
-        sdes = scenarios_that_sent_sdes(tmp_path)
+        sdes = scenarios_that_sent_sdes(run.base)
         # The control: the one scenario that offers SDES on purpose, expecting a refusal, is
         # seen doing so; no other scenario offered a=crypto to this DTLS-SRTP-only target.
         on_purpose = "An SDES offer to a DTLS-SRTP service is refused or answered with DTLS-SRTP"
@@ -377,8 +383,11 @@ def test_defect_is_caught(tmp_path: Path, defect: str) -> None:
     mode = ("--reference-key-management", d.key_management) if d.key_management else ()
     # Only the pinned scenarios run: the others of the requirement "may pass" under the
     # defect, so running them would assert nothing (the compliant run covers them).
+    # No Allure HTML: a second of node per run, ninety runs, and tests/test_cli.py checks it.
     code, doc, output = confsec_run(
-        tmp_path, "--defect", defect, "--req", requirement, *mode, *only(EXPECTED_FAILURES[defect])
+        tmp_path,
+        *("--defect", defect, "--req", requirement, "--no-allure-html", *mode),
+        *only(EXPECTED_FAILURES[defect]),
     )
     assert doc, output
     req = by_id(doc)[requirement]
