@@ -314,9 +314,7 @@ def _finish(
         allure_html=args.allure_html,
     )
     print_summary(outcome.doc, reports)
-    if any(
-        s["verdict"] == "error" for r in outcome.doc["requirements"] for s in r["scenarios"]
-    ):
+    if any(s["verdict"] == "error" for r in outcome.doc["requirements"] for s in r["scenarios"]):
         print(
             "confsec: an error verdict is trouble of the suite or the environment, not a "
             "finding: rerun its scenario with `-k NAME -- --tb=short` to see the traceback",
