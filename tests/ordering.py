@@ -19,12 +19,13 @@ PRODUCERS = (
     "tests/hostile/test_hostile_all_requirements.py::test_nothing_passes_on_nothing[refuse-all]",
     "tests/test_self_validation.py::test_compliant_reference_passes[dtls-srtp]",
 )
-#: Fixtures that read a shared run (tests/cli_runner.py `compliant_run`, the hostile runs).
-READER_FIXTURES = frozenset({"compliant", "runs"})
-#: Readers of a shared run that take it without a fixture.
+#: Fixtures that read the shared compliant run (tests/cli_runner.py `compliant_run`).
+READER_FIXTURES = frozenset({"compliant"})
+#: Other readers of a shared run a producer makes (node ids, or a module's prefix).
 READERS = (
     "tests/target/test_reference_profile.py::test_run_through_a_profile_gives_the_embedded_"
-    "verdicts[None-reqs0]",
+    "verdicts[compliant]",
+    "tests/hostile/test_hostile_all_requirements.py::",
 )
 
 
@@ -32,7 +33,7 @@ def rank(item: pytest.Item) -> tuple[int, int]:
     if item.nodeid in PRODUCERS:
         return (0, PRODUCERS.index(item.nodeid))
     fixtures = set(getattr(item, "fixturenames", ()))
-    if item.nodeid in READERS or fixtures & READER_FIXTURES:
+    if item.nodeid.startswith(READERS) or fixtures & READER_FIXTURES:
         return (2, 0)
     return (1, 0)
 

@@ -28,6 +28,7 @@ from confsec.net._dialog_fsm import (
     DialogState,
     Refusal,
     Role,
+    is_secure,
 )
 from confsec.net.client import Exchange, RequestBuilder
 from confsec.net.flow import Destination, Flow, NextHop
@@ -74,6 +75,10 @@ class DialogHost(Protocol):
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run `coro` in the background until the user agent closes."""
+        ...
+
+    def add_dialog(self, dialog: Dialog) -> None:
+        """Route later requests (and ACKs) of `dialog` to it."""
         ...
 
     def forget_dialog(self, dialog: Dialog) -> None:
@@ -373,3 +378,36 @@ class Dialog:
         if self.state.terminated and not self.terminated.is_set():
             self.terminated.set()
             self.ua.forget_dialog(self)
+
+
+class CallerDialog:
+    """The caller's dialog from the first 2xx to its INVITE (§12.1.2), made and ACKed as that
+    2xx is read, before the caller resumes: a request the peer sends in the dialog right behind
+    its 2xx (a focus rekeying a participant it has just admitted) must find the dialog. A 481
+    would end it on the peer's side (§12.2.1.2). Passed as `on_2xx` (`UacCore.exchange`)."""
+
+    def __init__(self, ua: DialogHost) -> None:
+        self.ua = ua
+        self.dialog: Dialog | None = None
+        self.error: ConfsecError | None = None
+
+    def __call__(self, request: Request, response: Response, flow: Flow) -> None:
+        if self.dialog is not None or self.error is not None:
+            return  # a second 2xx (another fork) makes no second dialog
+        secure = is_secure(request, flow.secure)
+        try:
+            dialog = Dialog.uac(
+                self.ua, request, response, flow, secure=secure, local_display=request.from_.display
+            )
+        except ConfsecError as exc:  # for the caller, not the transport's reader
+            self.error = exc
+            return
+        self.ua.add_dialog(dialog)
+        dialog.send_ack(request, response)
+        self.dialog = dialog
+
+    def result(self) -> Dialog | None:
+        """The dialog (None: no 2xx); raises what a malformed 2xx raised."""
+        if self.error is not None:
+            raise self.error
+        return self.dialog

@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from confsec.codec.sip import Headers, Request, Response, parse_message, parse_uri
 from confsec.errors import (
     ConfigError,
-    ConfsecError,
     LocalProtocolError,
     RemoteProtocolError,
     TransportError,
 )
-from confsec.net._dialog_fsm import DialogId, id_of_response, is_secure
+from confsec.net._dialog_fsm import DialogId, id_of_response
 from confsec.net._txn_fsm import Timers
 from confsec.net.addressing import LocalAddresses, destination_for
 from confsec.net.client import Exchange, RequestBuilder, UacCore
-from confsec.net.dialog import Dialog
+from confsec.net.dialog import CallerDialog, Dialog
 from confsec.net.flow import Destination, Flow, NextHop
 from confsec.net.headers import HeaderList, merge_headers, new_tag
 from confsec.net.incoming import IncomingHandler, IncomingRequest
@@ -403,22 +402,9 @@ class UserAgent:
         content_type: str = "application/sdp",
         to: str | None = None,
     ) -> Call:
-        """INVITE `uri` with an SDP offer; a 2xx is ACKed and gives `call.dialog`.
-
-        The dialog is made, and the ACK sent, as the 2xx is read: a request the peer sends in
-        the dialog right behind its 2xx finds it (answering that 481 would end the dialog on
-        the other side, §12.2.1.2)."""
-        made: list[Dialog] = []
-        broken: list[ConfsecError] = []
-
-        def on_2xx(request: Request, response: Response, flow: Flow) -> None:
-            if made or broken:
-                return  # a second 2xx (another fork) makes no second dialog
-            try:
-                made.append(self._uac_dialog(request, response, flow))
-            except ConfsecError as exc:  # raised to the caller, not into the reader
-                broken.append(exc)
-
+        """INVITE `uri` with an SDP offer; a 2xx is ACKed and gives `call.dialog`, made as
+        the 2xx is read (`CallerDialog`)."""
+        made = CallerDialog(self)
         exchange = await self.request_exchange(
             "INVITE",
             uri,
@@ -429,13 +415,11 @@ class UserAgent:
             authenticate=authenticate,
             timeout=timeout,
             to=to,
-            on_2xx=on_2xx,
+            on_2xx=made,
         )
-        if broken:
-            raise broken[0]
-        response = exchange.response
-        dialog = made[0] if made else None
-        return Call(exchange.request, response, exchange.responses, dialog, exchange.flow)
+        return Call(
+            exchange.request, exchange.response, exchange.responses, made.result(), exchange.flow
+        )
 
     async def exchange(
         self,
@@ -451,20 +435,6 @@ class UserAgent:
         return await self.uac.exchange(build, flow, timeout=timeout, authenticate=authenticate)
 
     # -- dialogs --------------------------------------------------------------------------------
-    def _uac_dialog(self, request: Request, response: Response, flow: Flow) -> Dialog:
-        """§12.1.2: a UAC dialog from a 2xx to our INVITE, then the ACK."""
-        dialog = Dialog.uac(
-            self,
-            request,
-            response,
-            flow,
-            secure=is_secure(request, flow.secure),
-            local_display=request.from_.display,
-        )
-        self.add_dialog(dialog)
-        dialog.send_ack(request, response)
-        return dialog
-
     def add_dialog(self, dialog: Dialog) -> None:
         """Route later requests (and ACKs) of `dialog` to it."""
         self.dialogs[dialog.id] = dialog
