@@ -16,6 +16,8 @@ Design points (aiortc's thin asyncio adapter over a sans-IO core):
 * Per-packet receive work is a few `struct` reads and counter increments; no dataclass per
   packet, and no call beyond `Reception._classify()` and the SRTP receiver's. Statistics are
   copied into a `MediaStats` only when asked for.
+* The steps' thread reads `stats` while the loop's thread receives: a seqlock keeps each
+  snapshot whole (`Reception.whole`).
 * Waiting is event-driven: `wait_for_packets()` parks a future that the receive path resolves;
   a timeout raises `PeerTimeout` (the system under test did not deliver).
 * DTLS-SRTP (`attach_dtls()`): a datagram whose first byte is 20..63 (RFC 7983) goes to a
@@ -390,6 +392,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             self.dtls.datagram(data)
             return
         now = self._loop.time()
+        self._counting += 1
         self.received += 1
         if self._first is None:
             self._first = now
@@ -406,7 +409,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             except Exception as exc:
                 if self.hook_error is None:
                     self.hook_error = exc
-        self._classify(data, now)
+        try:
+            self._classify(data, now)
+        finally:
+            self._counting += 1
         if self._waiters:
             self._wake()
 
@@ -460,6 +466,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
 
     @property
     def stats(self) -> MediaStats:
+        """A whole snapshot, from any thread (`Reception.whole`)."""
+        return self.whole(self._snapshot)
+
+    def _snapshot(self) -> MediaStats:
         return MediaStats(
             sent=self.sent,
             received=self.received,

@@ -14,8 +14,10 @@ counters, with no call or object per packet beyond the SRTP receiver's.
 from __future__ import annotations
 
 import struct
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from confsec.media.tone import detect_tones, pcmu_decode
 __all__ = ["HELD_LIMIT", "PCMU_PT", "PCMU_RATE", "Reception"]
 
 _SSRC_AT_8 = struct.Struct("!I")
+T = TypeVar("T")
+_WHOLE_TRIES = 10_000
+"""How often `Reception.whole()` waits for a datagram to be counted (microseconds each)."""
 HELD_LIMIT = 500
 """Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps."""
 PCMU_PT = 0
@@ -81,6 +86,9 @@ class Reception:
         self._held: list[bytes] | None = None
         """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
         self._held_limit = held_limit
+        self._counting = 0
+        """A seqlock's count: odd while a datagram (or a new receiver's held ones) is being
+        counted. The receive path runs on the loop's thread; `whole()` reads from any."""
 
     # -- the receiver ---------------------------------------------------------------------------
 
@@ -101,6 +109,15 @@ class Reception:
     ) -> bool:
         """Judge from now on with `receiver` (see `MediaLeg.set_receiver()`); what was held is
         judged now, in arrival order, as arrived at `now`. True if anything was held."""
+        self._counting += 1
+        try:
+            return self._judge_held(receiver, keep_previous, now)
+        finally:
+            self._counting += 1
+
+    def _judge_held(
+        self, receiver: SrtpReceiver | None, keep_previous: bool, now: float | None
+    ) -> bool:
         self._previous = self._receiver if keep_previous else None
         self._receiver = receiver
         self.first_authenticated_at = None
@@ -110,6 +127,20 @@ class Reception:
         for data in held:
             self._classify(data, now)
         return True
+
+    def whole(self, read: Callable[[], T]) -> T:
+        """`read()` of the counters with no datagram half counted: the steps' thread reads
+        while the loop's thread receives, and a snapshot taken half-way through a datagram
+        showed it received and judged nowhere ("1 did not authenticate (none)" against a
+        compliant mixer). The receive path pays two integer increments, no lock."""
+        for _ in range(_WHOLE_TRIES):
+            before = self._counting
+            if not before & 1:
+                value = read()
+                if self._counting == before:
+                    return value
+            time.sleep(0)  # the loop's thread is inside a datagram: give it the GIL
+        return read()  # only a hook inside this leg's own receive path gets here
 
     # -- the judgement --------------------------------------------------------------------------
 

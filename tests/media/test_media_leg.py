@@ -301,3 +301,52 @@ def test_a_key_that_never_comes_stops_the_holding() -> None:
         b.close()
 
     run(main())
+
+
+def test_stats_read_from_another_thread_are_whole_snapshots() -> None:
+    """The steps read `stats` on their thread while the loop's thread receives (the suite's
+    `LoopThread`). Every snapshot must add up: each judged packet authenticated or was refused
+    for a named reason. A snapshot taken half-way through a datagram once counted one received
+    and judged nowhere, a false "did not authenticate" against a compliant mixer. Thread
+    switches are forced far more often than CPython's default 5 ms so the race shows at once."""
+    import sys
+    import threading
+
+    from confsec.runtime.loop import LoopThread
+
+    lt = LoopThread("test-media")
+    interval = sys.getswitchinterval()
+    try:
+
+        async def setup() -> tuple[MediaLeg, MediaLeg]:
+            ledger = KeyStreamLedger()
+            key, salt = new_master_key(SUITE)
+            a, b = await legs()
+            b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+            a.start_sending(new_sender(ledger, A_SEND, SUITE, key, salt), ssrc=1, pps=2000)
+            return a, b
+
+        a, b = lt.run(setup())
+        sys.setswitchinterval(1e-6)
+        torn, reads = [], 0
+        deadline = threading.Event()
+        threading.Timer(1.5, deadline.set).start()
+        while not deadline.is_set():
+            s = b.stats
+            reads += 1
+            parts = s.authenticated + s.auth_failed + s.replayed + s.malformed + s.plain + s.rtcp
+            if s.received - s.held != parts:
+                torn.append(s)
+        sys.setswitchinterval(interval)
+        final = b.stats
+        assert final.received > 100 and final.authenticated == final.received, final
+        assert reads > 1000 and not torn, (reads, len(torn), torn[:2])
+        lt.run(_close(a, b))
+    finally:
+        sys.setswitchinterval(interval)
+        lt.close()
+
+
+async def _close(*legs_: MediaLeg) -> None:
+    for leg in legs_:
+        leg.close()
