@@ -328,7 +328,10 @@ class RekeyRecord:
     epoch: int
     """1 for the keys of the 200 OK, then 2, 3... per re-INVITE (the participant's count)."""
     at: float
-    """Loop time the keys arrived."""
+    """Loop time the keys were offered: the 200 OK, or the re-INVITE that brought them. What
+    ties a rekey to the join or leave that caused it. With DTLS-SRTP the keys come later, from
+    the handshakes that offer started; the record is added then, but keeps the offer's time (a
+    join's handshake that completes after a later leave is not that leave's rekey)."""
     recv_keys: dict[str, Key] = field(default_factory=dict)
     """Per leg ('audio', 'video', 'common'): the key the focus sends with."""
     changed: tuple[str, ...] = ()
@@ -451,7 +454,6 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
 def _record(p: Participant, record: RekeyRecord, keys: dict[str, Key]) -> None:
     """A DTLS-SRTP rekey's `RekeyRecord`, once its handshakes are done (dtls_media.py)."""
     previous = p.rekeys[-1].recv_keys if p.rekeys else {}
-    record.at = asyncio.get_running_loop().time()
     record.recv_keys = {**previous, **keys}
     record.changed = tuple(k for k, v in keys.items() if previous.get(k) != v)
     record.epoch = len(p.rekeys) + 1
