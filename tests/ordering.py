@@ -5,8 +5,9 @@ Most of the test time is a few end-to-end runs of the whole suite, two to three 
 whose results several tests read (tests/once.py). In file order they started late and set the
 length of the run: a worker finished its share while the other was still in a whole-suite run.
 A reader that a worker picks up while the run it reads is still being produced holds that
-worker until the run is done. So: producers first, in an order that puts them on both workers
-early; then every other test in file order; the readers of a shared run last.
+worker until the run is done. So: producers first, longest first, so that they start at once
+and the other worker takes the rest meanwhile; then every other test in file order; the readers
+of a shared run last.
 """
 
 from __future__ import annotations

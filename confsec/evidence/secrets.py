@@ -159,7 +159,8 @@ def scan(root: Path, secrets: list[Secret]) -> list[tuple[Path, str]]:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         text = b"\0".join(decoded_views(path.read_bytes()))
         found = _find_all(text, index) | {s for s in short if text.find(s.value) >= 0}
-        hits += [(path, s.kind) for s in secrets if s in found]
+        if found:  # in the inventory's order, as before
+            hits += [(path, s.kind) for s in secrets if s in found]
     return hits
 
 
