@@ -9,6 +9,7 @@ pytest_plugins = ["confsec.report.plugin", "fixtures.target"]
 from steps.authentication import *  # noqa: E402, F403
 from steps.claims import *  # noqa: E402, F403
 from steps.conference import *  # noqa: E402, F403
+from steps.dialout import *  # noqa: E402, F403
 from steps.dtls import *  # noqa: E402, F403
 from steps.events import *  # noqa: E402, F403
 from steps.floor import *  # noqa: E402, F403

@@ -200,9 +200,10 @@ class TestPki:
         for user in users:
             key = ec.generate_private_key(ec.SECP256R1())
             sans = [x509.UniformResourceIdentifier(f"sip:{user}@{service_domain}")]
-            cert = _certificate(
-                ca, _cn(user), key.public_key(), valid, sans, [ExtendedKeyUsageOID.CLIENT_AUTH]
-            )
+            # A user agent is a TLS client of the service, and its TLS server when the service
+            # calls it (dial-out): both key usages, as RFC 5922 7.3 expects of a SIP UA.
+            ua_eku = [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            cert = _certificate(ca, _cn(user), key.public_key(), valid, sans, ua_eku)
             clients[user] = writer.write(f"client-{user}", cert, key)
             if user in flawed_for:
                 minted = _mint_flawed(writer, f"client-{user}", cert, CLIENT_CERT_FLAWS, ca, now)

@@ -6,18 +6,19 @@ from pytest_bdd import then, when
 
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun
+from confsec.behaviour.key_interfaces import probe_interfaces
 from confsec.observed import Observe
 
 
 @when("the suite connects to every internal key interface with TLS")
 @when("the suite connects to every internal key interface with TLS and no client certificate")
 def connect_interfaces_anonymously(conf: ConferenceRun) -> None:
-    conf.probe_interfaces("none")
+    probe_interfaces(conf, "none")
 
 
 @when("the suite connects to every internal key interface with a participant's certificate")
 def connect_interfaces_as_participant(conf: ConferenceRun) -> None:
-    conf.probe_interfaces("participant")
+    probe_interfaces(conf, "participant")
 
 
 @then("every internal key interface presents a certificate valid for its name")

@@ -128,7 +128,8 @@ def test_client_certificates(pki: TestPki) -> None:
             f"sip:{user}@{DOMAIN}"
         ]
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        # A client of the service, and a server when the service calls it (dial-out).
+        assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
 
 
 def test_each_run_has_its_own_ca(tmp_path: Path) -> None:

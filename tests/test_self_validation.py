@@ -46,6 +46,10 @@ _SUBSCRIBE_CLAIM = (
     "A non-participant claiming a participant's identity in <claim> gets no conference state"
 )
 
+_DIAL_OUT_SECURE = "A conference that calls its participants is secure for everyone"
+_DIAL_OUT_PLAIN_ONLY = "A user who can answer only plain RTP is not admitted unprotected"
+_DIAL_OUT_SERVICE_AUTH = "The service authenticates itself to the users it calls"
+
 # defect -> scenarios of its requirement that must fail (others of that requirement may pass).
 # The key-channel defects are also caught on a capture by `confsec analyze` (tests/analyze/).
 EXPECTED_FAILURES: dict[str, set[str | Case]] = {
@@ -230,6 +234,22 @@ EXPECTED_FAILURES: dict[str, set[str | Case]] = {
         example(_R6_JOIN, medium="video"),
         "A conference of <size> participants is rekeyed completely after a leave",
     },
+    # Conferences that call their participants (features/dial_out.feature).
+    "dial-out-best-effort-srtp": {_DIAL_OUT_SECURE, _DIAL_OUT_PLAIN_ONLY},
+    "dial-out-plain-fallback": {_DIAL_OUT_PLAIN_ONLY},
+    "dial-out-wrong-cert": {_DIAL_OUT_SERVICE_AUTH},
+    "dial-out-no-client-cert": {_DIAL_OUT_SERVICE_AUTH},
+    "refer-from-anyone": {
+        "A REFER from a user who is not a participant is refused and nobody is called"
+    },
+    "refer-without-authentication": {"A REFER without credentials is refused and nobody is called"},
+    "dial-out-names-claimed-identity": {
+        "The conference state names a called user by the identity the service called"
+    },
+    "refer-removal-no-rekey": {
+        "A participant the service removes is gone and the others are rekeyed"
+    },
+    "refer-notify-plain": {"The progress of a REFER reaches the referrer only over TLS"},
 }
 
 

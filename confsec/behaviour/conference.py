@@ -18,12 +18,13 @@ from confsec.behaviour.checks import ledger_observations
 from confsec.behaviour.client_certs import flawed_account
 from confsec.behaviour.outcomes import CallOutcome, TlsProbe
 from confsec.behaviour.participant import OfferSpec, Participant, attach
-from confsec.behaviour.tls_probe import INTERFACE_CLOSE_WATCH_S, tls_probe
+from confsec.behaviour.tls_probe import tls_probe
 from confsec.codec.sdp import MediaDescription, SdpParseError, parse_sdp
 from confsec.codec.sip import Response, parse_name_addr
 from confsec.errors import (
     ConfsecError,
     Inconclusive,
+    NotApplicable,
     PeerTimeout,
     TargetUnreachable,
     TlsVerificationError,
@@ -122,7 +123,16 @@ class ConferenceRun:
         wrap: Wrap | None = None,
     ) -> CallOutcome:
         """INVITE the factory URI (RFC 4579 5.1). `credentials`: 'valid', 'none' or 'wrong';
-        `headers` and `wrap` as for `join_async` (an RFC 5366 member list, say)."""
+        `headers` and `wrap` as for `join_async` (an RFC 5366 member list, say). Not
+        applicable where the target does not claim creation through a factory URI (a conference
+        that only calls its participants: confsec.behaviour.dialout)."""
+        if not self.target.claims("dial-in-factory"):
+            raise NotApplicable(
+                "the scenario creates its conference through the factory URI, and the target "
+                "does not claim dial-in-factory creation ("
+                + ", ".join(self.target.capabilities.creation_modes)
+                + ")"
+            )
         out = self._run(
             self.join_async(
                 name,
@@ -199,34 +209,6 @@ class ConferenceRun:
         self.last_probe = probe
         return probe
 
-    def probe_interfaces(self, client: str) -> dict[str, TlsProbe]:
-        """TLS to every internal key interface the capability statement names (O1, O6).
-
-        `client` is who the suite claims to be: "none" (no client certificate: what the server
-        presents is judged, and whether it refuses an anonymous peer) or "participant" (a
-        participant's valid certificate, which only the AS's interface partner may replace).
-        A refusal may come as an alert in the handshake (TLS 1.2) or as a close right after it
-        (TLS 1.3), so the suite watches for a close either way: the verdict must not depend on
-        the TLS version.
-        """
-        account = next(iter(self.target.accounts.values()), None) if client != "none" else None
-        self.interface_probes = {}
-        for i in self.target.capabilities.internal_interfaces:
-            probe = self._run(
-                tls_probe(
-                    self.target,
-                    self.keylog,
-                    account,
-                    False,
-                    where=i,
-                    await_close=INTERFACE_CLOSE_WATCH_S,
-                ),
-                what=f"TLS probe of {i.name}",
-            )
-            self.count_window("close_watch", probe.close_watch_s)
-            self.interface_probes[i.name] = probe
-        return self.interface_probes
-
     def exchange_media(self, seconds: float, plain: set[str] | frozenset[str] = frozenset()):
         """Everyone sends for `seconds`; returns when every leg received that much media."""
         if not self.participants:
@@ -278,6 +260,11 @@ class ConferenceRun:
             cert=account,
             credentials=None if credentials == "none" else (account.username, account.password),
         )
+        return self.adopt(name, account, ua)
+
+    def adopt(self, name: str, account: Account, ua: UserAgent) -> Participant:
+        """`name` becomes a participant of this scenario with `ua` (its tone fixed by name),
+        whether it calls in or is called (confsec.behaviour.dialout)."""
         tones = {n: tone_for(i) for i, n in enumerate(PARTICIPANT_ORDER)}
         if name not in tones:  # guests of large conferences: the next free tone each
             extra = sum(1 for n in self.participants if n not in PARTICIPANT_ORDER)

@@ -9,7 +9,7 @@ deadline plus a margin that absorbs the suite's own lateness.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from confsec.behaviour.conference import PARTICIPANT_ORDER, ConferenceRun
@@ -45,6 +45,10 @@ class MembershipEvent:
     there exactly as after a leave."""
     settled: float = 0.0
     """When every remaining participant had its re-INVITE, or the deadline passed."""
+
+
+EventJob = Callable[[], Awaitable["MembershipEvent"]]
+"""Makes one membership event happen (on the loop) and says when it did."""
 
 
 class Membership:
@@ -178,12 +182,23 @@ class Membership:
         watch: bool = False,
     ) -> list[MembershipEvent]:
         spec = spec or OfferSpec(common=True)
+        jobs = [lambda n=n: self._one_join(n, spec) for n in joins]
+        jobs += [lambda n=n: self._one_leave(n, watch) for n in leaves]
+        jobs += [lambda n=n: self._one_vanish(n, watch) for n in vanishes]
+        return await self._settled(jobs)
+
+    def happen(self, jobs: Sequence[EventJob], what: str) -> list[MembershipEvent]:
+        """Run membership events made elsewhere (a participant the service calls, one removed
+        by REFER: confsec.behaviour.dialout) as one burst, and wait for the rekeys to settle
+        exactly as after joins and leaves of the suite's own."""
+        t = self.conf.target
+        timeout = t.timeouts.transaction * 3 + t.capabilities.rekey_deadline_s + REKEY_MARGIN_S + 10
+        return self._run(self._settled(jobs), timeout, what)
+
+    async def _settled(self, jobs: Sequence[EventJob]) -> list[MembershipEvent]:
         loop = asyncio.get_running_loop()
         before = {p.name: len(p.rekeys) for p in self.remaining()}
-        jobs = [self._one_join(n, spec) for n in joins]
-        jobs += [self._one_leave(n, watch) for n in leaves]
-        jobs += [self._one_vanish(n, watch) for n in vanishes]
-        events = list(await asyncio.gather(*jobs))
+        events = list(await asyncio.gather(*(job() for job in jobs)))
         # Settle: every participant that stays and was there before got a re-INVITE after the
         # last event, or the deadline passed (a target that does not rekey is judged on that).
         window = self.conf.target.capabilities.rekey_batching_window_s

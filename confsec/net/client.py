@@ -83,9 +83,10 @@ class UacCore:
         (new branch, next CSeq, same Call-ID and From tag: `build` sees to all but the auth).
         `timeout` bounds both tries together.
 
-        `on_2xx` is called with the first 2xx to an INVITE as it is read, before the caller
-        resumes: the peer may send a request in the new dialog right behind its 2xx (a focus
-        rekeying a participant it has just admitted), and the dialog must exist by then."""
+        `on_2xx` is called with the first 2xx as it is read, before the caller resumes: the peer
+        may send a request in the new dialog right behind its 2xx (a focus rekeying a
+        participant it has just admitted, the first NOTIFY of a REFER's subscription), and the
+        dialog must exist by then."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         request = build(flow, [])
@@ -114,12 +115,12 @@ class UacCore:
         is_invite = request.method.upper() == "INVITE"
 
         def on_response(response: Response, retransmission: bool) -> None:
-            is_2xx = is_invite and 200 <= response.status < 300
+            is_2xx = 200 <= response.status < 300
             if not retransmission:
                 exchange.responses.append(response)
                 if is_2xx and on_2xx is not None:
                     on_2xx(request, response, flow)
-            elif is_2xx:
+            elif is_2xx and is_invite:
                 self._on_2xx_again(response)
 
         # Set before any response can arrive: start_client() only sent the request.

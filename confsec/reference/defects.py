@@ -380,6 +380,48 @@ DEFECTS: tuple[Defect, ...] = (
         "association and its keys never change",
         "dtls-srtp",
     ),
+    # Dial-out and REFER (confsec/reference/dialout.py, registrar.py)
+    Defect(
+        "dial-out-best-effort-srtp",
+        "R1",
+        "the focus calls invitees with SRTP as an option (RTP/AVP with a=crypto) and admits a "
+        "plain answer",
+    ),
+    Defect(
+        "dial-out-plain-fallback",
+        "R1",
+        "an invitee that refuses the SRTP offer (488) is called again with plain RTP/AVP",
+    ),
+    Defect(
+        "dial-out-wrong-cert",
+        "R2",
+        "the focus calls invitees presenting a certificate for another domain",
+    ),
+    Defect(
+        "dial-out-no-client-cert",
+        "R2",
+        "the focus calls invitees presenting no certificate: the service is not authenticated",
+    ),
+    Defect("refer-from-anyone", "R2", "a REFER from a user who is not a participant is obeyed"),
+    Defect(
+        "refer-without-authentication", "R2", "REFER is not challenged: anyone can make it call"
+    ),
+    Defect(
+        "dial-out-names-claimed-identity",
+        "R2",
+        "the conference state names a called user by the identity its answer claims "
+        "(P-Asserted-Identity), not by the address of record the focus called",
+    ),
+    Defect(
+        "refer-removal-no-rekey",
+        "R6",
+        "a participant removed by REFER (method=BYE) leaves, but the others are not rekeyed",
+    ),
+    Defect(
+        "refer-notify-plain",
+        "R7",
+        "the REFER's progress (sipfrag NOTIFY) is sent over plain UDP to the referrer's Contact",
+    ),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in DEFECTS}

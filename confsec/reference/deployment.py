@@ -9,13 +9,14 @@ suite's. It builds the per-run test PKI and hands the suite a `Target` describin
 from __future__ import annotations
 
 import secrets
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confsec.codec.digest import DigestServer
 from confsec.errors import ConfigError
-from confsec.net.tls import server_context
+from confsec.net.tls import client_context, server_context
 from confsec.net.ua import UserAgent
 from confsec.pki import TestPki
 from confsec.reference import keychannel
@@ -125,6 +126,7 @@ class ReferenceDeployment:
             apply_client_cert_defects(ctx, self.defects)
         self.ua = await UserAgent.start(
             aor=f"sips:focus@{self.config.domain}",
+            client_ssl=self._dial_out_context(),
             display_name="confsec reference focus",
             contact_host=self.config.host,
             transport=[("tls", self.config.host, 0)],
@@ -140,6 +142,7 @@ class ReferenceDeployment:
         if "no-vanish-detection" not in self.defects:
             self.liveness.start()
         self.port = self.ua.address("tls")[2]
+        self.focus.port = self.port
         # O1: the focus reaches the mixer over a real (TLS) connection, see keychannel.py.
         self.key_channel = await keychannel.start_for(
             self.mixer,
@@ -151,6 +154,25 @@ class ReferenceDeployment:
         )
         self.focus.mixer = self.key_channel.client
         await self._start_floor(cert.cert, cert.key)
+
+    def _dial_out_context(self) -> ssl.SSLContext:
+        """The focus as a TLS client, when it calls a user (dialout.py): it presents the service
+        certificate and verifies the callee's against the CA. The callee is reached by the
+        address it registered, so the name check is on the certificate's SIP URI, after the
+        handshake (`DialOut._callee_refusal`), not on a host name."""
+        which = {"dial-out-wrong-cert": "other-domain", "dial-out-no-client-cert": None}
+        chosen = [which[d] for d in which if d in self.defects]
+        pair = self.pki.server(chosen[0]) if chosen and chosen[0] else None
+        if not chosen:
+            pair = self.pki.server("service")
+        ctx = client_context(
+            self.pki.ca_cert,
+            pair.cert if pair else None,
+            pair.key if pair else None,
+            keylog_file=self.config.keylog_file,
+        )
+        ctx.check_hostname = False
+        return ctx
 
     async def stop(self) -> None:
         if getattr(self, "liveness", None) is not None:
@@ -207,6 +229,11 @@ class ReferenceDeployment:
                 event_package=True,
                 floor_control=True,
                 restricted_membership=True,  # RFC 5366 lists, see members.py
+                # Members add users by REFER and the focus calls them (dialout.py), with SDES
+                # keys; a DTLS-SRTP offer of the focus's own is not built.
+                creation_modes=("dial-in-factory", "dial-out", "refer")
+                if self.config.key_management == "sdes"
+                else ("dial-in-factory",),
                 # DTLS-SRTP alone cannot carry a group key (that needs EKT, RFC 8870, which
                 # the reference does not implement): no common stream in that mode.
                 group_keys=self.config.key_management == "sdes",

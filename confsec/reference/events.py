@@ -110,9 +110,13 @@ class ConferenceEvents:
 
     # -- hooks from the focus ------------------------------------------------------------------
 
-    def joined(self, conf: Conference, leg: Leg, request: Request) -> None:
+    def joined(
+        self, conf: Conference, leg: Leg, request: Request, member: Member | None = None
+    ) -> None:
+        """`leg` joined by `request` (its INVITE, or the focus's own when it called the user);
+        `member` overrides how the state names it (a dial-out defect's claimed identity)."""
         state = self.states.setdefault(conf.conference_id, _ConferenceState())
-        member = self._member(leg, request)
+        member = member or self._member(leg, request)
         state.members[leg.leg_id] = member
         state.ever.add(leg.user)
         self._broadcast(conf, (_user(member, "full"),))

@@ -29,6 +29,7 @@ from confsec.codec.sdp import (
 from confsec.codec.sip import SipParseError, parse_uri
 from confsec.reference import dtls_keying, leaky
 from confsec.reference.auth import MD5_INTEROP, Authenticator
+from confsec.reference.dialout import DialOut
 from confsec.reference.events import ConferenceEvents
 from confsec.reference.keys import KeyManager
 from confsec.reference.members import join_refusal, listed_members, offer_body
@@ -46,6 +47,7 @@ from confsec.reference.policy import (
     PolicyDecision,
     evaluate_offer,
 )
+from confsec.reference.registrar import Registrar
 from confsec.reference.rekey import DEFAULT_WINDOW_S, Rekeyer, common_answer_line, is_common
 from confsec.reference.reoffer import Reoffers
 
@@ -61,7 +63,7 @@ SECURE_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES
 NULL_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32")
 SDES_FALLBACK = "dtls-falls-back-to-sdes"
 """The dtls-srtp mode's defect: an SDES offer is answered with SDES instead of refused."""
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE, UPDATE"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE, UPDATE, REFER, NOTIFY, REGISTER"
 #: Interop relaxations, off by default, for UAs such as baresip 1.0 (libre) that cannot join a
 #: SIPS-only, SHA-256-only service: the digest ones of `auth.MD5_INTEROP` ("digest-md5",
 #: "digest-md5-only"), and
@@ -80,6 +82,8 @@ class FocusConfig:
     interop: frozenset[str] = frozenset()  # relaxations from INTEROP; none by default
     key_management: str = "sdes"
     """'sdes' (a=crypto, RFC 4568) or 'dtls-srtp' (RFC 5763/5764: see dtls_keying.py)."""
+    dial_out_suite: str = "AES_CM_128_HMAC_SHA1_80"
+    """The SRTP suite of the focus's offers when it calls a user (dialout.py)."""
 
     @property
     def factory_uri(self) -> str:
@@ -115,8 +119,17 @@ class Focus:
             config.defects,
         )
         self._ua: UserAgent | None = None  # the UA the requests come through (`watch`)
+        self.port = 0  # the TLS port it listens on (set by the deployment)
+        # Users calling in register here; members REFER the focus to call them (dialout.py).
+        self.registrar = Registrar(auth)
+        self.dialout = DialOut(self, self.registrar)
         if self.defects & leaky.SWITCHES:  # key-confinement defects (reference/leaky.py)
             leaky.serve(self)
+
+    @property
+    def ua(self) -> UserAgent | None:
+        """The UA the focus serves on (`watch`), which also places its calls (dialout.py)."""
+        return self._ua
 
     # -- malformed input (robustness) ----------------------------------------------------------
 
@@ -137,7 +150,7 @@ class Focus:
         log.error("focus crashed on a malformed request from %s (defect switch): %s", flow, why)
         for conf in list(self.conferences.values()):
             for leg in list(conf.legs.values()):
-                self._leave(conf, leg)  # all legs go before a rekey round could start
+                self.leave(conf, leg)  # all legs go before a rekey round could start
         if self._ua is not None:
             for open_flow in self._ua.transport.connections():
                 self._ua.transport.close_flow(open_flow)
@@ -151,6 +164,12 @@ class Focus:
             return
         if r.method == "SUBSCRIBE":
             await self.events.handle(req)
+            return
+        if r.method == "REGISTER":
+            await self.registrar.handle(req)
+            return
+        if r.method == "REFER":
+            await self.dialout.handle_refer(req)
             return
         if r.method != "INVITE":
             await req.respond(405, headers=[("Allow", ALLOW)])
@@ -374,13 +393,13 @@ class Focus:
         )
         self.events.joined(conf, leg, req.request)
         if dialog is not None:
-            dialog.on_request = self._in_dialog_handler(conf, leg, contact)
+            dialog.on_request = self.in_dialog_handler(conf, leg, contact)
 
-    def _in_dialog_handler(self, conf: Conference, leg: Leg, contact: str):
+    def in_dialog_handler(self, conf: Conference, leg: Leg, contact: str):
         async def handler(req: IncomingRequest) -> None:
             if req.request.method == "BYE":
                 await req.respond(200)
-                self._leave(conf, leg)
+                self.leave(conf, leg)
             elif req.method in ("INVITE", "UPDATE"):  # a new offer: reoffer.py (R3)
                 await self.reoffers.handle(req, conf, leg, contact)
             elif req.method == "OPTIONS":  # RFC 3261 section 11: also inside a dialog
@@ -390,7 +409,7 @@ class Focus:
 
         return handler
 
-    def _leave(self, conf: Conference, leg: Leg) -> None:
+    def leave(self, conf: Conference, leg: Leg) -> None:
         conf.legs.pop(leg.leg_id, None)
         self.rekey.left(conf.conference_id, leg.leg_id)
         self.events.left(conf, leg)
@@ -407,7 +426,7 @@ class Focus:
             return
         if leg.dialog is not None and self._ua is not None:
             self._ua.forget_dialog(leg.dialog)
-        self._leave(conf, leg)
+        self.leave(conf, leg)
 
 
 def _malformed_crypto(offer: SessionDescription) -> str | None:

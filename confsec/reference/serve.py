@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from confsec.reference.deployment import EmbeddedReference
-from confsec.target.profile import profile_text
+from confsec.target.profile_text import profile_text
 
 ENV_PREFIX = "CONFSEC_REF_"
 

@@ -166,6 +166,10 @@ class Target:
     prearranged_uris: tuple[str, ...] = ()
     listeners: tuple[Listener, ...] = ()
     adapters: dict[str, AdapterSpec] = field(default_factory=dict)
+    dial_out_reach: str = "register"
+    """How the target finds a participant it calls (dial-out): "register" (the participant
+    REGISTERs its contact at the service), or "adapter" (the contact goes to the operator's
+    `add-participant` adapter with the other parameters)."""
     probe_dictionary: Path | None = None
     profile: Path | None = None
 

@@ -32,11 +32,14 @@ from confsec.target.model import (
     Timeouts,
 )
 
-__all__ = ["CREATION_MODES", "KEY_MANAGEMENT", "load_profile", "profile_text"]
+__all__ = ["CREATION_MODES", "KEY_MANAGEMENT", "load_profile"]
 
 KEY_MANAGEMENT = ("sdes", "mikey-ticket", "dtls-srtp")
-CREATION_MODES = ("dial-in-factory", "dial-in-prearranged", "dial-out")
+CREATION_MODES = ("dial-in-factory", "dial-in-prearranged", "dial-out", "refer")
 MIXING = ("mixing", "switching")
+DIAL_OUT_REACH = ("register", "adapter")
+"""How the target reaches a participant it calls: the participant REGISTERs its contact with
+the target, or the contact is given to the adapter that adds it (`add-participant`)."""
 TRANSPORTS = ("tls", "tcp", "udp")
 KNOWN_SUITES = (
     "AES_CM_128_HMAC_SHA1_80",
@@ -62,6 +65,7 @@ _TOP = (
     "listeners",
     "probes",
     "adapters",
+    "dial_out",
 )
 
 
@@ -196,8 +200,6 @@ def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     conf.unknown(("factory_uri", "prearranged_uris"))
     factory_uri = conf.string("factory_uri", default="")
     prearranged = conf.get("prearranged_uris", list, [])
-    if not factory_uri and not prearranged:
-        raise conf.error("factory_uri", "give a factory URI or prearranged_uris (or both)")
     if factory_uri and not _SIP_URI.fullmatch(factory_uri):
         raise conf.error("factory_uri", f"{factory_uri!r} is not a sip: or sips: URI")
     for i, uri in enumerate(prearranged):
@@ -220,6 +222,14 @@ def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     )
 
     capabilities = _capabilities(top.table("capabilities", required=True))
+    if not factory_uri and not prearranged and "dial-out" not in capabilities.creation_modes:
+        raise conf.error(
+            "factory_uri",
+            "give a factory URI or prearranged_uris (or both), or claim dial-out creation",
+        )
+    dial = top.table("dial_out")
+    dial.unknown(("reach",))
+    reach = dial.choice("reach", DIAL_OUT_REACH, "register")
     if "dial-in-factory" in capabilities.creation_modes and not factory_uri:
         raise conf.error(
             "factory_uri", "missing, but capabilities.creation_modes claims dial-in-factory"
@@ -245,6 +255,7 @@ def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> 
         prearranged_uris=tuple(prearranged),
         listeners=listeners,
         adapters=adapters,
+        dial_out_reach=reach,
         probe_dictionary=dictionary,
         profile=file.resolve(),
     )
@@ -399,86 +410,6 @@ def _adapters(table: _Reader) -> dict[str, AdapterSpec]:
             raise a.error("entry_point", f"{entry!r} is not of the form package.module:function")
         out[action] = AdapterSpec(action, command, entry, a.number("timeout", 30.0))
     return out
-
-
-def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
-    """A profile describing `target`, with each account's password named by `env_names`.
-
-    Used by `confsec reference serve` so that the reference can be tested exactly like a
-    third-party target: through a file and environment variables, not in-process objects.
-    """
-    q = _toml_str
-    c = target.capabilities
-    lines = [
-        "# written by `confsec reference serve`; passwords are in the environment variables",
-        "[target]",
-        f"name = {q(target.name)}",
-        f"domain = {q(target.domain)}",
-        "",
-        "[signalling]",
-        f"host = {q(target.host)}",
-        f"port = {target.port}",
-        f"transport = {q(target.transport)}",
-        "",
-        "[conference]",
-        f"factory_uri = {q(target.factory_uri)}",
-        "",
-        "[tls]",
-        f"ca_file = {q(str(target.ca_file))}",
-        "",
-        "[timeouts]",
-        f"connect = {target.timeouts.connect}",
-        f"transaction = {target.timeouts.transaction}",
-        f"media = {target.timeouts.media}",
-        "",
-        "[capabilities]",
-        f"key_management = {q(c.key_management)}",
-        f"mutual_tls = {str(c.mutual_tls).lower()}",
-        f"video = {str(c.video).lower()}",
-        f"group_keys = {str(c.group_keys).lower()}",
-        f"event_package = {str(c.event_package).lower()}",
-        f"floor_control = {str(c.floor_control).lower()}",
-        f"restricted_membership = {str(c.restricted_membership).lower()}",
-        f"media_handling = {q(c.mixing)}",
-        f"rekey_batching_window = {c.rekey_batching_window_s}",
-        f"rekey_deadline = {c.rekey_deadline_s}",
-        *(
-            [f"rekey_latency_bound = {c.rekey_latency_bound_s}"]
-            if c.rekey_latency_bound_s is not None
-            else []
-        ),
-        *([f"lost_participant_timeout = {lost}"] if (lost := c.lost_participant_timeout_s) else []),
-        "creation_modes = [" + ", ".join(q(m) for m in c.creation_modes) + "]",
-        "srtp_suites = [" + ", ".join(q(s) for s in c.srtp_suites) + "]",
-        "internal_interfaces = ["
-        + ", ".join(
-            f"{{name = {q(i.name)}, host = {q(i.host)}, port = {i.port}, "
-            f"server_name = {q(i.server_name)}}}"
-            for i in c.internal_interfaces
-        )
-        + "]",
-    ]
-    for name, a in target.accounts.items():
-        lines += [
-            "",
-            f"[accounts.{name}]",
-            f"username = {q(a.username)}",
-            f"password_env = {q(env_names[name])}",
-            f"display_name = {q(a.display_name or name.capitalize())}",
-        ]
-        if a.client_cert and a.client_key:
-            lines += [
-                f"client_cert = {q(str(a.client_cert))}",
-                f"client_key = {q(str(a.client_key))}",
-            ]
-        for flaw, (cert, key) in a.flawed_certs.items():
-            lines += ["", f"[accounts.{name}.flawed_certs.{flaw}]", f"cert = {q(str(cert))}"]
-            lines.append(f"key = {q(str(key))}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from confsec.errors import ConfigError
-from confsec.target.profile import load_profile, profile_text
+from confsec.target.profile import load_profile
+from confsec.target.profile_text import profile_text
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ROOT / "fixtures" / "targets"
@@ -142,7 +143,7 @@ def test_a_valid_profile_gives_a_target(tmp_path: Path) -> None:
             'factory_uri = "sips:conf-factory@conference.example.test"',
             "",
             "conference.factory_uri",
-            "factory URI or prearranged_uris",
+            "claims dial-in-factory",
         ),
         ('client_key = "alice.key"\n', "", "accounts.alice.client_key", "go together"),
         (
@@ -281,3 +282,18 @@ def test_restricted_membership_is_claimed_only_when_declared(tmp_path: Path) -> 
     bad = GOOD.replace("rekey_batching_window = 0.5", 'restricted_membership = "yes"')
     with pytest.raises(ConfigError, match=r"capabilities\.restricted_membership"):
         load_profile(write(tmp_path, bad), ENV)
+
+
+def test_a_dial_out_only_profile_needs_no_conference_uri(tmp_path: Path) -> None:
+    """A conference that only calls its participants (a phone that merges its calls) has no
+    factory URI and no pre-arranged one: the profile says how participants are reached."""
+    text = GOOD.replace('factory_uri = "sips:conf-factory@conference.example.test"', "")
+    text = text.replace(
+        'creation_modes = ["dial-in-factory", "dial-out"]', 'creation_modes = ["dial-out"]'
+    )
+    text += '\n[dial_out]\nreach = "adapter"\n'
+    target = load_profile(write(tmp_path, text), ENV)
+    assert target.factory_uri == "" and target.dial_out_reach == "adapter"
+    assert target.claims("dial-out") and not target.claims("dial-in-factory")
+    with pytest.raises(ConfigError, match="or claim dial-out creation"):
+        load_profile(write(tmp_path, text.replace('["dial-out"]', '["dial-in-prearranged"]')), ENV)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from confsec.errors import ConfigError
-from confsec.target.profile import load_profile, profile_text
+from confsec.target.profile import load_profile
+from confsec.target.profile_text import profile_text
 from tests.target.test_profile import ENV, GOOD, write
 
 FLAWED = """

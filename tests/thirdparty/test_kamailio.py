@@ -20,7 +20,7 @@ from confsec.pki import TestPki
 from confsec.reference.deployment import DOMAIN, USERS, ReferenceConfig, ReferenceDeployment
 from confsec.runtime.loop import LoopThread
 from confsec.target.model import Capabilities
-from confsec.target.profile import profile_text
+from confsec.target.profile_text import profile_text
 from tests.cli_runner import confsec_run
 from tests.thirdparty.kamailio import Kamailio, need_kamailio
 
