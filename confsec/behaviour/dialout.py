@@ -131,7 +131,10 @@ class DialOutRun:
                 )
             return
         result = perform(conf.target, "start-conference", creator=creator)
-        conf.conference_uri = result.output.strip().splitlines()[-1] if result.output else None
+        lines = result.output.strip().splitlines()
+        conf.conference_uri = lines[-1].strip() if lines else None  # a phone's has none
+        if creator not in self.answering:
+            self.callable(creator)
         self.add(creator, creator)
 
     def add(self, referrer: str, invitee: str) -> IncomingCall:
@@ -319,6 +322,7 @@ class DialOutRun:
                 name=name,
                 contact=contact,
                 aor=p.account.aor(t.domain),
+                conference=self.conf.conference_uri or "",
             )
         # Removed: its dialog ends with the service's BYE (awaited, bounded).
         deadline = asyncio.get_running_loop().time() + t.timeouts.transaction

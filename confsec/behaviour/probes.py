@@ -30,6 +30,7 @@ from confsec.errors import (
     ConfsecError,
     Inconclusive,
     NonConformance,
+    NotApplicable,
     TargetUnreachable,
     TransportError,
 )
@@ -99,6 +100,11 @@ async def attempt_digest(
     from confsec.net.startup import client_ssl_context
     from confsec.net.ua import UserAgent
 
+    if not target.factory_uri:
+        raise NotApplicable(
+            "the target has no factory URI to send an INVITE with a digest response to (it "
+            "claims only dial-out creation)"
+        )
     cert_account = next(iter(target.accounts.values()), None)
     ua = await UserAgent.start(
         aor=f"sips:{user}@{target.domain}",

@@ -124,15 +124,17 @@ async def tls_probe(
 
 
 def _options_request(target: Target) -> bytes:
-    """An OPTIONS for the raw TLS probe, built with the codec (no UA: the probe watches TLS)."""
+    """An OPTIONS for the raw TLS probe, built with the codec (no UA: the probe watches TLS).
+    It asks the factory, or the domain where the target has none (it only calls out)."""
+    uri = target.factory_uri or f"sips:{target.domain}"
     return Request(
         "OPTIONS",
-        target.factory_uri,
+        uri,
         [
             ("Via", f"SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK{secrets.token_hex(8)};rport"),
             ("Max-Forwards", "70"),
             ("From", f"<sips:probe@{target.domain}>;tag={secrets.token_hex(4)}"),
-            ("To", f"<{target.factory_uri}>"),
+            ("To", f"<{uri}>"),
             ("Call-ID", f"{secrets.token_hex(8)}@confsec"),
             ("CSeq", "1 OPTIONS"),
         ],

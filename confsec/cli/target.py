@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
 from confsec.errors import ConfigError
 from confsec.reference.defects import KEY_MANAGEMENT_MODES
+from confsec.reference.operator import ACTIONS as OPERATOR_ACTIONS
 
 
 def add_target_commands(sub: Any) -> None:
@@ -46,7 +48,21 @@ def add_target_commands(sub: Any) -> None:
         default="sdes",
         help="how the reference keys SRTP: sdes (a=crypto, RFC 4568) or dtls-srtp (RFC 5764)",
     )
-    ref.set_defaults(handler=_cmd_serve)
+    op = ref_sub.add_parser(
+        "operator",
+        help="an operator action on a running reference (the adapter command of a profile "
+        "that claims only dial-out)",
+        description="Parameters come from the variables the suite sets for an adapter: "
+        "CONFSEC_CREATOR, CONFSEC_CONFERENCE, CONFSEC_AOR, CONFSEC_CONTACT. Example: "
+        "CONFSEC_CONFERENCE=sips:conf-1@conference.example.test CONFSEC_AOR=sips:bob@"
+        "conference.example.test CONFSEC_CONTACT='sips:bob@127.0.0.1:40123' confsec reference "
+        "operator --socket /tmp/ref/operator.sock add-participant",
+    )
+    op.add_argument("action", choices=OPERATOR_ACTIONS)
+    op.add_argument(
+        "--socket", required=True, metavar="PATH", help="the console `reference serve` printed"
+    )
+    ref.set_defaults(handler=_cmd_reference)
 
     ana = sub.add_parser("analyze", help="check a capture a vendor recorded (R3, R4, O1)")
     ana.add_argument("capture", metavar="CAPTURE.pcap")
@@ -85,6 +101,14 @@ def check_target(args: argparse.Namespace, defects: frozenset[str]) -> str | Non
         raise ConfigError("--defect switches the embedded reference; it cannot go with --target")
     target = load_profile(args.target)
     return f"{target.name} ({args.target})"
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    if args.reference_command == "operator":
+        from confsec.reference.operator import adapter_main
+
+        return adapter_main(Path(args.socket), args.action, dict(os.environ))
+    return _cmd_serve(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -9,7 +9,10 @@ suite's. It builds the per-run test PKI and hands the suite a `Target` describin
 from __future__ import annotations
 
 import secrets
+import shlex
 import ssl
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +29,13 @@ from confsec.reference.floor import FloorServer
 from confsec.reference.focus import INTEROP, Focus, FocusConfig
 from confsec.reference.liveness import LOST_PARTICIPANT_TIMEOUT_S, LostParticipants
 from confsec.reference.mixer import Mixer
+from confsec.reference.operator import ACTIONS as OPERATOR_ACTIONS
+from confsec.reference.operator import SOCKET_NAME, OperatorConsole
 from confsec.runtime.loop import LoopThread
 from confsec.target.model import (
     CA_ISSUED_FLAWS,
     Account,
+    AdapterSpec,
     Capabilities,
     InternalInterface,
     Target,
@@ -62,6 +68,8 @@ class ReferenceConfig:
     keylog_file: Path | None = None
     key_management: str = "sdes"
     """'sdes' (RFC 4568) or 'dtls-srtp' (RFC 5763/5764, see dtls_keying.py)."""
+    operator_socket: Path | None = None
+    """Where the operator console listens (operator.py); None: no console."""
     interop: frozenset[str] = frozenset()
     """Interop relaxations (focus.INTEROP) for third-party UAs; off by default, see README."""
     passwords: dict[str, str] = field(
@@ -154,6 +162,10 @@ class ReferenceDeployment:
         )
         self.focus.mixer = self.key_channel.client
         await self._start_floor(cert.cert, cert.key)
+        self.console = None
+        if self.config.operator_socket is not None:
+            self.console = OperatorConsole(self.focus, self.config.operator_socket)
+            await self.console.start()
 
     def _dial_out_context(self) -> ssl.SSLContext:
         """The focus as a TLS client, when it calls a user (dialout.py): it presents the service
@@ -175,6 +187,8 @@ class ReferenceDeployment:
         return ctx
 
     async def stop(self) -> None:
+        if getattr(self, "console", None) is not None:
+            await self.console.close()
         if getattr(self, "liveness", None) is not None:
             await self.liveness.close()
         if getattr(self, "key_channel", None) is not None:
@@ -217,6 +231,7 @@ class ReferenceDeployment:
             for u in self.config.users
         }
         return Target(
+            adapters=operator_adapters(self.config.operator_socket),
             name="confsec embedded reference",
             domain=self.config.domain,
             host=self.config.host,
@@ -256,6 +271,27 @@ class ReferenceDeployment:
         )
 
 
+def operator_adapters(path: Path | None) -> dict[str, AdapterSpec]:
+    """The operator actions of the reference's console, as a profile's adapters (the reference
+    claims REFER, so they are used only where a profile claims dial-out alone)."""
+    if path is None:
+        return {}
+    command = f"{shlex.quote(sys.executable)} -m confsec.cli reference operator --socket "
+    return {
+        a: AdapterSpec(a, command + f"{shlex.quote(str(path))} {a}", timeout=20.0)
+        for a in OPERATOR_ACTIONS
+    }
+
+
+def operator_socket_in(workdir: Path) -> Path:
+    """The operator console's socket: in the work directory, or in a short private directory
+    of its own where that path would be too long for a Unix socket (108 bytes on Linux)."""
+    path = workdir / SOCKET_NAME
+    if len(str(path)) < 100:
+        return path
+    return Path(tempfile.mkdtemp(prefix="confsec-op-")) / SOCKET_NAME
+
+
 class EmbeddedReference:
     """A ReferenceDeployment running on its own loop thread, for fixtures and `confsec run`."""
 
@@ -277,7 +313,11 @@ class EmbeddedReference:
         pki = TestPki.create(workdir / "pki", DOMAIN, USERS, flawed_for=NAMED_USERS)
         keylog = evidence_dir / "reference-tls-keylog.txt" if evidence_dir else None
         config = ReferenceConfig(
-            defects=defects, keylog_file=keylog, interop=interop, key_management=key_management
+            defects=defects,
+            keylog_file=keylog,
+            interop=interop,
+            key_management=key_management,
+            operator_socket=operator_socket_in(workdir),
         )
         deployment = ReferenceDeployment(pki, config)
         loop = LoopThread("confsec-reference")

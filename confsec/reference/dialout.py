@@ -155,9 +155,9 @@ class DialOut:
         await self._notify(sub, "SIP/2.0 100 Trying", "active;expires=60")
         try:
             if method == "BYE":
-                status, reason = await self._remove(conf, user)
+                status, reason = await self.remove(conf, user)
             else:
-                status, reason = await self._call(conf, user)
+                status, reason = await self.call(conf, user)
         except ConfsecError as exc:
             log.info("dial-out to %s failed: %s", user, exc)
             status, reason = 500, "Server Internal Error"
@@ -188,9 +188,13 @@ class DialOut:
 
     # -- calling a user ------------------------------------------------------------------------
 
-    async def _call(self, conf: Conference, user: str) -> tuple[int, str]:
+    async def call(
+        self, conf: Conference, user: str, contact: str | None = None
+    ) -> tuple[int, str]:
+        """Call `user` into `conf` at `contact` (default: the contact it registered); the
+        status and reason its REFER's final NOTIFY reports."""
         focus = self.focus
-        contact = self.registrar.contact(user)
+        contact = contact or self.registrar.contact(user)
         if contact is None:
             return 480, "Temporarily Unavailable"
         if any(leg.user == user for leg in conf.legs.values()):
@@ -330,7 +334,8 @@ class DialOut:
 
     # -- removing a user -----------------------------------------------------------------------
 
-    async def _remove(self, conf: Conference, user: str) -> tuple[int, str]:
+    async def remove(self, conf: Conference, user: str) -> tuple[int, str]:
+        """End `user`'s legs in `conf` with a BYE of the focus; the others are rekeyed."""
         legs = [leg for leg in conf.legs.values() if leg.user == user]
         if not legs:
             return 404, "Not a participant"

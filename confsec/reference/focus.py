@@ -414,7 +414,7 @@ class Focus:
         self.rekey.left(conf.conference_id, leg.leg_id)
         self.events.left(conf, leg)
         self.mixer.release(conf.conference_id, leg.leg_id)
-        if not conf.legs:
+        if not conf.legs and not conf.held:
             self.conferences.pop(conf.conference_id, None)
 
     def lost(self, conf: Conference, leg: Leg) -> None:

@@ -33,6 +33,8 @@ class Conference:
     creator: str
     secure: bool
     legs: dict[str, Leg] = field(default_factory=dict)
+    held: bool = False
+    """Started by an operator (operator.py): it lives on with no one in it, until ended."""
     members: frozenset[str] | None = None
     """The user names a members-only conference admits (the creator and those its creation
     INVITE listed, see members.py); None: every authenticated user may join."""

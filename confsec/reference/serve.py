@@ -66,7 +66,8 @@ def serve(
         label += f", {key_management}"
         print(
             f"confsec reference ({label}) listening on sips {target.host}:{target.port}\n"
-            f"profile: {profile_path}\nenv file: {env_path} (source it: . {env_path})",
+            f"profile: {profile_path}\nenv file: {env_path} (source it: . {env_path})\n"
+            f"operator console: {reference.deployment.config.operator_socket}",
             flush=True,
         )
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -85,6 +85,14 @@ def profile_text(target: Target, env_names: Mapping[str, str]) -> str:
         for flaw, (cert, key) in a.flawed_certs.items():
             lines += ["", f"[accounts.{name}.flawed_certs.{flaw}]", f"cert = {q(str(cert))}"]
             lines.append(f"key = {q(str(key))}")
+    lines += ["", "[dial_out]", f"reach = {q(target.dial_out_reach)}"]
+    for action, spec in target.adapters.items():
+        lines += ["", f"[adapters.{action}]"]
+        if spec.command is not None:
+            lines.append(f"command = {q(spec.command)}")
+        else:
+            lines.append(f"entry_point = {q(spec.entry_point or '')}")
+        lines.append(f"timeout = {spec.timeout}")
     return "\n".join(lines) + "\n"
 
 
