@@ -17,6 +17,7 @@ member where the target claims `refer`, else by the `add-participant` adapter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,6 +105,8 @@ class DialOutRun:
         self.answering: dict[str, Answering] = {}
         self.refers: list[ReferOutcome] = []
         self._uas: list[UserAgent] = []
+        self._operated = False
+        """The conference was started by the operator's adapter: `close` ends it the same way."""
 
     def _run(self, coro, timeout: float | None = None, what: str = ""):  # type: ignore[no-untyped-def]
         return self.conf.runtime.run(
@@ -131,6 +134,7 @@ class DialOutRun:
                 )
             return
         result = perform(conf.target, "start-conference", creator=creator)
+        self._operated = True
         lines = result.output.strip().splitlines()
         conf.conference_uri = lines[-1].strip() if lines else None  # a phone's has none
         if creator not in self.answering:
@@ -203,6 +207,11 @@ class DialOutRun:
             raise Inconclusive(f"{name} was not made callable in this scenario") from None
 
     def close(self) -> None:
+        if self._operated and "end-conference" in self.conf.target.adapters:
+            with contextlib.suppress(Inconclusive):
+                conference = self.conf.conference_uri or ""
+                perform(self.conf.target, "end-conference", conference=conference)
+
         async def _close() -> None:
             for ua in self._uas:
                 await ua.close()
