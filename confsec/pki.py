@@ -9,7 +9,9 @@ certificates the scenarios need, including the bad ones a hostile target would p
 - `other-domain`: a valid certificate from the same CA for another domain (wrong-domain defect),
 - `expired`: the service domain, expired yesterday,
 - `self-signed`: the service domain, signed by its own key (not chained to the CA),
-- one client certificate per user: CN the user, SAN URI `sip:<user>@<service domain>`,
+- one client certificate per user: CN the user, SAN URI `sip:<user>@<service domain>` (and
+  the DNS names given as `client_dns`, for a service that checks the name of the host it calls:
+  a UA that calls `sips:bob@127.0.0.1:port` may want `DNS:127.0.0.1` in bob's certificate),
 - for the users named in `flawed_for`, client certificates that mutual TLS must refuse, one per
   flaw of `CLIENT_CERT_FLAWS` (self-signed, from a second CA nobody trusts, expired, not yet
   valid, extended key usage serverAuth only), each with the subject and SANs of the user's valid
@@ -133,16 +135,23 @@ class TestPki:
         other_domain: str = "attacker.example.test",
         now: dt.datetime | None = None,
         flawed_for: Iterable[str] = (),
+        client_dns: Iterable[str] = (),
     ) -> TestPki:
         """Make a CA and every certificate in `directory` (created, mode 0700, if missing).
 
         `now` fixes the clock for tests; it defaults to the current UTC time. `flawed_for`
-        names the users (of `users`) who also get one client certificate per flaw. Raises
-        `ConfigError` for an unusable domain, user name or directory.
+        names the users (of `users`) who also get one client certificate per flaw.
+        `client_dns` adds these DNS names to every user's certificate, after its SIP URI (none
+        by default). Raises `ConfigError` for an unusable domain, user name, DNS name or
+        directory.
         """
         directory = Path(directory)
         users = tuple(users)
         flawed_for = tuple(flawed_for)
+        client_dns = tuple(client_dns)
+        for name in client_dns:
+            if not isinstance(name, str) or not _DOMAIN.fullmatch(name):
+                raise ConfigError(f"client_dns: {name!r} is not a DNS name")
         if not set(flawed_for) <= set(users):
             raise ConfigError(f"flawed_for {flawed_for!r} names users not in {users!r}")
         for domain in (service_domain, other_domain):
@@ -199,7 +208,10 @@ class TestPki:
         flawed: dict[str, Mapping[str, CertPair]] = {}
         for user in users:
             key = ec.generate_private_key(ec.SECP256R1())
-            sans = [x509.UniformResourceIdentifier(f"sip:{user}@{service_domain}")]
+            sans = [
+                x509.UniformResourceIdentifier(f"sip:{user}@{service_domain}"),
+                *(x509.DNSName(name) for name in client_dns),
+            ]
             # A user agent is a TLS client of the service, and its TLS server when the service
             # calls it (dial-out): both key usages, as RFC 5922 7.3 expects of a SIP UA.
             ua_eku = [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
