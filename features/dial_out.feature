@@ -14,8 +14,8 @@ Feature: Conferences that call their participants (dial-out, REFER, UA-hosted co
   `refer`, else the operator's `add-participant` adapter, which is given the participant's
   contact.
 
-  Background:
-    Given the conference service is reachable over SIPS
+  No Background probes the service's listener: a phone that hosts a conference may take no
+  requests at all, and every scenario here observes the service as the caller.
 
   @req:R1
   Scenario: A conference that calls its participants is secure for everyone

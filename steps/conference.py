@@ -7,11 +7,18 @@ from pytest_bdd import given, parsers, then, when
 from confsec.behaviour import checks
 from confsec.behaviour.conference import ConferenceRun
 from confsec.behaviour.participant import OfferSpec
+from confsec.errors import NotApplicable
 from confsec.observed import Observe
 
 
 @given("the conference service is reachable over SIPS")
 def service_reachable(conf: ConferenceRun) -> None:
+    if conf.target.calls_out_only:
+        raise NotApplicable(
+            "the target takes no requests: it only calls its participants (creation_modes = "
+            '["dial-out"], participants reached through its adapter), so there is no service '
+            "listener to reach; features/dial_out.feature judges it as the caller"
+        )
     checks.service_reachable(conf.probe_tls("alice"))
 
 

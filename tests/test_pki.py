@@ -130,6 +130,18 @@ def test_client_certificates(pki: TestPki) -> None:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         # A client of the service, and a server when the service calls it (dial-out).
         assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+        assert sans(cert).get_values_for_type(x509.DNSName) == []  # none unless asked
+
+
+def test_client_certificates_with_dns_names(tmp_path: Path) -> None:
+    """`client_dns`: for a caller that checks the host it dialled (linphone wants
+    DNS:127.0.0.1 in the certificate of `sips:bob@127.0.0.1:port`)."""
+    pki = TestPki.create(tmp_path, DOMAIN, ["bob"], client_dns=("127.0.0.1", "bob.example.test"))
+    names = sans(load(pki.client("bob").cert))
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == [f"sip:bob@{DOMAIN}"]
+    assert names.get_values_for_type(x509.DNSName) == ["127.0.0.1", "bob.example.test"]
+    with pytest.raises(ConfigError, match="client_dns"):
+        TestPki.create(tmp_path / "bad", DOMAIN, ["bob"], client_dns=("bad name",))
 
 
 def test_each_run_has_its_own_ca(tmp_path: Path) -> None:

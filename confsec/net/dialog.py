@@ -299,7 +299,10 @@ class Dialog:
         remote target) over the flow's transport."""
         if self.ua.is_open(self.flow):
             return self.flow
-        return self.ua.destination_for(self.route_set[0] if self.route_set else self.remote_target)
+        # A Route value is a header value; the remote target is a bare URI, whose parameters
+        # (transport=tls) are its own and must not be read as a header's (they would be cut).
+        hop = self.route_set[0] if self.route_set else f"<{self.remote_target}>"
+        return self.ua.destination_for(hop)
 
     def send_ack(self, invite: Request, response: Response) -> Request:
         """ACK a 2xx (§13.2.2.4): the TU's job, new branch, same CSeq number, sent directly."""

@@ -174,6 +174,13 @@ class Target:
     profile: Path | None = None
 
     @property
+    def calls_out_only(self) -> bool:
+        """The target takes no requests at all: it only calls its participants, who are
+        handed to it by an adapter (a phone that hosts a conference by merging its calls)."""
+        modes = set(self.capabilities.creation_modes)
+        return modes <= {"dial-out"} and self.dial_out_reach == "adapter"
+
+    @property
     def dest(self) -> tuple[str, str, int]:
         return (self.transport, self.host, self.port)
 

@@ -267,3 +267,24 @@ def test_bye_we_accept_ends_the_dialog_and_the_first_reason_stays() -> None:
     assert state.response_sent(bye, answer(bye)) == (Ended("BYE received"),)
     assert state.terminate("no ACK") is None
     assert state.termination_reason == "BYE received"
+
+
+def test_the_remote_target_keeps_its_transport_when_the_flow_is_gone() -> None:
+    """A bare remote target's `;transport=tls` is a URI parameter: a BYE after the connection
+    closed goes over TLS, not plain UDP (seen with linphone's `sip:...;transport=tls`)."""
+    from confsec.net.addressing import destination_for
+    from confsec.net.dialog import Dialog
+    from confsec.net.flow import Flow
+
+    class Host:
+        def is_open(self, flow: Flow) -> bool:
+            return False
+
+        def destination_for(self, uri: str) -> tuple[str, str, int]:
+            return destination_for(uri)
+
+    invite = request("INVITE", 1, body=OFFER)
+    ok = answer(invite, body=ANSWER, contact="<sip:127.0.0.1:45061;transport=tls>")
+    state = DialogState.uac(invite, ok, secure=False)
+    dialog = Dialog(Host(), state, Flow("tls", ("127.0.0.1", 1), ("127.0.0.1", 45061)))  # type: ignore[arg-type]
+    assert dialog.next_hop() == ("tls", "127.0.0.1", 45061)
