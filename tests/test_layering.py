@@ -237,6 +237,11 @@ LONGER_MODULES = {
         "the user agent's public entry points (start, request, request_exchange, invite) carry "
         "long signatures and docstrings; splitting them further would leave one-line delegates",
     ),
+    "confsec/media/dtls.py": (
+        515,
+        "one class over one OpenSSL connection (its pure half is dtls_records.py already); what "
+        "dtls_demux reads of an association (expects, client_random, finished_sent) is its state",
+    ),
 }
 """Modules allowed past the limit, each with its ceiling and the reason."""
 

@@ -11,6 +11,13 @@ section 5), which asks for a new association; the participant answers with its o
 runs the new handshake, and the new exported keys are the stream's next epoch (a
 `RekeyRecord`). A re-offer with the same tls-id keeps the association: nothing is rekeyed.
 
+Rekeys may come faster than handshakes end (a join, then a leave, on a loaded service). A
+re-offer supersedes the association of the previous one if that has not completed yet: it is
+closed at once (no key of it was ever used, and its flights would reach the service's new
+association), and that rekey ends without keys and without a failure. The association in use
+stays until the new one completes. The service's late flights of the superseded association
+still reach the leg; `MediaLeg`'s `AssociationRouter` keeps them from the new handshake.
+
 The participant offers `actpass` and cannot know its role before the answer, while the
 answerer may send its ClientHello before the answer arrives (RFC 5763 section 5); so each leg
 waits as a DTLS server from the offer on, and turns client if the answer says `passive`.
@@ -69,6 +76,8 @@ class DtlsKeying:
     """Per leg: why its handshake failed (the evidence of an R2 or R3 check)."""
     recv_keys: dict[str, tuple[str, bytes, bytes]] = field(default_factory=dict, repr=False)
     """Per leg: the exported key the focus's side sends with (suite, key, salt)."""
+    in_use: dict[str, DtlsDriver] = field(default_factory=dict, repr=False)
+    """Per leg: the association whose keys are installed (`drivers` may hold a newer one)."""
 
     profile: str = "SRTP_AES128_CM_SHA1_80"
     """The one protection profile offered (the offer's suite, `profile_for_suite`)."""
@@ -251,6 +260,7 @@ async def await_keys(p: Party, answer_media: list[MediaDescription], timeout: fl
             failure = failure or f"{kind}: {exc}"
             continue
         _install(p, kind, leg, m, keys, "", keep_previous=False)
+        p.dtls.in_use[kind] = driver
         p.dtls.connected_at[kind] = driver.endpoint.handshake_done_at
     return failure
 
@@ -273,7 +283,13 @@ def answer_rekey(
     expected = _fingerprints(m)
     if not expected:
         return None, None
-    old = p.dtls.drivers.get(kind)
+    old = p.dtls.in_use.get(kind)
+    previous = p.dtls.drivers.get(kind)
+    if previous is not None and previous is not old:
+        if previous.endpoint.state == "connected":
+            old = previous
+        else:  # the previous rekey's handshake has not completed: this re-offer supersedes it
+            previous.close()
     ours = new_tls_id()
     p.dtls.tls_ids[kind] = ours
     if tls_id:
@@ -286,6 +302,7 @@ def answer_rekey(
         if isinstance(event, HandshakeCompleted):
             keys = driver.endpoint.srtp_keys()
             _install(p, kind, leg, m, keys, label, keep_previous=True)
+            p.dtls.in_use[kind] = driver
 
     driver = p.dtls.drivers[kind] = leg.attach_dtls(_endpoint(p, "client", expected), keyed)
     driver.start()
@@ -301,16 +318,18 @@ async def finish_rekey(
     p: Party, pending: list[PendingRekey], record: Callable[[dict[str, Key]], None]
 ) -> None:
     """Await the new associations of one re-offer (each leg is keyed on its completion), and
-    `record` them as one epoch: the keys of one rekey are one `RekeyRecord`, as for SDES."""
+    `record` them as one epoch: the keys of one rekey are one `RekeyRecord`, as for SDES. An
+    association a later re-offer superseded (`answer_rekey`) brings no keys and no failure."""
     assert p.dtls is not None
     keys_by_kind: dict[str, Key] = {}
     for r in pending:
         try:
             keys = await r.driver.wait_connected(p.target.timeouts.transaction)
         except ConfsecError as exc:
-            p.dtls.failures[r.kind] = f"rekey: {exc}"
+            if p.dtls.drivers.get(r.kind) is r.driver:  # else superseded: not a failure
+                p.dtls.failures[r.kind] = f"rekey: {exc}"
             continue
-        if r.old is not None:
+        if r.old is not None and r.old is not r.driver:
             r.old.close()
         keys_by_kind[r.kind] = (keys.suite, keys.remote_key, keys.remote_salt)
     record(keys_by_kind)

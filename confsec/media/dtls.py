@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from OpenSSL import SSL, crypto
 
 from confsec.codec import dtls as wire
+from confsec.codec.sdp import certificate_matches
 from confsec.errors import LocalProtocolError
 from confsec.media import dtls_records
 from confsec.media.dtls_records import (
@@ -269,6 +270,21 @@ class DtlsSrtpEndpoint:
             self._refuse(problem, _BAD_CERTIFICATE, now)  # connected: close_notify, closed
         elif self.state == "awaiting_fingerprint":
             self._connect(now)
+
+    def expects(self, certificate: bytes) -> bool:
+        """Whether `certificate` (DER) matches the fingerprint signalled for this association:
+        which association a flight is for, on a leg a rekey shares (`dtls_demux`)."""
+        return self._expected is not None and certificate_matches(self._expected, certificate)
+
+    @property
+    def client_random(self) -> bytes | None:
+        """A client's ClientHello random, once sent (what a ServerKeyExchange signs)."""
+        return (self._conn.client_random() or None) if self.role == "client" else None
+
+    @property
+    def finished_sent(self) -> bool:
+        """This side has sent epoch-1 records: a peer's last flight can answer it."""
+        return self._sent_epoch1
 
     def datagrams_to_send(self) -> list[bytes]:
         """What to send now, in order: whole records, at most `mtu` octets per datagram."""

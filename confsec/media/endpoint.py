@@ -20,9 +20,8 @@ Design points (aiortc's thin asyncio adapter over a sans-IO core):
   snapshot whole (`Reception.whole`).
 * Waiting is event-driven: `wait_for_packets()` parks a future that the receive path resolves;
   a timeout raises `PeerTimeout` (the system under test did not deliver).
-* DTLS-SRTP (`attach_dtls()`): a datagram whose first byte is 20..63 (RFC 7983) goes to a
-  `confsec.media.dtls_leg.DtlsDriver` before anything else sees it; one attribute check when
-  the leg has none.
+* DTLS-SRTP (`attach_dtls()`): a datagram whose first byte is 20..63 (RFC 7983) goes to its
+  association's `DtlsDriver` (`dtls_demux`) before anything else sees it; one check if none.
 * Memory is bounded: the first `raw_limit` datagrams are kept for evidence, the last
   `audio_seconds` of PCMU per SSRC for the tone check (`heard_tones()`), at most
   `ssrc_limit` SSRCs and peers.
@@ -34,17 +33,20 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
-from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, Reception
+from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, MediaStats, Reception
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import SrtpReceiver, SrtpSender
 from confsec.media.tone import PCMU_SILENCE
 
+STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
+"""RFC 5389 section 6: bytes 4..7 of every STUN message."""
+
 if TYPE_CHECKING:
     from confsec.media.dtls import DtlsSrtpEndpoint
+    from confsec.media.dtls_demux import AssociationRouter
     from confsec.media.dtls_leg import DtlsDriver, EventHook
 
 __all__ = ["MediaLeg", "MediaStats", "Protector", "RawPacket"]
@@ -60,39 +62,6 @@ class Protector(Protocol):
     robustness probes (confsec.behaviour.media_abuse) that forges, records or replays."""
 
     def protect(self, rtp: bytes) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class MediaStats:
-    """A snapshot of what a leg sent and received."""
-
-    sent: int
-    """Packets sent by the pacing job (not `send_raw()`)."""
-    received: int
-    """Datagrams received, whatever they were."""
-    authenticated: int
-    """SRTP packets that authenticated under the receiver's key."""
-    auth_failed: int
-    """Packets refused by SRTP authentication (wrong key, tampering, plain RTP)."""
-    replayed: int
-    """Packets refused by the SRTP replay check."""
-    malformed: int
-    """Datagrams that are not RTP v2 / SRTP at all, or too short to be."""
-    plain: int
-    """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
-    rtcp: int
-    """RTCP/SRTCP packets seen on the muxed port (counted, not checked)."""
-    held: int
-    """Packets waiting for their key: they came after `expect_key()` and before the receiver
-    was set (media may precede the SDP answer that carries its key, RFC 3264 section 5.1)."""
-    ssrcs: frozenset[int]
-    """SSRCs seen in RTP packets (authenticated or not)."""
-    peers: frozenset[Addr]
-    """Source addresses seen."""
-    first_arrival: float | None
-    """Loop time of the first datagram."""
-    last_arrival: float | None
-    """Loop time of the last datagram."""
 
 
 class _SendJob:
@@ -158,7 +127,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self.sent = 0
         self.received = 0
         self.dtls: DtlsDriver | None = None
-        """DTLS-SRTP on this socket (`attach_dtls()`): it gets the datagrams RFC 7983 calls DTLS."""
+        """DTLS-SRTP on this socket (`attach_dtls()`): the newest association, for `dtls_router`."""
+        self.dtls_router: AssociationRouter | None = None  # gets the datagrams RFC 7983 calls DTLS
+        self.stun = 0
+        """STUN messages received (RFC 7983: first byte 0..3 and the magic cookie)."""
         self.dtls_datagrams = 0
         """Datagrams handed to `dtls`: no other counter, `on_packet` or evidence sees them."""
         self._dtls_source: Addr | None = None
@@ -185,8 +157,8 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.stop_sending()
-        if self.dtls is not None:
-            self.dtls.close()  # stops its timer; nothing can be sent any more
+        if self.dtls_router is not None:
+            self.dtls_router.close()  # stops the timers; nothing can be sent any more
         self._fail_waiters(TransportError("media leg closed"))
 
     def error_received(self, exc: Exception) -> None:
@@ -196,8 +168,8 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     def close(self) -> None:
         """Stop sending, close DTLS and the socket; pending waiters get `TransportError`."""
         self.stop_sending()
-        if self.dtls is not None:
-            self.dtls.close()  # close_notify while the socket is still open
+        if self.dtls_router is not None:
+            self.dtls_router.close()  # close_notify while the socket is still open
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -242,9 +214,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         ClientHello before the SDP answer names the peer (RFC 5763 section 5). That source is
         unauthenticated, but so is the handshake until the fingerprint is checked.
         """
-        from confsec.media.dtls_leg import DtlsDriver  # pyOpenSSL only for legs that use it
+        from confsec.media import dtls_demux, dtls_leg  # pyOpenSSL only for legs that use it
 
-        self.dtls = DtlsDriver(endpoint, self._send_dtls, self._loop, on_event)
+        self.dtls = dtls_leg.DtlsDriver(endpoint, self._send_dtls, self._loop, on_event)
+        self.dtls_router = dtls_demux.AssociationRouter.attach(self.dtls_router, self.dtls)
         return self.dtls
 
     def _send_dtls(self, data: bytes) -> None:
@@ -386,10 +359,15 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     # -- receiving ------------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
-        if self.dtls is not None and data and 19 < data[0] < 64:  # RFC 7983: DTLS, not media
+        if self.dtls_router is not None and data and 19 < data[0] < 64:  # RFC 7983: DTLS
             self.dtls_datagrams += 1
             self._dtls_source = addr
-            self.dtls.datagram(data)
+            self.dtls_router.datagram(data)
+            return
+        if data and data[0] < 4 and data[4:8] == STUN_MAGIC_COOKIE:
+            # RFC 7983: STUN (ICE checks, keepalives) shares the port; counted apart, never
+            # judged as media.
+            self.stun += 1
             return
         now = self._loop.time()
         self._counting += 1
@@ -484,6 +462,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             peers=frozenset(self._peers),
             first_arrival=self._first,
             last_arrival=self._last,
+            stun=self.stun,
         )
 
     @property

@@ -17,7 +17,8 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,7 +26,9 @@ from confsec.media.rtp import RtpParseError, rtp_payload_bounds
 from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver
 from confsec.media.tone import detect_tones, pcmu_decode
 
-__all__ = ["HELD_LIMIT", "PCMU_PT", "PCMU_RATE", "Reception"]
+__all__ = ["HELD_LIMIT", "PCMU_PT", "PCMU_RATE", "MediaStats", "Reception"]
+
+Addr = tuple[Any, ...]
 
 _SSRC_AT_8 = struct.Struct("!I")
 T = TypeVar("T")
@@ -57,6 +60,41 @@ class _Audio:
     def last(self, samples: int) -> bytes:
         data = b"".join(self.chunks)
         return data[-samples:] if samples < len(data) else data
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """A snapshot of what a leg sent and received."""
+
+    sent: int
+    """Packets sent by the pacing job (not `send_raw()`)."""
+    received: int
+    """Datagrams received, whatever they were."""
+    authenticated: int
+    """SRTP packets that authenticated under the receiver's key."""
+    auth_failed: int
+    """Packets refused by SRTP authentication (wrong key, tampering, plain RTP)."""
+    replayed: int
+    """Packets refused by the SRTP replay check."""
+    malformed: int
+    """Datagrams that are not RTP v2 / SRTP at all, or too short to be."""
+    plain: int
+    """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
+    rtcp: int
+    """RTCP/SRTCP packets seen on the muxed port (counted, not checked)."""
+    held: int
+    """Packets waiting for their key: they came after `expect_key()` and before the receiver
+    was set (media may precede the SDP answer that carries its key, RFC 3264 section 5.1)."""
+    ssrcs: frozenset[int]
+    """SSRCs seen in RTP packets (authenticated or not)."""
+    peers: frozenset[Addr]
+    """Source addresses seen."""
+    first_arrival: float | None
+    """Loop time of the first datagram."""
+    last_arrival: float | None
+    """Loop time of the last datagram."""
+    stun: int = 0
+    """STUN messages on the media port (ICE connectivity checks, keepalives): not media."""
 
 
 class Reception:

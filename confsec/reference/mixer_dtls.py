@@ -6,6 +6,12 @@ demultiplexing: DTLS and SRTP share the port) and, once it completes, keys the s
 with the exported keys. Until then the stream sends nothing and mixes nothing: no media flows
 before the handshake completes. A rekey is a new association (a new tls-id); the stream keeps
 its old keys until the new handshake completes, so media does not stall meanwhile.
+
+A server association remembers the random of the ClientHello it answers (`hello_random`): a
+ClientHello with another one is a newer association's, which the participant began after it
+answered a later re-offer, and `mixer_leg` keeps it for that association instead of feeding it
+to this one (which would drop it, leaving the participant to resend it a second later). So is
+any ClientHello once this association has failed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from confsec.media.dtls import (
     HandshakeFailed,
     SrtpKeys,
 )
+from confsec.media.dtls_demux import client_hello_random
 from confsec.media.dtls_leg import DtlsDriver
 from confsec.reference.mixer_control import DtlsSetup
 
@@ -44,6 +51,8 @@ class LegAssociation:
         self.setup = setup
         self.name = name
         self.failure: str | None = None
+        self.hello_random: bytes | None = None
+        """Server side: the random of the first ClientHello this association took."""
         self._on_keys = on_keys
         certificate = x509.load_pem_x509_certificate(setup.certificate_pem)
         key = load_pem_private_key(setup.private_key_pem, password=None)
@@ -63,7 +72,20 @@ class LegAssociation:
         self.driver.start()
 
     def datagram(self, data: bytes) -> None:
+        if self.hello_random is None and self.setup.role == "server":
+            self.hello_random = client_hello_random(data)
         self.driver.datagram(data)
+
+    def foreign_hello(self, data: bytes) -> bool:
+        """`data` holds a ClientHello this association cannot answer: another client's than
+        the one it answers, or any once it has failed (a newer association's: see the module
+        docstring)."""
+        random = client_hello_random(data)
+        if random is None:
+            return False
+        if self.endpoint.state in ("failed", "closed"):
+            return True
+        return self.hello_random is not None and random != self.hello_random
 
     def close(self) -> None:
         self.driver.close()

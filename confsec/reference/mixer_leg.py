@@ -182,17 +182,22 @@ class LegStream(asyncio.DatagramProtocol):
         elif setup.role == "client":
             self.pending.start()
         early, self._early = self._early, []
-        for data in early:
-            self.pending.datagram(data)
+        for data in early:  # routed again: a later rekey's ClientHello waits on for its own
+            self._dtls(data)
 
     def _dtls(self, data: bytes) -> None:
         """Route one DTLS datagram. A new ClientHello (epoch 0) that comes while no new
         association is set up belongs to the next one: the participant answered a rekey and
         began its handshake before the focus's install reached the mixer. It waits for that
         association (a few datagrams at most) instead of reaching the established one, which
-        would answer with the old identity."""
+        would answer with the old identity. So does a ClientHello another client sent while
+        a rekey's association is still handshaking with the first (`foreign_hello`): a later
+        rekey superseded that one, and its install is on the way."""
         if self.pending is not None:
-            self.pending.datagram(data)
+            if not self.pending.foreign_hello(data):
+                self.pending.datagram(data)
+            elif len(self._early) < EARLY_DTLS_LIMIT:
+                self._early.append(data)
             return
         fresh = data[0] == 22 and data[3:5] == b"\x00\x00"
         if self.association is not None and fresh and self.association.connected:

@@ -135,6 +135,31 @@ def test_replay_garbage_and_rtcp_are_classified() -> None:
     run(main())
 
 
+def test_stun_on_a_media_port_is_not_media() -> None:
+    """ICE connectivity checks and keepalives (linphone sends them) are counted apart: never
+    'not SRTP', which would fail R3 for packets that carry no media. Garbage whose first byte
+    looks like STUN but has no magic cookie is still garbage."""
+
+    async def main() -> None:
+        ledger = KeyStreamLedger()
+        key, salt = new_master_key(SUITE)
+        a, b = await legs()
+        b.set_receiver(new_receiver(ledger, B_RECV, SUITE, key, salt))
+        binding = bytes.fromhex("0001 0000 2112a442") + bytes(12)  # a Binding Request
+        a.send_raw(binding)
+        a.send_raw(bytes.fromhex("0001 0000 deadbeef") + bytes(12))
+        a.send_raw(
+            new_sender(ledger, A_SEND, SUITE, key, salt).protect(build_rtp(0, 1, 0, 9, b"x"))
+        )
+        await b.wait_for_packets(2, timeout=5)
+        s = b.stats
+        assert (s.received, s.authenticated, s.malformed, s.stun) == (2, 1, 1, 1)
+        a.close()
+        b.close()
+
+    run(main())
+
+
 def test_plain_receiver_accepts_rtp_for_negative_tests() -> None:
     async def main() -> None:
         a, b = await legs()
