@@ -349,8 +349,11 @@ def write_profile(
         f'key_management = "{key_management}"',
         f"mutual_tls = {str(claim_all).lower()}",
         "video = false",
-        'creation_modes = ["dial-in-factory"]',
     ]
+    if claim_all:  # dial-out and REFER too: the hostile server never calls, nothing may pass
+        lines.append('creation_modes = ["dial-in-factory", "dial-out", "refer"]')
+    else:
+        lines.append('creation_modes = ["dial-in-factory"]')
     if claim_all:
         lines += [
             "group_keys = true",

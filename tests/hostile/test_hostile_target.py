@@ -146,6 +146,18 @@ DTLS_R3 = (
 )
 
 
+# features/dial_out.feature: these profiles claim no dial-out (nor REFER).
+DIAL_OUT_R1_R2 = (
+    "A conference that calls its participants is secure for everyone",
+    "A user who can answer only plain RTP is not admitted unprotected",
+    "The service authenticates itself to the users it calls",
+    "A REFER from a user who is not a participant is refused and nobody is called",
+    "A REFER without credentials is refused and nobody is called",
+    "The conference state names a called user by the identity the service called",
+)
+DIAL_OUT_R3 = "The streams of called participants are protected, each with its own key stream"
+
+
 def expect(sip: str, cert: str) -> dict[str, str]:
     """Every scenario that needs a SIP answer gets `sip`, the certificate scenario `cert`."""
     return {
@@ -156,6 +168,7 @@ def expect(sip: str, cert: str) -> dict[str, str]:
         **dict.fromkeys(CLAIMED_JOIN, "not applicable"),
         UDP_ENUMERATION: "not applicable",
         DTLS_R2: "not applicable",
+        **dict.fromkeys(DIAL_OUT_R1_R2, "not applicable"),
     }
 
 
@@ -172,6 +185,7 @@ def expect_r3(protected: str) -> dict[str, str]:
         # answer over TLS and nowhere else; it leaks none, so this check has nothing to find.
         KEYS_CONFINED: "pass",
         **dict.fromkeys(DTLS_R3, "not applicable"),
+        DIAL_OUT_R3: "not applicable",
     }
 
 

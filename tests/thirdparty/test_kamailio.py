@@ -74,6 +74,13 @@ def test_r2_through_kamailio(tmp_path: Path, behind_kamailio) -> None:
         "No plain SIP listener tells which users exist",
         "No account's password is in the dictionary",
         "A certificate that does not match the signalled fingerprint gets no association",
+        # features/dial_out.feature: this profile claims no dial-out or REFER.
+        "A conference that calls its participants is secure for everyone",
+        "A user who can answer only plain RTP is not admitted unprotected",
+        "The service authenticates itself to the users it calls",
+        "A REFER from a user who is not a participant is refused and nobody is called",
+        "A REFER without credentials is refused and nobody is called",
+        "The conference state names a called user by the identity the service called",
     }
     assert all(verdicts[n] == "not applicable" for n in optional & set(verdicts)), verdicts
     # Members-only conferences are not claimed. The expired, not-yet-valid and serverAuth-only
