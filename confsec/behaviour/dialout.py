@@ -268,33 +268,38 @@ class DialOutRun:
     async def _add(self, referrer: str, invitee: str) -> IncomingCall:
         answering = self.answering_of(invitee)
         seen = len(answering.calls)
+        try:
+            await self._ask(referrer, invitee, "INVITE")
+        except Inconclusive:
+            # The host says it could not add the participant; if it did call, what the
+            # participant answered (a refusal, say) is what the checks judge.
+            if len(answering.calls) <= seen:
+                raise
+        return await self._await_call(invitee, seen)
+
+    async def _ask(self, referrer: str, name: str, method: str) -> None:
+        """Have the service call `name` (INVITE) or remove it (BYE): by `referrer`'s REFER where
+        the target claims REFER, else by the operator's adapter, given `name`'s contact."""
         t = self.conf.target
         if t.claims("refer"):
-            out = await self._refer(referrer, invitee, "INVITE")
+            out = await self._refer(referrer, name, method)
             if not out.accepted:
+                what = "remove" if method == "BYE" else "add"
                 raise Inconclusive(
-                    f"{referrer}'s REFER to add {invitee} was not accepted: "
+                    f"{referrer}'s REFER to {what} {name} was not accepted: "
                     f"{out.status} {out.reason} {out.error or ''}".strip()
                 )
-        else:
-            p = self.conf.participants[invitee]
-            contact = p.ua.contact_for(_tls_flow(p.ua))
-            try:
-                await asyncio.to_thread(
-                    perform,
-                    t,
-                    "add-participant",
-                    name=invitee,
-                    aor=p.account.aor(t.domain),
-                    contact=contact.strip("<>"),
-                    conference=self.conf.conference_uri or "",
-                )
-            except Inconclusive:
-                # The host says it could not add the participant; if it did call, what the
-                # participant answered (a refusal, say) is what the checks judge.
-                if len(answering.calls) <= seen:
-                    raise
-        return await self._await_call(invitee, seen)
+            return
+        p = self.conf.participants[name]
+        await asyncio.to_thread(
+            perform,
+            t,
+            "remove-participant" if method == "BYE" else "add-participant",
+            name=name,
+            aor=p.account.aor(t.domain),
+            contact=p.ua.contact_for(_tls_flow(p.ua)).strip("<>"),
+            conference=self.conf.conference_uri or "",
+        )
 
     async def _await_call(self, invitee: str, seen: int) -> IncomingCall:
         answering = self.answering_of(invitee)
@@ -315,24 +320,7 @@ class DialOutRun:
     async def _remove(self, referrer: str, name: str) -> None:
         t = self.conf.target
         p = self.conf.participants[name]
-        if t.claims("refer"):
-            out = await self._refer(referrer, name, "BYE")
-            if not out.accepted:
-                raise Inconclusive(
-                    f"{referrer}'s REFER to remove {name} was not accepted: "
-                    f"{out.status} {out.reason} {out.error or ''}".strip()
-                )
-        else:
-            contact = p.ua.contact_for(_tls_flow(p.ua)).strip("<>")
-            await asyncio.to_thread(
-                perform,
-                t,
-                "remove-participant",
-                name=name,
-                contact=contact,
-                aor=p.account.aor(t.domain),
-                conference=self.conf.conference_uri or "",
-            )
+        await self._ask(referrer, name, "BYE")
         # Removed: its dialog ends with the service's BYE (awaited, bounded).
         deadline = asyncio.get_running_loop().time() + t.timeouts.transaction
         while p.dialog is not None and not p.dialog.is_terminated:
