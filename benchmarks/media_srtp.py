@@ -1,4 +1,4 @@
-"""Media hot-path costs: SRTP unprotect raw vs through SrtpReceiver, RTP helpers, tone detector.
+"""Media hot-path costs: SRTP and SRTCP raw vs through the suite's wrappers, RTP helpers, tones.
 
 Run: python benchmarks/media_srtp.py [--packets N] [--reps R]  (from a checkout; no install)
 
@@ -28,6 +28,7 @@ import pylibsrtp
 # Run from a checkout without installing: the repository root holds the confsec package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from confsec.media import rtcp
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import RtpPacket, build_rtp, peek_ssrc_seq, rtp_payload_bounds
@@ -60,6 +61,7 @@ def srtp(suite: str, n: int, reps: int) -> None:
     plain = [build_rtp(0, s, 160 * s, 0x1234, b"\xd5" * 160) for s in range(n)]
     protected = [tx.protect(p) for p in plain]  # 172-octet RTP -> 182/188-octet SRTP
     bad = [q[:-1] + bytes([q[-1] ^ 1]) for q in protected[: n // 4]]
+    cname = rtcp.sdes_cname(0x1234, "bench@confsec")
     profile = PROFILES[suite].libsrtp_profile
     warm = 2200  # packets after which the ledger sample is complete
 
@@ -135,7 +137,41 @@ def srtp(suite: str, n: int, reps: int) -> None:
 
         return len(todo), loop
 
-    print(f"{suite} (172-octet RTP packets, best of {reps})")
+    reports = [
+        rtcp.compound(rtcp.sender_report(0x1234, s << 32, 160 * s, s, 160 * s), cname)
+        for s in range(n)
+    ]  # a 28-octet SR and a 20-octet SDES CNAME: what a participant sends
+    srtcp = [tx.protect_rtcp(r) for r in reports]
+
+    def raw_rtcp(protect: bool) -> tuple[int, Callable[[], object]]:
+        if protect:
+            f = raw_session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND).protect_rtcp
+            todo = reports
+        else:
+            f = raw_session(pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect_rtcp
+            todo = srtcp
+
+        def loop() -> None:
+            for q in todo:
+                f(q)
+
+        return len(todo), loop
+
+    def suite_rtcp(protect: bool) -> tuple[int, Callable[[], object]]:
+        if protect:
+            f = new_sender(KeyStreamLedger(), SEND, suite, key, salt).protect_rtcp
+            todo = reports
+        else:
+            f = new_receiver(KeyStreamLedger(), RECV, suite, key, salt).try_unprotect_rtcp
+            todo = srtcp
+
+        def loop() -> None:
+            for q in todo:
+                f(q)
+
+        return len(todo), loop
+
+    print(f"{suite} (172-octet RTP packets, 48-octet RTCP compounds, best of {reps})")
     rows = [  # an anchor row (None) sets the rate the rows after it are compared with
         ("unprotect  pylibsrtp raw", raw_unprotect, None),
         ("unprotect  SrtpReceiver steady", lambda: receiver(False), ""),
@@ -144,6 +180,10 @@ def srtp(suite: str, n: int, reps: int) -> None:
         ("auth fail  SrtpReceiver.try_unprotect", try_fail, ""),
         ("protect    pylibsrtp raw", raw_protect, None),
         ("protect    SrtpSender steady", sender, ""),
+        ("SRTCP unprotect  pylibsrtp raw", lambda: raw_rtcp(False), None),
+        ("SRTCP unprotect  try_unprotect_rtcp", lambda: suite_rtcp(False), ""),
+        ("SRTCP protect    pylibsrtp raw", lambda: raw_rtcp(True), None),
+        ("SRTCP protect    SrtpSender", lambda: suite_rtcp(True), ""),
     ]
     anchor = 0.0
     for label, make, note in rows:

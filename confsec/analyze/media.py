@@ -28,6 +28,7 @@ import pylibsrtp
 from confsec.analyze.findings import EXAMPLES, SrtpKey, Tally, Unjudged
 from confsec.analyze.pcap import Packet
 from confsec.media.ledger import KeyStreamLedger, StreamId, packet_fingerprint
+from confsec.media.rtcp import is_plain_rtcp
 from confsec.media.srtp import profile_for
 
 _TRY_PACKETS = 8  # packets of a stream held and tried against the keys before giving up
@@ -132,7 +133,7 @@ class MediaChecks:
         if s is None:
             s = self.rtcp_streams[sk] = _Stream(sk[:4], ssrc, True, p.frame)
         s.packets += 1
-        if _plain_rtcp(data):  # exact fit: no SRTCP index, no tag
+        if is_plain_rtcp(data):  # exact fit: no SRTCP index, no tag
             s.plain += 1
             self.tally.finding(
                 "media-in-clear",
@@ -387,17 +388,6 @@ class MediaChecks:
                     frames,
                 )
             )
-
-
-def _plain_rtcp(data: bytes) -> bool:
-    """RTCP whose compound packet lengths add up to the datagram: nothing after them, so no
-    SRTCP E-flag/index and no tag (RFC 3711 3.4)."""
-    off, n = 0, len(data)
-    while off + 4 <= n:
-        if data[off] >> 6 != 2 or not 192 <= data[off + 1] <= 223:
-            return False
-        off += 4 * (((data[off + 2] << 8) | data[off + 3]) + 1)
-    return off == n
 
 
 def _session(k: SrtpKey) -> pylibsrtp.Session:

@@ -213,7 +213,16 @@ class _Observer:
 class SrtpSender:
     """Protects outgoing RTP for one stream. Make it with `new_sender()`."""
 
-    __slots__ = ("_last_ssrc", "_observer", "_protect", "packets", "profile", "stream")
+    __slots__ = (
+        "_last_ssrc",
+        "_observer",
+        "_protect",
+        "_protect_rtcp",
+        "packets",
+        "profile",
+        "rtcp_packets",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -236,10 +245,14 @@ class SrtpSender:
             srtp_profile=profile.libsrtp_profile,
         )
         policy.allow_repeat_tx = allow_repeat_tx
-        self._protect = pylibsrtp.Session(policy=policy).protect
+        session = pylibsrtp.Session(policy=policy)
+        self._protect = session.protect
+        # SRTCP: the same master key, its own session keys (RFC 3711 4.3.2, labels 3 to 5).
+        self._protect_rtcp = session.protect_rtcp
         self.profile = profile
         self.stream = stream
         self.packets = 0
+        self.rtcp_packets = 0
         self._observer = observer
         self._last_ssrc = b""
 
@@ -260,6 +273,15 @@ class SrtpSender:
             self._observer.seen_packet(out)
         return out
 
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
+        """RTCP compound in, SRTCP out (encrypted, with the next SRTCP index and the tag)."""
+        try:
+            out = self._protect_rtcp(rtcp)
+        except (pylibsrtp.Error, ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"libsrtp refused to protect an RTCP packet: {exc}") from None
+        self.rtcp_packets += 1
+        return out
+
 
 class SrtpReceiver:
     """Checks and decrypts incoming SRTP for one stream. Make it with `new_receiver()`.
@@ -274,6 +296,7 @@ class SrtpReceiver:
         "_min_len",
         "_observer",
         "_unprotect",
+        "_unprotect_rtcp",
         "auth_failed",
         "last_reason",
         "last_status",
@@ -281,6 +304,7 @@ class SrtpReceiver:
         "ok",
         "profile",
         "replayed",
+        "rtcp",
         "stream",
     )
 
@@ -304,7 +328,9 @@ class SrtpReceiver:
         )
         if window_size is not None:
             policy.window_size = window_size
-        self._unprotect = pylibsrtp.Session(policy=policy).unprotect
+        session = pylibsrtp.Session(policy=policy)
+        self._unprotect = session.unprotect
+        self._unprotect_rtcp = session.unprotect_rtcp
         self.profile = profile
         self.stream = stream
         self._observer = observer
@@ -316,6 +342,8 @@ class SrtpReceiver:
         self.malformed = 0
         self.last_status = OK
         self.last_reason = ""
+        self.rtcp = {OK: 0, AUTH_FAILED: 0, REPLAYED: 0, MALFORMED: 0}
+        """SRTCP packets given to `try_unprotect_rtcp`, by outcome."""
 
     def __repr__(self) -> str:
         return (
@@ -357,6 +385,31 @@ class SrtpReceiver:
         if self._observer._wanted or srtp[8:12] != self._last_ssrc:
             self._last_ssrc = srtp[8:12]
             self._observer.seen_packet(srtp)
+        return out
+
+    def try_unprotect_rtcp(self, srtcp: bytes) -> bytes | None:
+        """The RTCP compound, or None when refused: `last_status` says why, `rtcp` counts.
+        SRTCP has its own index and replay window (RFC 3711 3.4), apart from SRTP's."""
+        try:
+            out = self._unprotect_rtcp(srtcp)
+        except pylibsrtp.Error as exc:
+            msg = str(exc)
+            status = (
+                AUTH_FAILED
+                if msg.startswith("authentication")
+                else REPLAYED
+                if msg.startswith("replay")
+                else MALFORMED
+            )
+            self.rtcp[status] += 1
+            self.last_status, self.last_reason = status, msg
+            return None
+        except (ValueError, TypeError) as exc:
+            self.rtcp[MALFORMED] += 1
+            self.last_status, self.last_reason = MALFORMED, str(exc)
+            return None
+        self.rtcp[OK] += 1
+        self.last_status = OK
         return out
 
     def _refuse_shape(self, srtp: bytes) -> None:
