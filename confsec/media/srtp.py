@@ -19,7 +19,6 @@ hot path.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,8 +26,9 @@ from typing import Protocol
 import pylibsrtp
 
 from confsec.errors import ConfsecError, LocalProtocolError, RemoteProtocolError
-from confsec.media.ledger import KeyStreamLedger, StreamId, packet_fingerprint
+from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import RTP_HEADER_LEN, RtpParseError, rtp_header_length
+from confsec.media.srtp_observer import Observer as _Observer
 
 __all__ = [
     "AUTH_FAILED",
@@ -158,56 +158,6 @@ def _check_lengths(p: SrtpProfile, key: bytes, salt: bytes) -> None:
             f"{p.name} takes a {p.key_len}-octet master key and a {p.salt_len}-octet salt, "
             f"not {len(key)} and {len(salt)}"
         )
-
-
-_SSRC = struct.Struct("!2xH4xI")
-
-
-class _Observer:
-    """Feeds a ledger the SSRCs and first packet fingerprints of one session.
-
-    Tracks the rollover counter per SSRC (RFC 3711 section 3.3.1 estimate) so that it can give
-    the 48-bit packet index. Once the ledger has its sample of every SSRC, `_wanted` drops and
-    the session stops calling here except when a new SSRC shows up.
-    """
-
-    __slots__ = ("_done", "_ledger", "_stream", "_wanted", "roc")
-
-    def __init__(self, ledger: KeyStreamLedger, stream: StreamId) -> None:
-        self._ledger = ledger
-        self._stream = stream
-        self._wanted = True
-        # ssrc -> [roc, highest seq]; only kept up to date while that SSRC is sampled.
-        self.roc: dict[int, list[int]] = {}
-        self._done: set[int] = set()
-
-    def seen_packet(self, srtp_packet: bytes) -> None:
-        seq, ssrc = _SSRC.unpack_from(srtp_packet)
-        self.seen(srtp_packet, ssrc, seq)
-
-    def seen(self, srtp_packet: bytes, ssrc: int, seq: int) -> None:
-        if ssrc in self._done:
-            return
-        state = self.roc.get(ssrc)
-        if state is None:
-            self.roc[ssrc] = state = [0, seq]
-            self._ledger.bind_ssrc(self._stream, ssrc)
-            self._wanted = True  # a new SSRC deserves its own sample
-            index = seq
-        else:
-            roc, s_l = state
-            if s_l < 0x8000:
-                v = roc - 1 if seq - s_l > 0x8000 else roc
-            else:
-                v = roc + 1 if s_l - 0x8000 > seq else roc
-            if v < 0:
-                v = 0
-            index = (v << 16) | seq
-            if v > roc or (v == roc and seq > s_l):
-                state[0], state[1] = v, seq
-        if not self._ledger.observe(self._stream, ssrc, index, packet_fingerprint(srtp_packet)):
-            self._done.add(ssrc)
-            self._wanted = len(self._done) < len(self.roc)
 
 
 class SrtpSender:

@@ -1,0 +1,59 @@
+"""What an SRTP session tells the key-stream ledger: its SSRCs, and a sample of its packets by
+index (`confsec.media.ledger`). Every session `confsec.media.srtp` makes carries one."""
+
+from __future__ import annotations
+
+import struct
+
+from confsec.media.ledger import KeyStreamLedger, StreamId, packet_fingerprint
+
+__all__ = ["Observer"]
+
+_SSRC = struct.Struct("!2xH4xI")
+
+
+class Observer:
+    """Feeds a ledger the SSRCs and first packet fingerprints of one session.
+
+    Tracks the rollover counter per SSRC (RFC 3711 section 3.3.1 estimate) so that it can give
+    the 48-bit packet index. Once the ledger has its sample of every SSRC, `_wanted` drops and
+    the session stops calling here except when a new SSRC shows up.
+    """
+
+    __slots__ = ("_done", "_ledger", "_stream", "_wanted", "roc")
+
+    def __init__(self, ledger: KeyStreamLedger, stream: StreamId) -> None:
+        self._ledger = ledger
+        self._stream = stream
+        self._wanted = True
+        # ssrc -> [roc, highest seq]; only kept up to date while that SSRC is sampled.
+        self.roc: dict[int, list[int]] = {}
+        self._done: set[int] = set()
+
+    def seen_packet(self, srtp_packet: bytes) -> None:
+        seq, ssrc = _SSRC.unpack_from(srtp_packet)
+        self.seen(srtp_packet, ssrc, seq)
+
+    def seen(self, srtp_packet: bytes, ssrc: int, seq: int) -> None:
+        if ssrc in self._done:
+            return
+        state = self.roc.get(ssrc)
+        if state is None:
+            self.roc[ssrc] = state = [0, seq]
+            self._ledger.bind_ssrc(self._stream, ssrc)
+            self._wanted = True  # a new SSRC deserves its own sample
+            index = seq
+        else:
+            roc, s_l = state
+            if s_l < 0x8000:
+                v = roc - 1 if seq - s_l > 0x8000 else roc
+            else:
+                v = roc + 1 if s_l - 0x8000 > seq else roc
+            if v < 0:
+                v = 0
+            index = (v << 16) | seq
+            if v > roc or (v == roc and seq > s_l):
+                state[0], state[1] = v, seq
+        if not self._ledger.observe(self._stream, ssrc, index, packet_fingerprint(srtp_packet)):
+            self._done.add(ssrc)
+            self._wanted = len(self._done) < len(self.roc)
