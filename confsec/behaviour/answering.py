@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 from confsec.behaviour.participant import (
     PAYLOAD_TYPES,
     Participant,
-    _fresh_ssrc,
     attach,
+    fresh_ssrc,
     stream_kind,
+    usable_crypto,
 )
 from confsec.codec.sdp import (
     CryptoAttribute,
@@ -114,7 +115,7 @@ def offer_problems(offer: SessionDescription) -> list[str]:
         if m.proto not in SRTP_PROTOS:
             keyed = " with a=crypto (SRTP as an option)" if _has_crypto(m) else ""
             problems.append(f"{m.media} offered as {m.proto}{keyed}")
-        elif _usable_crypto(m) is None:
+        elif usable_crypto(m) is None:
             problems.append(f"{m.media} offered as {m.proto} with no usable a=crypto key")
     return problems
 
@@ -182,13 +183,13 @@ async def _answer_sdp(
     media = []
     for m in offer.media:
         kind = stream_kind(m)
-        crypto = _usable_crypto(m) if srtp else None
+        crypto = usable_crypto(m) if srtp else None
         if m.port == 0 or kind not in PAYLOAD_TYPES or (srtp and crypto is None):
             media.append(MediaDescription.build(m.media, port=0, proto=m.proto, formats=m.formats))
             continue
         leg = await MediaLeg.open(host="127.0.0.1", port=0, recent_limit=2000)
         p.legs[kind] = leg
-        p.ssrcs[kind] = _fresh_ssrc(p.ssrcs.values())
+        p.ssrcs[kind] = fresh_ssrc(p.ssrcs.values())
         leg.set_remote((m.connection_address or host, m.port))
         attrs: list[tuple[str, str | None]] = []
         if crypto is not None:
@@ -220,10 +221,3 @@ def _key(c: CryptoAttribute) -> tuple[str, bytes, bytes]:
 
 def _has_crypto(m: MediaDescription) -> bool:
     return any(name == "crypto" for name, _ in m.attributes)
-
-
-def _usable_crypto(m: MediaDescription) -> CryptoAttribute | None:
-    try:
-        return next((c for c in m.crypto if c.is_known and not c.is_null), None)
-    except Exception:  # a malformed a=crypto is no usable key; offer_problems says so
-        return None

@@ -322,11 +322,9 @@ class DialOutRun:
         p = self.conf.participants[name]
         await self._ask(referrer, name, "BYE")
         # Removed: its dialog ends with the service's BYE (awaited, bounded).
-        deadline = asyncio.get_running_loop().time() + t.timeouts.transaction
-        while p.dialog is not None and not p.dialog.is_terminated:
-            if asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        if p.dialog is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(p.dialog.terminated.wait(), t.timeouts.transaction)
 
     async def _refer(
         self,

@@ -144,7 +144,7 @@ class Participant:
         for tag, kind in enumerate(spec.media, start=1):
             leg = await MediaLeg.open(host="127.0.0.1", port=0, recent_limit=RECENT_PACKETS)
             self.legs[kind] = leg
-            self.ssrcs[kind] = _fresh_ssrc(self.ssrcs.values())
+            self.ssrcs[kind] = fresh_ssrc(self.ssrcs.values())
             attrs: list[tuple[str, str | None]] = []
             proto = "RTP/AVP"
             if dtls:
@@ -278,7 +278,8 @@ class Participant:
         await self.ua.close()
 
 
-def _fresh_ssrc(taken: object) -> int:
+def fresh_ssrc(taken: object) -> int:
+    """A random non-zero SSRC not in `taken` (a participant's streams never share one)."""
     while True:
         ssrc = secrets.randbits(32)
         if ssrc and ssrc not in taken:  # type: ignore[operator]
@@ -343,7 +344,7 @@ def attach(p: Participant, dialog: Dialog | None, answer: SessionDescription) ->
     p.dialog = dialog
     record = RekeyRecord(1, asyncio.get_running_loop().time())
     for m in answer.media:
-        crypto = _crypto(m)
+        crypto = usable_crypto(m)
         if crypto is not None and m.port != 0:
             record.recv_keys[stream_kind(m)] = (crypto.suite, crypto.key, crypto.salt)
         exported = p.dtls.recv_keys.get(stream_kind(m)) if p.dtls is not None else None
@@ -388,7 +389,7 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
     for m in offer.media:
         kind = stream_kind(m)
         leg = p.legs.get(kind)
-        crypto = _crypto(m)
+        crypto = usable_crypto(m)
         if leg is not None and m.port != 0 and m.is_dtls_srtp and p.dtls is not None:
             leg.set_remote((m.connection_address or p.target.host, m.port))
             dtls_attrs, started = dtls_media.answer_rekey(p, m, leg)
@@ -461,7 +462,8 @@ def _record(p: Participant, record: RekeyRecord, keys: dict[str, Key]) -> None:
     p.rekey_arrived.set()
 
 
-def _crypto(m: MediaDescription) -> CryptoAttribute | None:
+def usable_crypto(m: MediaDescription) -> CryptoAttribute | None:
+    """The first a=crypto of `m` with a known, non-null suite (RFC 4568 7.1.2), or None."""
     try:
         return next((c for c in m.crypto if not c.is_null and c.is_known), None)
     except Exception:  # a malformed a=crypto: treated as none, the checks will say so
