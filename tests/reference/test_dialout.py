@@ -47,11 +47,12 @@ def test_a_refer_with_method_bye_removes_the_participant(conf: ConferenceRun):
         run.callable("bob")
         run.add("alice", "bob")
         run.remove("alice", "bob")
+        # The final sipfrag follows the BYE's answer: await it, do not race it.
+        final = run.await_progress(run.refers[-1]).final()
     finally:
         run.close()
     bob = conf.participants["bob"]
     assert bob.dialog is not None and bob.dialog.is_terminated
-    final = run.refers[-1].final()
     assert final is not None and final.status == 200
 
 
