@@ -36,7 +36,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
-from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, MediaStats, Reception
+from confsec.media.reception import (
+    HELD_LIMIT,
+    PCMU_PT,
+    PCMU_RATE,
+    MediaStats,
+    Reception,
+)
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import SrtpReceiver, SrtpSender
 from confsec.media.tone import PCMU_SILENCE
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
     from confsec.media.dtls import DtlsSrtpEndpoint
     from confsec.media.dtls_demux import AssociationRouter
     from confsec.media.dtls_leg import DtlsDriver, EventHook
+    from confsec.media.rtcp_channel import RtcpChannel
 
 __all__ = ["MediaLeg", "MediaStats", "Protector", "RawPacket"]
 
@@ -134,6 +141,8 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self.dtls_datagrams = 0
         """Datagrams handed to `dtls`: no other counter, `on_packet` or evidence sees them."""
         self._dtls_source: Addr | None = None
+        self.rtcp_channel: RtcpChannel | None = None
+        """The leg's RTCP (`RtcpChannel.open()`); its own socket until rtcp-mux is agreed."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -168,6 +177,8 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     def close(self) -> None:
         """Stop sending, close DTLS and the socket; pending waiters get `TransportError`."""
         self.stop_sending()
+        if self.rtcp_channel is not None:
+            self.rtcp_channel.close()
         if self.dtls_router is not None:
             self.dtls_router.close()  # close_notify while the socket is still open
         if self._transport is not None:
@@ -201,6 +212,9 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         Packets held by `expect_key()` are judged now, in the order they arrived.
         """
         self.receiver_set_at = self._loop.time()
+        rtcp_socket = self.rtcp_channel.socket if self.rtcp_channel is not None else None
+        if rtcp_socket is not None:  # SRTCP without rtcp-mux: judged under the same key
+            rtcp_socket.set_receiver(receiver, keep_previous=keep_previous)
         if self._use_receiver(receiver, keep_previous, self._last) and self._waiters:
             self._wake()
 
@@ -463,6 +477,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             first_arrival=self._first,
             last_arrival=self._last,
             stun=self.stun,
+            rtcp_accepted=self.rtcp_stats().accepted,
         )
 
     @property

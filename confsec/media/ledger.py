@@ -7,7 +7,9 @@ session confsec creates is written down in one place. `confsec.media.srtp` is th
 of SRTP sessions and registers each with this ledger; this ledger is the only record of keys
 in confsec (house rule 5).
 
-A key stream is determined by (master key, master salt, SSRC) and the packet index; two
+A key stream is determined by (master key, master salt, SSRC) and the packet index, apart for
+SRTP and SRTCP (RFC 3711 4.3.2 derives each its own session keys, and SRTCP counts its own
+31-bit index), so the ledger keeps the two channels apart and judges each on its own; two
 *different* streams on the same triple make a two-time pad. "Different" needs care, because
 the same stream legitimately appears several times: the sender and each of its receivers, and
 a mixer or group key fanning one protected stream out unchanged to many participants. So the
@@ -140,8 +142,10 @@ class _Entry:
     ssrcs: dict[int, dict[int, bytes]] = field(default_factory=dict)
     sampled: dict[int, int] = field(default_factory=dict)
     """Per SSRC, how many sampled (stride) indexes were stored after the first ones."""
-    conflicts: dict[int, set[int]] = field(default_factory=dict)
-    """Per SSRC, indexes seen twice in this very entry with different packets."""
+    conflicts: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    """Per (SSRC, channel), indexes seen twice in this very entry with different packets."""
+    rtcp: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    """Per SSRC, SRTCP packet fingerprints by SRTCP index: a key stream of its own."""
     observed: int = 0
     counter: Callable[[], int] | None = None
 
@@ -156,6 +160,10 @@ class _Entry:
             except Exception:  # a dead session must not break the report
                 return self.observed
         return self.observed
+
+
+def _channel(rtcp: bool) -> str:
+    return "SRTCP" if rtcp else "SRTP"
 
 
 class KeyStreamLedger:
@@ -221,24 +229,32 @@ class KeyStreamLedger:
             self._entry(stream_id).ssrcs.setdefault(ssrc, {})
 
     def observe(
-        self, stream_id: StreamId, ssrc: int, index: int, packet_fingerprint: bytes
+        self,
+        stream_id: StreamId,
+        ssrc: int,
+        index: int,
+        packet_fingerprint: bytes,
+        *,
+        rtcp: bool = False,
     ) -> bool:
         """Record that the stream carried the packet with this fingerprint at this SRTP index.
 
-        `index` is the 48-bit packet index (ROC << 16 | SEQ). Returns whether the ledger still
-        wants observations of this stream, so that a caller can stop calling (and hashing) once
-        it has enough.
+        `index` is the 48-bit packet index (ROC << 16 | SEQ), or with `rtcp` the 31-bit SRTCP
+        index. Returns whether the ledger still wants observations of this stream, so that a
+        caller can stop calling (and hashing) once it has enough.
         """
         with self._lock:
             e = self._entry(stream_id)
-            e.observed += 1
-            seen = e.ssrcs.get(ssrc)
+            table = e.rtcp if rtcp else e.ssrcs
+            if not rtcp:
+                e.observed += 1
+            seen = table.get(ssrc)
             if seen is None:
-                seen = e.ssrcs[ssrc] = {}
+                seen = table[ssrc] = {}
             old = seen.get(index)
             if old is not None:
                 if old != packet_fingerprint:
-                    e.conflicts.setdefault(ssrc, set()).add(index)
+                    e.conflicts.setdefault((ssrc, _channel(rtcp)), set()).add(index)
                 return True
             if len(seen) < FIRST_INDEXES:
                 seen[index] = packet_fingerprint
@@ -264,7 +280,16 @@ class KeyStreamLedger:
         """Every reuse the records show, strongest kind first."""
         with self._lock:
             entries = list(self._entries)
-            snap = [(e, {s: dict(ix) for s, ix in e.ssrcs.items()}) for e in entries]
+            snap = [
+                (
+                    e,
+                    {
+                        **{(s, "SRTP"): dict(ix) for s, ix in e.ssrcs.items()},
+                        **{(s, "SRTCP"): dict(ix) for s, ix in e.rtcp.items()},
+                    },
+                )
+                for e in entries
+            ]
             conflicts = [(e, {s: set(v) for s, v in e.conflicts.items()}) for e in entries]
         out: list[KeyStreamReuse] = []
         out += self._reuse(snap, conflicts)
@@ -274,15 +299,15 @@ class KeyStreamLedger:
 
     @staticmethod
     def _reuse(
-        snap: list[tuple[_Entry, dict[int, dict[int, bytes]]]],
-        conflicts: list[tuple[_Entry, dict[int, set[int]]]],
+        snap: list[tuple[_Entry, dict[tuple[int, str], dict[int, bytes]]]],
+        conflicts: list[tuple[_Entry, dict[tuple[int, str], set[int]]]],
     ) -> list[KeyStreamReuse]:
-        # Group the (entry, SSRC) records by the key-stream triple.
-        groups: dict[tuple[bytes, bytes, int], list[tuple[_Entry, dict[int, bytes]]]] = {}
+        # Group the (entry, SSRC, channel) records by the key stream: key, salt, SSRC, channel.
+        groups: dict[tuple[bytes, bytes, int, str], list[tuple[_Entry, dict[int, bytes]]]] = {}
         for e, per_ssrc in snap:
-            for ssrc, idx in per_ssrc.items():
-                groups.setdefault((e.key, e.salt, ssrc), []).append((e, idx))
-        self_conflicts = {(e.key, e.salt, s): e for e, c in conflicts for s, ix in c.items() if ix}
+            for (ssrc, channel), idx in per_ssrc.items():
+                groups.setdefault((e.key, e.salt, ssrc, channel), []).append((e, idx))
+        self_conflicts = {(e.key, e.salt, *s): e for e, c in conflicts for s, ix in c.items() if ix}
         out = []
         for triple, members in groups.items():
             involved: set[StreamId] = set()
@@ -302,10 +327,12 @@ class KeyStreamLedger:
                         confirmed = confirmed or differ
             if not involved:
                 continue
-            key, salt, ssrc = triple
+            key, salt, ssrc, channel = triple
             streams = tuple(sorted(involved))
             fp = key_fingerprint(key, salt)
             names = ", ".join(str(s) for s in streams)
+            if channel != "SRTP":
+                names = f"{names} ({channel})"
             if confirmed:
                 how = "the same packet index carried different packets (two-time pad observed)"
             else:
@@ -324,7 +351,7 @@ class KeyStreamLedger:
 
     @staticmethod
     def _different_ssrc(
-        snap: list[tuple[_Entry, dict[int, dict[int, bytes]]]],
+        snap: list[tuple[_Entry, dict[tuple[int, str], dict[int, bytes]]]],
     ) -> list[KeyStreamReuse]:
         groups: dict[tuple[bytes, bytes], list[_Entry]] = {}
         for e, _ in snap:

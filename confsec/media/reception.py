@@ -22,11 +22,20 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from confsec.media.rtcp import is_plain_rtcp
 from confsec.media.rtp import RtpParseError, rtp_payload_bounds
-from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver
+from confsec.media.srtp import AUTH_FAILED, OK, REPLAYED, SrtpReceiver
 from confsec.media.tone import detect_tones, pcmu_decode
 
-__all__ = ["HELD_LIMIT", "PCMU_PT", "PCMU_RATE", "MediaStats", "Reception"]
+__all__ = [
+    "HELD_LIMIT",
+    "PCMU_PT",
+    "PCMU_RATE",
+    "RTCP_SAMPLES",
+    "MediaStats",
+    "Reception",
+    "RtcpStats",
+]
 
 Addr = tuple[Any, ...]
 
@@ -34,6 +43,11 @@ _SSRC_AT_8 = struct.Struct("!I")
 T = TypeVar("T")
 _WHOLE_TRIES = 10_000
 """How often `Reception.whole()` waits for a datagram to be counted (microseconds each)."""
+SRTCP_TAG_LEN = 10
+"""Octets of SRTCP's HMAC-SHA1 tag, for AES_CM_128_HMAC_SHA1_32 too (RFC 4568 6.2.1)."""
+RTCP_SAMPLES = 8
+RTCP_OPENED = 64
+"""Refused RTCP datagrams a leg keeps, with their arrival time, as evidence."""
 HELD_LIMIT = 500
 """Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps."""
 PCMU_PT = 0
@@ -81,7 +95,7 @@ class MediaStats:
     plain: int
     """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
     rtcp: int
-    """RTCP/SRTCP packets seen on the muxed port (counted, not checked)."""
+    """RTCP datagrams (plain or SRTCP) on this port; `RtcpStats` says how each was judged."""
     held: int
     """Packets waiting for their key: they came after `expect_key()` and before the receiver
     was set (media may precede the SDP answer that carries its key, RFC 3264 section 5.1)."""
@@ -95,6 +109,73 @@ class MediaStats:
     """Loop time of the last datagram."""
     stun: int = 0
     """STUN messages on the media port (ICE connectivity checks, keepalives): not media."""
+    rtcp_accepted: int = 0
+    """Of `rtcp`, SRTCP a conformant receiver takes (`RtcpStats.accepted`): the rest of
+    `rtcp` is refused like media that does not authenticate."""
+
+
+@dataclass(frozen=True)
+class RtcpStats:
+    """How the RTCP a leg received was judged (RFC 3711 3.4): its parts add up to `received`."""
+
+    received: int = 0
+    """RTCP datagrams, whatever they were."""
+    authenticated: int = 0
+    """SRTCP that authenticated under the negotiated key, encrypted (E flag set)."""
+    unencrypted: int = 0
+    """SRTCP that authenticated with the E flag clear: conformant only where UNENCRYPTED_SRTCP
+    was negotiated (`allowed_unencrypted`), and even then it must authenticate."""
+    plain: int = 0
+    """Plain RTCP: its compound fills the datagram, no SRTCP index, no tag."""
+    auth_failed: int = 0
+    replayed: int = 0
+    """Refused by the SRTCP replay window (its own index, apart from SRTP's)."""
+    malformed: int = 0
+    """Neither plain RTCP nor SRTCP libsrtp could read."""
+    allowed_unencrypted: bool = False
+
+    def __add__(self, other: RtcpStats) -> RtcpStats:
+        return RtcpStats(
+            *(a + b for a, b in zip(self._counts(), other._counts(), strict=True)),
+            allowed_unencrypted=self.allowed_unencrypted or other.allowed_unencrypted,
+        )
+
+    def __sub__(self, other: RtcpStats) -> RtcpStats:
+        return RtcpStats(
+            *(a - b for a, b in zip(self._counts(), other._counts(), strict=True)),
+            allowed_unencrypted=self.allowed_unencrypted,
+        )
+
+    def _counts(self) -> tuple[int, ...]:
+        return (
+            self.received,
+            self.authenticated,
+            self.unencrypted,
+            self.plain,
+            self.auth_failed,
+            self.replayed,
+            self.malformed,
+        )
+
+    @property
+    def accepted(self) -> int:
+        """SRTCP a conformant receiver takes: authenticated, and encrypted unless agreed not."""
+        return self.authenticated + (self.unencrypted if self.allowed_unencrypted else 0)
+
+    @property
+    def refused(self) -> int:
+        return self.received - self.accepted
+
+    def refusals(self) -> str:
+        """Every non-zero reason for a refusal, named ('2 plain RTCP, 1 replayed')."""
+        parts = [
+            (self.plain, "plain RTCP"),
+            (self.auth_failed, "failed SRTCP authentication"),
+            (self.replayed, "replayed SRTCP"),
+            (self.malformed, "neither RTCP nor SRTCP"),
+            (0 if self.allowed_unencrypted else self.unencrypted, "unencrypted SRTCP"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in parts if n) or "none"
 
 
 class Reception:
@@ -121,6 +202,17 @@ class Reception:
         self.malformed = 0
         self.plain = 0
         self.rtcp = 0
+        self._rtcp_counts = {OK: 0, AUTH_FAILED: 0, REPLAYED: 0}
+        self.srtcp_unencrypted = 0
+        self.rtcp_plain = 0
+        self.rtcp_malformed = 0
+        self.allow_unencrypted_srtcp = False
+        """UNENCRYPTED_SRTCP was negotiated for what this leg receives (RFC 4568 6.3.2)."""
+        self.rtcp_refused_samples: list[tuple[float | None, bytes]] = []
+        """The first `RTCP_SAMPLES` RTCP datagrams refused, with arrival time: evidence."""
+        self.rtcp_opened: deque[tuple[float | None, bytes]] = deque(maxlen=RTCP_OPENED)
+        """The last SRTCP compounds accepted, decrypted, with arrival time: what a check reads
+        to see whose reports the target passed on under this leg's key."""
         self._held: list[bytes] | None = None
         """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
         self._held_limit = held_limit
@@ -195,7 +287,7 @@ class Reception:
             self.malformed += 1
             return
         if 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761)
-            self.rtcp += 1
+            self._judge_rtcp(data, now)
             return
         ssrc = _SSRC_AT_8.unpack_from(data, 8)[0]
         if ssrc not in self._ssrcs and len(self._ssrcs) < self._ssrc_limit:
@@ -238,6 +330,53 @@ class Reception:
                 return
             audio = self._audio[ssrc] = _Audio(self._audio_limit)
         audio.add(payload)
+
+    def _judge_rtcp(self, data: bytes, now: float | None) -> None:
+        """SRTCP must authenticate under the receiver's key, with its own replay window, and
+        be encrypted unless agreed otherwise (RFC 3711 3.4); plain RTCP is refused."""
+        self.rtcp += 1
+        rx = self._receiver
+        status = None
+        opened = None
+        if rx is not None:
+            opened = rx.try_unprotect_rtcp(data)
+            if opened is None and self._previous is not None:
+                opened = self._previous.try_unprotect_rtcp(data)
+                if opened is not None:
+                    rx = self._previous
+            status = rx.last_status
+        if status == OK and rx is not None and opened is not None:
+            self.rtcp_opened.append((now, opened))
+            # The E flag leads the word after the encrypted part: before the tag with AES-CM
+            # (80 bits with either HMAC suite, RFC 4568 6.2.1), after it with AES-GCM (RFC 7714
+            # section 9).
+            at = len(data) - 4 - (0 if rx.profile.aead else SRTCP_TAG_LEN)
+            if data[at] & 0x80:
+                self._rtcp_counts[OK] += 1
+                return
+            self.srtcp_unencrypted += 1
+            if self.allow_unencrypted_srtcp:
+                return
+        elif status in (AUTH_FAILED, REPLAYED) and not is_plain_rtcp(data):
+            self._rtcp_counts[status] += 1
+        elif is_plain_rtcp(data):
+            self.rtcp_plain += 1
+        else:
+            self.rtcp_malformed += 1
+        if len(self.rtcp_refused_samples) < RTCP_SAMPLES:
+            self.rtcp_refused_samples.append((now, data))
+
+    def rtcp_stats(self) -> RtcpStats:
+        return RtcpStats(
+            self.rtcp,
+            self._rtcp_counts[OK],
+            self.srtcp_unencrypted,
+            self.rtcp_plain,
+            self._rtcp_counts[AUTH_FAILED],
+            self._rtcp_counts[REPLAYED],
+            self.rtcp_malformed,
+            self.allow_unencrypted_srtcp,
+        )
 
     # -- what is heard --------------------------------------------------------------------------
 

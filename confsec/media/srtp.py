@@ -19,6 +19,7 @@ hot path.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,6 +56,8 @@ _Policy = pylibsrtp.Policy
 
 # Largest datagram pylibsrtp's fixed buffer takes (it raises ValueError beyond).
 _MAX_SRTP_LEN = 1500
+_SRTCP_TAG_LEN = 10  # with either HMAC-SHA1 suite (RFC 4568 6.2.1)
+_SSRC_AT_4 = struct.Struct("!I")
 
 #: `SrtpReceiver.last_status` values.
 OK = 0
@@ -230,6 +233,7 @@ class SrtpSender:
         except (pylibsrtp.Error, ValueError, TypeError) as exc:
             raise LocalProtocolError(f"libsrtp refused to protect an RTCP packet: {exc}") from None
         self.rtcp_packets += 1
+        self._observer.seen_rtcp(out, *_srtcp_ssrc_index(out, self.profile.aead))
         return out
 
 
@@ -360,6 +364,7 @@ class SrtpReceiver:
             return None
         self.rtcp[OK] += 1
         self.last_status = OK
+        self._observer.seen_rtcp(srtcp, *_srtcp_ssrc_index(srtcp, self.profile.aead))
         return out
 
     def _refuse_shape(self, srtp: bytes) -> None:
@@ -396,6 +401,14 @@ class SrtpReceiver:
         # Name the header defect when there is one (this raises it); else libsrtp's reason.
         rtp_header_length(srtp)
         raise RtpParseError(f"not an SRTP packet: {reason}")
+
+
+def _srtcp_ssrc_index(srtcp: bytes, aead: bool) -> tuple[int, int]:
+    """The sender SSRC and the 31-bit SRTCP index (the word after the encrypted part: before
+    the 80-bit tag with HMAC-SHA1, after the AEAD tag with AES-GCM, RFC 7714 9)."""
+    at = len(srtcp) - 4 - (0 if aead else _SRTCP_TAG_LEN)
+    ssrc, word = _SSRC_AT_4.unpack_from(srtcp, 4)[0], _SSRC_AT_4.unpack_from(srtcp, at)[0]
+    return ssrc, word & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------------------------

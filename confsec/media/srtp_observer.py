@@ -34,6 +34,11 @@ class Observer:
         seq, ssrc = _SSRC.unpack_from(srtp_packet)
         self.seen(srtp_packet, ssrc, seq)
 
+    def seen_rtcp(self, srtcp_packet: bytes, ssrc: int, index: int) -> None:
+        """An SRTCP packet at its own index: SRTCP is a key stream of its own (RFC 3711
+        4.3.2). At one report a second it is sampled whole, up to the ledger's first indexes."""
+        self._ledger.observe(self._stream, ssrc, index, packet_fingerprint(srtcp_packet), rtcp=True)
+
     def seen(self, srtp_packet: bytes, ssrc: int, seq: int) -> None:
         if ssrc in self._done:
             return

@@ -298,6 +298,18 @@ class MediaDescription(_Attributes):
         """`a=rtcp-mux` is present (RFC 5761)."""
         return self.has_attribute("rtcp-mux")
 
+    def rtcp_address(self, default_host: str) -> tuple[str, int]:
+        """Where this side wants RTCP when it does not mux: its `a=rtcp` port and address
+        (RFC 3605), else the RTP port + 1 (RFC 3550 11). `default_host` stands in for a
+        missing `c=`."""
+        host = self.connection_address or default_host
+        for name, value in self.attributes:
+            if name == "rtcp" and value:
+                parts = value.split()
+                if parts[0].isdigit() and int(parts[0]) < 65536:
+                    return (parts[3] if len(parts) >= 4 else host), int(parts[0])
+        return host, self.port + 1
+
     @property
     def effective_connection(self) -> Connection | None:
         """The media `c=`, else the session `c=` (RFC 8866 §5.7)."""
