@@ -122,6 +122,24 @@ DEFECTS: tuple[Defect, ...] = (
         "R3",
         "the mixer mixes packets that fail SRTP authentication (plain RTP) into the output",
     ),
+    Defect(
+        "mixer-sends-plain-rtcp",
+        "R3",
+        "the mixer sends its RTCP reports (SR, SDES naming the conference) in the clear beside "
+        "SRTP",
+    ),
+    Defect(
+        "mixer-relays-rtcp",
+        "R3",
+        "the mixer passes every RTCP datagram a participant sends on to the others unprocessed, "
+        "plain or unauthenticated",
+    ),
+    Defect(
+        "srtcp-srtp-keystream",
+        "R3",
+        "the mixer protects SRTCP with the SRTP session keys (labels 0-2) instead of SRTCP's own "
+        "(3-5): the SRTP keystream is used twice",
+    ),
     # R4: distinct key streams
     Defect(
         "reuse-key-across-participants",

@@ -32,7 +32,7 @@ from confsec.codec.sip import SipParseError, parse_name_addr, parse_uri
 from confsec.errors import ConfsecError
 from confsec.net.dialog import Dialog
 from confsec.reference.events import Member
-from confsec.reference.mixer_control import LegSetup, SrtpKeys, StreamSetup
+from confsec.reference.mixer_control import RTCP_SUFFIX, LegSetup, SrtpKeys, StreamSetup
 from confsec.reference.model import Conference, Leg
 
 if TYPE_CHECKING:
@@ -266,6 +266,8 @@ class DialOut:
             if kind in keys:
                 attrs.append(("crypto", keys[kind].to_value()))
             attrs.append(("sendrecv", None))
+            # RTCP: muxed if the callee agrees (RFC 5761), else to the mixer's own RTCP port.
+            attrs += [("rtcp-mux", None), ("rtcp", str(ports[kind + RTCP_SUFFIX][1]))]
             media.append(
                 MediaDescription.build(
                     kind, port=ports[kind][1], proto=proto, formats=[pt], attributes=attrs
@@ -312,7 +314,12 @@ class DialOut:
             remote = (m.connection_address or host, m.port)
             pt = int(DIAL_OUT_MEDIA[offered.media])
             send = issued.tx if rx is not None else None
-            streams.append(StreamSetup(offered.media, pt, remote, rx, send, issued.tx_ssrc, epoch))
+            rtcp_remote = None if m.rtcp_mux else m.rtcp_address(host)
+            streams.append(
+                StreamSetup(
+                    offered.media, pt, remote, rx, send, issued.tx_ssrc, epoch, None, rtcp_remote
+                )
+            )
         if not streams:
             return [], "the callee accepted no stream"
         return streams, None

@@ -35,6 +35,7 @@ from confsec.reference.keys import KeyManager
 from confsec.reference.members import join_refusal, listed_members, offer_body
 from confsec.reference.mixer_control import (
     COMMON_MEDIA,
+    RTCP_SUFFIX,
     LegSetup,
     MixerControl,
     SrtpKeys,
@@ -329,9 +330,13 @@ class Focus:
                 continue
             pt = SUPPORTED_MEDIA[m.media]
             attrs: list[tuple[str, str | None]] = [("sendrecv", None)]
+            remote = (m.connection_address or req.flow.remote[0], m.port)
+            rtcp_remote = None
             if m.rtcp_mux:
                 attrs.append(("rtcp-mux", None))
-            remote = (m.connection_address or req.flow.remote[0], m.port)
+            elif not m.is_dtls_srtp:  # RTCP to a port of its own (DTLS would need a 2nd handshake)
+                attrs.append(("rtcp", str(ports[m.media + RTCP_SUFFIX][1])))
+                rtcp_remote = m.rtcp_address(req.flow.remote[0])
             dtls = None
             if choice.dtls and conf.secure:
                 dtls = dtls_keying.new_association(m, self.defects)
@@ -361,7 +366,9 @@ class Focus:
                     m.media, port=ports[m.media][1], proto=proto, formats=[pt], attributes=attrs
                 )
             )
-            streams.append(StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch, dtls))
+            streams.append(
+                StreamSetup(m.media, int(pt), remote, rx, tx, ssrc, epoch, dtls, rtcp_remote)
+            )
         self.mixer.install(LegSetup(conf.conference_id, leg_id, tuple(streams)))
         answer = SessionDescription.build("focus", self.host, media=answer_media)
         contact_uri = conf.uri

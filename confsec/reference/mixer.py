@@ -29,8 +29,9 @@ from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import SrtpSender, new_sender
 from confsec.media.tone import pcmu_encode
-from confsec.reference.mixer_control import COMMON_MEDIA, LegSetup, StreamSetup
+from confsec.reference.mixer_control import COMMON_MEDIA, RTCP_SUFFIX, LegSetup, StreamSetup
 from confsec.reference.mixer_leg import FRAME_SAMPLES, LegStream, MixerStats
+from confsec.reference.mixer_rtcp import REPORT_INTERVAL_S, RtcpPort, RtcpRecord
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class Mixer:
         self.host = host
         self.defects = defects
         self.stats = MixerStats()
+        self.rtcp_record = RtcpRecord()
+        """The RTCP the mixer sent, took, and dropped (with the peers that sent it)."""
+        self._next_report = 0.0
         # The reference's own record of the keys it uses (evidence for O1 and R4 self-checks).
         self.ledger = KeyStreamLedger()
         self._conferences: dict[str, _Conference] = {}
@@ -96,6 +100,12 @@ class Mixer:
             )
             streams[kind] = proto
             addrs[kind] = transport.get_extra_info("sockname")[:2]
+            if kind != COMMON_MEDIA:  # a port of its own for RTCP, where rtcp-mux is declined
+                rtcp_transport, port = await loop.create_datagram_endpoint(
+                    lambda s=proto: RtcpPort(s.rtcp_received), local_addr=(self.host, 0)
+                )
+                proto.rtcp.port = port
+                addrs[kind + RTCP_SUFFIX] = rtcp_transport.get_extra_info("sockname")[:2]
         old = conf.legs.pop(leg_id, None)
         if old:
             for s in old.values():
@@ -219,6 +229,25 @@ class Mixer:
             if leg_id != source.leg_id and (out := streams.get(source.media)) is not None:
                 out.send(payload, ts_step=3000)
 
+    def relay_rtcp(self, source: LegStream, data: bytes) -> None:
+        """Only the `mixer-relays-rtcp` defect calls this: a participant's RTCP datagram goes
+        to every other leg of the conference unchanged, as a translator that relays it would."""
+        conf = self._conferences.get(source.conference_id)
+        if conf is None:
+            return
+        for leg_id, streams in conf.legs.items():
+            if leg_id != source.leg_id and (out := streams.get(source.media)) is not None:
+                out.send_rtcp(data)
+
+    def _report(self) -> None:
+        """Each stream's SRTCP sender report, once a second."""
+        for conf in self._conferences.values():
+            if conf.halted:
+                continue
+            for streams in conf.legs.values():
+                for stream in streams.values():
+                    stream.send_report()
+
     def pause(self) -> None:
         """Stop sending (benchmarks/scale.py quiesces the media to count packets exactly)."""
         self._paused = True
@@ -242,6 +271,9 @@ class Mixer:
         try:
             for conf in self._conferences.values():
                 self._mix(conf)
+            if loop.time() >= self._next_report:
+                self._next_report = loop.time() + REPORT_INTERVAL_S
+                self._report()
         except Exception:  # a bug in one tick must not stop the mixer
             log.exception("mixer tick failed")
         if not self._conferences:

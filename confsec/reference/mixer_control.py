@@ -15,6 +15,8 @@ from typing import Protocol
 
 from confsec.codec.sdp import CryptoAttribute
 
+RTCP_SUFFIX = "/rtcp"
+"""`allocate()` names a stream's own RTCP port `audio/rtcp` beside `audio` (RFC 3605)."""
 COMMON_MEDIA = "common"
 """The `StreamSetup.media` of the group-keyed common stream (R5): send-only, one key for all."""
 
@@ -67,6 +69,8 @@ class StreamSetup:
     """The conference key epoch these keys belong to (rekeying, R6): names ledger records."""
     dtls: DtlsSetup | None = None
     """DTLS-SRTP keying instead of `rx`/`tx` (the reference's dtls-srtp mode)."""
+    rtcp_remote: tuple[str, int] | None = None
+    """The participant's RTCP address where it does not mux (RFC 3605); None: rtcp-mux."""
 
 
 @dataclass(frozen=True)

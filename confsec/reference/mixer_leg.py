@@ -42,6 +42,7 @@ from confsec.media.srtp import (
 from confsec.media.tone import pcmu_decode
 from confsec.reference.mixer_control import COMMON_MEDIA, DtlsSetup, SrtpKeys, StreamSetup
 from confsec.reference.mixer_dtls import LegAssociation
+from confsec.reference.mixer_rtcp import LegRtcp, RtcpRecord
 
 FRAME_SAMPLES = 160  # 20 ms of 8 kHz audio
 EARLY_DTLS_LIMIT = 8
@@ -67,6 +68,11 @@ class MixingEngine(Protocol):
 
     @property
     def stats(self) -> MixerStats: ...
+
+    @property
+    def rtcp_record(self) -> RtcpRecord: ...
+
+    def relay_rtcp(self, source: LegStream, data: bytes) -> None: ...
 
     def halt(self, conference_id: str, why: str) -> None: ...
 
@@ -109,12 +115,16 @@ class LegStream(asyncio.DatagramProtocol):
         """A new association (a join, or a rekey) whose handshake has not completed yet."""
         self._early: list[bytes] = []
         """ClientHello flights for an association the focus has not installed yet (`_dtls`)."""
+        self.sent_packets = 0
+        self.rtcp = LegRtcp(engine.rtcp_record, engine.defects, f"mixer@{conference_id}")
+        """Its SRTCP: reports sent, and what participants report judged (`mixer_rtcp`)."""
 
     # -- what the focus installs ---------------------------------------------------------------
 
     def point_at(self, s: StreamSetup) -> None:
         """Where and as what this stream sends, from the focus's setup of it."""
         self.remote = s.remote
+        self.rtcp.remote = s.rtcp_remote
         self.payload_type = s.payload_type
         self.tx_ssrc = s.tx_ssrc
         keyed = s.tx is not None or s.dtls is not None
@@ -137,6 +147,7 @@ class LegStream(asyncio.DatagramProtocol):
             if s.tx
             else None
         )
+        self.rtcp.tx_keys = s.tx
         if self.engine.defects & DECRYPTING_DEFECTS:
             self.rx_keys = s.rx
             self.index = IndexGuess()  # a new key is a new libsrtp session
@@ -165,6 +176,7 @@ class LegStream(asyncio.DatagramProtocol):
                 keys.local_key,
                 keys.local_salt,
             )
+            self.rtcp.tx_keys = SrtpKeys(keys.suite, keys.local_key, keys.local_salt)
             self.secure_rx = True
             self.secure_tx = "mixer-sends-plain-rtp" not in self.engine.defects
             old, self.association, self.pending = self.association, self.pending, None
@@ -216,6 +228,7 @@ class LegStream(asyncio.DatagramProtocol):
             if association is not None:
                 association.close()
         self.association = self.pending = None
+        self.rtcp.close()
         if self.transport:
             self.transport.close()
 
@@ -232,6 +245,9 @@ class LegStream(asyncio.DatagramProtocol):
             return
         if not self.installed or self.deaf or self.media == COMMON_MEDIA:  # common: send-only
             return
+        if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP on the muxed port (RFC 5761)
+            self.rtcp_received(data, addr)
+            return
         self.engine.stats.received += 1
         if "mixer-crash-on-truncated" in self.engine.defects and self._truncated(data):
             # The defect: a parser that trusts the length takes the conference's mixing down.
@@ -246,6 +262,31 @@ class LegStream(asyncio.DatagramProtocol):
                 self.frames.append(pcmu_decode(payload))
         else:
             self.engine.switch(self, payload)
+
+    def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """RTCP on either port: SRTCP that authenticates is taken, the rest dropped."""
+        if not self.installed or self.deaf or self.media == COMMON_MEDIA:
+            return
+        rx = self.rx if self.secure_rx else None
+        self.rtcp.received(
+            rx, data, addr, (self.leg_id, self.media), lambda d: self.engine.relay_rtcp(self, d)
+        )
+
+    def send_rtcp(self, data: bytes) -> None:
+        """One datagram to the participant's RTCP address: its own port, or the muxed one."""
+        port = self.rtcp.port
+        if self.rtcp.remote is not None and port is not None and port.transport is not None:
+            port.transport.sendto(data, self.rtcp.remote)
+        elif self.transport is not None and self.remote is not None:
+            self.transport.sendto(data, self.remote)
+
+    def send_report(self) -> None:
+        """The mixer's SRTCP sender report on this stream (RFC 3550 6.4.1)."""
+        if not self.installed or self.remote is None or self.media == COMMON_MEDIA:
+            return
+        tx = self.tx if self.secure_tx else None
+        self.send_rtcp(self.rtcp.report_packet(tx, self.tx_ssrc, self.ts, self.sent_packets))
+        self.rtcp.record.sent += 1
 
     def _payload(self, data: bytes) -> bytes | None:
         """Authenticate and decrypt; packets that fail are dropped (unless a defect says not)."""
@@ -299,6 +340,7 @@ class LegStream(asyncio.DatagramProtocol):
         if self.secure_tx and self.tx is not None:
             packet = self.tx.protect(packet)
         self.transport.sendto(packet, self.remote)
+        self.sent_packets += 1
         self.engine.stats.sent += 1
 
 

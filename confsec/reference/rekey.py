@@ -388,7 +388,7 @@ def _offer_line(
         attrs.append(("crypto", crypto.to_value()))
     attrs.append(("sendonly" if common else "sendrecv", None))
     for name, value in old.attributes:
-        if name in ("rtcp-mux", "label"):
+        if name in ("rtcp-mux", "rtcp", "label"):
             attrs.append((name, value))
     attrs.append(("ssrc", f"{ssrc} cname:focus"))
     return MediaDescription.build(

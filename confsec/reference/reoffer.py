@@ -197,8 +197,12 @@ class Reoffers:
         """One unicast stream: a fresh sending key of the focus's for the participant's new one."""
         pt = SUPPORTED_MEDIA[m.media]
         attrs: list[tuple[str, str | None]] = [("sendrecv", None)]
+        own_rtcp = next((v for n, v in old.attributes if n == "rtcp"), None)
         if m.rtcp_mux:
             attrs.append(("rtcp-mux", None))
+        elif own_rtcp is not None:
+            attrs.append(("rtcp", own_rtcp))  # the mixer's RTCP port stays
+        rtcp_remote = None if m.rtcp_mux else m.rtcp_address(remote[0])
         rx: SrtpKeys | None = None
         tx: SrtpKeys | None = None
         if choice.crypto is not None and conf.secure:
@@ -222,7 +226,15 @@ class Reoffers:
         line = MediaDescription.build(
             m.media, port=old.port, proto=proto, formats=[pt], attributes=attrs
         )
-        return line, replace(s, payload_type=int(pt), remote=remote, rx=rx, tx=tx, tx_ssrc=ssrc)
+        return line, replace(
+            s,
+            payload_type=int(pt),
+            remote=remote,
+            rx=rx,
+            tx=tx,
+            tx_ssrc=ssrc,
+            rtcp_remote=rtcp_remote,
+        )
 
 
 def _repeated(old: MediaDescription) -> MediaDescription:

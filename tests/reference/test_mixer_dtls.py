@@ -23,6 +23,7 @@ from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger
 from confsec.reference.mixer_control import DtlsSetup, StreamSetup
 from confsec.reference.mixer_leg import LegStream, MixerStats
+from confsec.reference.mixer_rtcp import RtcpRecord
 
 PARTICIPANT = self_signed_identity("alice.confsec")
 
@@ -33,11 +34,15 @@ class Engine:
 
     defects: frozenset[str] = frozenset()
     stats: MixerStats = field(default_factory=MixerStats)
+    rtcp_record: RtcpRecord = field(default_factory=RtcpRecord)
 
     def halt(self, conference_id: str, why: str) -> None:
         raise AssertionError(why)
 
     def switch(self, source: LegStream, payload: bytes) -> None:
+        pass
+
+    def relay_rtcp(self, source: LegStream, data: bytes) -> None:
         pass
 
 
