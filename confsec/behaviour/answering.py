@@ -23,6 +23,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from confsec.behaviour import rtcp_media
 from confsec.behaviour.participant import (
     PAYLOAD_TYPES,
     Participant,
@@ -205,6 +206,8 @@ async def _answer_sdp(
         else:
             leg.set_receiver(None)  # plain-only: what comes is judged as plain
         attrs += [("sendrecv", None), ("ssrc", f"{p.ssrcs[kind]} cname:{p.name}@confsec")]
+        cname = f"{p.name}@confsec"
+        attrs += await rtcp_media.answer_attributes(leg, m, host, cname, p.ssrcs[kind])
         proto = m.proto if crypto is not None else "RTP/AVP"
         formats = [str(PAYLOAD_TYPES[kind])]
         media.append(

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from confsec.behaviour import dtls_media
+from confsec.behaviour import dtls_media, rtcp_media
 from confsec.behaviour.checks import ledger_observations
 from confsec.behaviour.client_certs import flawed_account
 from confsec.behaviour.outcomes import CallOutcome, TlsProbe
@@ -364,6 +364,7 @@ class ConferenceRun:
             raise Inconclusive(f"{name} has no dialog with the focus to leave")
         if not watch:
             p.stop_media()
+            rtcp_media.bye_all(p.legs)  # RFC 3550 6.6: the streams end with an SRTCP BYE
         self.departed.add(name)
         await p.dialog.bye(timeout=self.target.timeouts.transaction)
         if not watch:

@@ -6,7 +6,7 @@ offer without the participant's machinery; `confsec.behaviour.participant` re-ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["NULL_OFFERS", "OfferSpec"]
 
@@ -27,6 +27,9 @@ class OfferSpec:
     """'auto': DTLS-SRTP where the target's key management is it, SDES otherwise; 'sdes':
     a=crypto whatever the target claims (the SDES offer a DTLS-only target must refuse);
     'dtls-mismatched-fingerprint': an a=fingerprint that is not of the certificate presented."""
+    rtcp_mux: bool = True
+    """Offer rtcp-mux (RFC 5761) beside the leg's own RTCP port; False: the own port only, so
+    that the target's RTCP on a port of its own (RFC 3605 a=rtcp) is exercised too."""
 
     @classmethod
     def named(cls, name: str) -> OfferSpec:
@@ -57,4 +60,6 @@ class OfferSpec:
             spec = cls(suite=spec.suite, media=("audio", "video"))
         if "common" in words:  # '... with the common stream'
             spec = cls(suite=spec.suite, media=spec.media, common=True)
+        if "rtcp-mux" in words and "without" in words:  # '... without rtcp-mux'
+            spec = replace(spec, rtcp_mux=False)
         return spec

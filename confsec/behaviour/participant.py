@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING
 
-from confsec.behaviour import dtls_media
+from confsec.behaviour import dtls_media, rtcp_media
 from confsec.behaviour.offer_spec import NULL_OFFERS, OfferSpec
 from confsec.codec.sdp import (
     CryptoAttribute,
@@ -62,7 +62,9 @@ class MediaStats:
     plain: int = 0
     """RTP accepted as plain: the leg had no key for it (an RTP/AVP answer)."""
     rtcp: int = 0
-    """RTCP on the muxed port: not SRTP that authenticated."""
+    """RTCP on the muxed port that is not SRTCP authenticating under the key (plain RTCP,
+    forged or replayed SRTCP): refused like media. SRTCP that is taken is not counted here or
+    in `received` at all; `rtcp_checks` judges it."""
     held: int = 0
     """Packets that arrived before the answer brought their key and are still waiting for it:
     not yet judged (RFC 3264 allows media before the answer; SDES cannot open it sooner)."""
@@ -91,7 +93,7 @@ class MediaStats:
             (self.replayed, "replayed"),
             (self.malformed, "not SRTP"),
             (self.plain, "plain RTP"),
-            (self.rtcp, "RTCP"),
+            (self.rtcp, "RTCP not SRTCP under the key"),
         ]
         return ", ".join(f"{n} {what}" for n, what in parts if n) or "none"
 
@@ -170,6 +172,9 @@ class Participant:
             attrs += [
                 ("sendrecv", None),
                 ("ssrc", f"{self.ssrcs[kind]} cname:{self.name}@confsec"),
+                *await rtcp_media.offer_attributes(
+                    leg, f"{self.name}@confsec", own_port=not dtls, mux=spec.rtcp_mux
+                ),
             ]
             media.append(
                 MediaDescription.build(
@@ -185,6 +190,8 @@ class Participant:
         if spec.secure:  # DTLS too: what comes before the handshake is judged by its keys
             for leg in self.legs.values():
                 leg.expect_key()  # media may come before the answer that brings its key
+                if leg.rtcp_channel is not None:
+                    leg.rtcp_channel.expect_key()
         return SessionDescription.build(self.name, "127.0.0.1", media=media).to_bytes()
 
     def apply_answer(self, answer: SessionDescription, peer: str = "focus") -> None:
@@ -194,6 +201,7 @@ class Participant:
             if leg is None or m.port == 0:
                 continue
             leg.set_remote((m.connection_address or self.target.host, m.port))
+            rtcp_media.take_answer(leg, m, self.target.host, self.ssrcs.get(stream_kind(m), 0))
             if self.dtls is not None and stream_kind(m) in self.dtls.drivers:
                 dtls_media.take_answer(self, stream_kind(m), leg, m)  # keys: await_keys()
                 continue
@@ -245,13 +253,13 @@ class Participant:
                 continue
             s = leg.stats
             out[kind] = MediaStats(
-                s.received,
+                s.received - s.rtcp_accepted,
                 s.authenticated,
                 s.auth_failed,
                 s.replayed,
                 s.malformed,
                 s.plain,
-                s.rtcp,
+                s.rtcp - s.rtcp_accepted,
                 s.held,
             )
         return out
@@ -399,6 +407,7 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
                 dtls_attrs += [
                     ("sendrecv", None),
                     ("ssrc", f"{p.ssrcs[kind]} cname:{p.name}@confsec"),
+                    *rtcp_media.rekey_attributes(leg, m),
                 ]
                 media.append(
                     MediaDescription.build(
@@ -435,6 +444,7 @@ def take_rekey(p: Participant, offer: SessionDescription) -> SessionDescription:
             leg.replace_sender(sender)
             p.send_crypto[kind] = mine
             attrs += [("sendrecv", None), ("ssrc", f"{p.ssrcs[kind]} cname:{p.name}@confsec")]
+            attrs += rtcp_media.rekey_attributes(leg, m)
         media.append(
             MediaDescription.build(
                 m.media, port=leg.local_addr[1], proto=m.proto, formats=m.formats, attributes=attrs
