@@ -21,3 +21,4 @@ from steps.rekeying import *  # noqa: E402, F403
 from steps.reoffer import *  # noqa: E402, F403
 from steps.robustness_media import *  # noqa: E402, F403
 from steps.robustness_signalling import *  # noqa: E402, F403
+from steps.rtcp import *  # noqa: E402, F403

@@ -2,7 +2,8 @@
 Feature: Mandatory media protection (R3)
   TR 33.829 clause 5.1.3: all participants in a secure conference shall use media protection.
   Plain RTP (RTP/AVP) and null encryption are refused, every packet on the wire is SRTP that
-  authenticates under the negotiated key, and no participant is admitted unprotected.
+  authenticates under the negotiated key, every RTCP packet is SRTCP that authenticates, and
+  no participant is admitted unprotected.
 
   Background:
     Given the conference service is reachable over SIPS
@@ -52,3 +53,20 @@ Feature: Mandatory media protection (R3)
     When carol sends plain RTP instead of SRTP while the others send their tones for 1 second
     Then alice does not hear carol's tone
     And bob does not hear carol's tone
+
+  # RTCP is media too (RFC 3711 3.4: SRTCP authentication is mandatory; its SDES items name
+  # the user in clear when unprotected). Every participant reports in SRTCP and says BYE.
+  Scenario: Every RTCP packet the conference sends is SRTCP that authenticates
+    Given alice has created a secure conference
+    And bob has joined the conference
+    And carol has joined the conference without rtcp-mux
+    When every participant sends its tone for 3 seconds
+    Then every RTCP packet each participant received is SRTCP that authenticates
+
+  Scenario: Plain RTCP from an admitted participant reaches nobody
+    Given alice has created a secure conference
+    And bob has joined the conference
+    And carol has joined the conference
+    And the others hear carol over protected media
+    When carol sends plain RTCP and SRTCP under a key nobody holds while the others send their tones for 2 seconds
+    Then no other participant receives carol's plain RTCP
