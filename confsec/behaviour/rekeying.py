@@ -33,7 +33,7 @@ from confsec.behaviour.participant import COMMON, Key, OfferSpec, Participant
 from confsec.errors import Inconclusive, NonConformance, NotApplicable
 from confsec.media.endpoint import MediaLeg
 from confsec.media.ledger import KeyStreamLedger, StreamId, key_fingerprint
-from confsec.media.srtp import new_receiver
+from confsec.media.srtp import SrtpReceiver, new_receiver
 from confsec.observed import Evidence
 from confsec.runtime.punctuality import judge_late
 from confsec.target.model import Capabilities
@@ -110,37 +110,81 @@ def held_keys(ledger: KeyStreamLedger, name: str, direction: str | None = None) 
     return out
 
 
-def authenticating(packets: list[bytes], keys: list[Key]) -> dict[str, int]:
-    """For each key (by fingerprint) how many of `packets` authenticate under it."""
-    hits: dict[str, int] = {}
+def is_rtcp(data: bytes) -> bool:
+    """RTCP (SRTCP) rather than RTP, by the packet type octet (RFC 5761 4)."""
+    return len(data) > 1 and 192 <= data[1] <= 223
+
+
+def _opens(rx: SrtpReceiver, data: bytes) -> bool:
+    """Whether `data` authenticates under `rx`: as SRTCP with SRTCP's session keys, as SRTP
+    otherwise, so that a rekey is judged on the control packets too (RFC 3711 4.3.2)."""
+    if is_rtcp(data):
+        return rx.try_unprotect_rtcp(data) is not None
+    return rx.try_unprotect(data) is not None
+
+
+def _trials(keys: list[Key]) -> list[SrtpReceiver]:
     scratch = KeyStreamLedger()
-    for n, (suite, key, salt) in enumerate(keys):
-        rx = new_receiver(
-            scratch, StreamId("trial", "-", "audio", "recv", str(n)), suite, key, salt
-        )
-        ok = sum(1 for data in packets if rx.try_unprotect(data) is not None)
+    return [
+        new_receiver(scratch, StreamId("trial", "-", "audio", "recv", str(n)), *k)
+        for n, k in enumerate(keys)
+    ]
+
+
+def authenticating(packets: list[bytes], keys: list[Key]) -> dict[str, int]:
+    """For each key (by fingerprint) how many of `packets` (SRTP or SRTCP) authenticate under
+    it."""
+    hits: dict[str, int] = {}
+    for (_, key, salt), rx in zip(keys, _trials(keys), strict=True):
+        ok = sum(1 for data in packets if _opens(rx, data))
         if ok:
             hits[key_fingerprint(key, salt)] = ok
     return hits
 
 
 def _recent(leg: MediaLeg) -> list[tuple[float, object, bytes]]:
-    """A copy of the leg's packet history. `list()` copies a deque in one C call, so the
-    suite's loop thread, still receiving, cannot mutate it under the step's iteration."""
-    return list(leg.recent) if leg.recent is not None else []
+    """A copy of the leg's packet history, with its own RTCP socket's (no rtcp-mux), in arrival
+    order. `list()` copies a deque in one C call, so the suite's loop thread, still receiving,
+    cannot mutate it under the step's iteration."""
+    out = list(leg.recent) if leg.recent is not None else []
+    channel = leg.rtcp_channel
+    if channel is not None and channel.socket is not None and channel.socket.recent:
+        out = sorted(out + list(channel.socket.recent), key=lambda r: r[0])
+    return out
 
 
 def _first_under(leg: MediaLeg, keys: list[Key], after: float) -> float | None:
     """Arrival time of the first packet after `after` that authenticates under one of `keys`."""
-    scratch = KeyStreamLedger()
-    rxs = [
-        new_receiver(scratch, StreamId("trial", "-", "audio", "recv", str(n)), *k)
-        for n, k in enumerate(keys)
-    ]
+    rxs = _trials(keys)
     for t, _, data in _recent(leg):
-        if t >= after and any(rx.try_unprotect(data) is not None for rx in rxs):
+        if t >= after and any(_opens(rx, data) for rx in rxs):
             return t
     return None
+
+
+def _stale_srtcp(
+    leg: MediaLeg, old: list[Key], new: list[Key], first: float, settled: float
+) -> tuple[int, int]:
+    """SRTCP after a rekey: (packets under the new keys, packets under an old key that came
+    after SRTCP, or on rtcp-mux SRTP, had moved to the new key). Each comparison is between
+    datagrams of one socket, read in order, so the machine's load cannot reorder them; on an
+    RTCP port of its own with no SRTCP under the new key, the deadline `settled` is the line."""
+    olds, news = _trials(old), _trials(new)
+    rtcp_port = leg.rtcp_channel.socket if leg.rtcp_channel is not None else None
+    under_new = stale = 0
+    moved: dict[int, float] = {id(leg): first}
+    for sock in (leg, rtcp_port):
+        if sock is None or sock.recent is None:
+            continue
+        for t, _, data in list(sock.recent):
+            if not is_rtcp(data):
+                continue
+            if any(_opens(rx, data) for rx in news):
+                under_new += 1
+                moved.setdefault(id(sock), t)
+            elif t > moved.get(id(sock), settled) and any(_opens(rx, data) for rx in olds):
+                stale += 1
+    return under_new, stale
 
 
 def _new_keys(p: Participant, kind: str, after: float) -> list[Key]:
@@ -160,7 +204,7 @@ def forward_security(m: Membership, leaver: str, medium: str | None = None) -> E
     keys = held_keys(m.conf.ledger, leaver)
     if not keys:
         raise Inconclusive(f"the ledger holds no key of {leaver}")
-    problems, judged, control = [], 0, 0
+    problems, judged, control, srtcp = [], 0, 0, 0
     for p in m.remaining():
         for kind, leg in _legs(p, medium):
             new = _new_keys(p, kind, event.started)
@@ -168,6 +212,7 @@ def forward_security(m: Membership, leaver: str, medium: str | None = None) -> E
             cut = cut if cut is not None else event.settled
             packets = [d for t, _, d in _recent(leg) if t >= cut]
             judged += len(packets)
+            srtcp += sum(1 for d in packets if is_rtcp(d))
             hits = authenticating(packets, keys)
             if hits:
                 n = sum(hits.values())
@@ -189,6 +234,7 @@ def forward_security(m: Membership, leaver: str, medium: str | None = None) -> E
     return Evidence.of(
         OWN_KEYS_CONTROL,
         packets_judged=judged,
+        srtcp_packets_judged=srtcp,
         packets_opening_under_own_keys=control,
         leaver_keys_tried=len(keys),
         packets_opened=0,
@@ -205,13 +251,14 @@ def backward_security(m: Membership, joiner: str, medium: str | None = None) -> 
     keys = held_keys(m.conf.ledger, joiner, "recv")
     if not keys:
         raise Inconclusive(f"the ledger holds no key {joiner} received")
-    problems, judged, control = [], 0, 0
+    problems, judged, control, srtcp = [], 0, 0, 0
     for p in m.conf.participants.values():
         if p.name == joiner:
             continue
         for kind, leg in _legs(p, medium):
             packets = [d for t, _, d in _recent(leg) if t < event.started]
             judged += len(packets)
+            srtcp += sum(1 for d in packets if is_rtcp(d))
             hits = authenticating(packets, keys)
             if hits:
                 problems.append(
@@ -233,6 +280,7 @@ def backward_security(m: Membership, joiner: str, medium: str | None = None) -> 
     return Evidence.of(
         OWN_KEYS_CONTROL,
         packets_judged=judged,
+        srtcp_packets_judged=srtcp,
         packets_opening_under_own_keys=control,
         joiner_keys_tried=len(keys),
         packets_opened=0,
@@ -311,7 +359,7 @@ def rekeyed_completely(m: Membership, kind: str, name: str, medium: str | None =
     event = m.event(kind, name)
     problems, silent = [], []
     latencies: dict[str, float] = {}
-    streams = 0
+    streams = srtcp = 0
     for p in m.remaining():
         if p.name == name or not p.rekeys or p.rekeys[0].at >= event.started:
             continue  # the joiner itself, or someone who came in the same burst
@@ -333,6 +381,18 @@ def rekeyed_completely(m: Membership, kind: str, name: str, medium: str | None =
                 continue
             streams += 1
             worst = max(worst, first - event.done, 0.0)
+            old = [
+                r.recv_keys[leg_kind]
+                for r in p.rekeys
+                if r.at < event.started and leg_kind in r.recv_keys
+            ]
+            moved, stale = _stale_srtcp(leg, old[-1:], new, first, event.settled)
+            srtcp += moved
+            if stale:
+                problems.append(
+                    f"{p.name} received {stale} SRTCP packets on its {leg_kind} stream under its "
+                    "old key after its media had moved to the new one: SRTCP was not rekeyed"
+                )
         latencies[p.name] = worst
     m.lateness = m.conf.runtime.punctuality.during(event.started, event.settled)
     if problems:
@@ -366,7 +426,9 @@ def rekeyed_completely(m: Membership, kind: str, name: str, medium: str | None =
         raise Inconclusive(f"nobody {what}was in the conference before {name}'s {kind}")
     m.latencies = latencies
     m.latency_event = event
-    return Evidence.of(participants=len(latencies), streams_rekeyed=streams)
+    return Evidence.of(
+        participants=len(latencies), streams_rekeyed=streams, srtcp_under_new_keys=srtcp
+    )
 
 
 def latency_summary(latencies: dict[str, float]) -> dict[str, float]:

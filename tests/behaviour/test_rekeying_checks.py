@@ -11,6 +11,7 @@ from confsec.behaviour import group_keys, membership, rekeying
 from confsec.behaviour.membership import MembershipEvent
 from confsec.behaviour.participant import OfferSpec
 from confsec.errors import Inconclusive, NonConformance
+from confsec.media import rtcp
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import new_receiver, new_sender
@@ -153,6 +154,7 @@ def _conference(
     new: dict[str, Key2],
     sent: dict[str, Key2],
     caps: Capabilities = EVERYTHING,
+    srtcp: dict[str, list[tuple[float, object, bytes]]] | None = None,
 ) -> SimpleNamespace:
     """bob's legs got `old` keys at admission and `new` ones at 1.05 (those that differ are
     `changed`); after the leave the focus sent each leg packets under `sent`. carol held `old`
@@ -163,6 +165,7 @@ def _conference(
         group_key = key if kind == "common" else _key()  # carol's unicast keys are her own
         _row(ledger, "carol", media, label, group_key)
     changed = tuple(k for k in new if new[k] != old.get(k))
+    srtcp = srtcp or {}
     bob = SimpleNamespace(
         name="bob",
         rekeys=[
@@ -176,7 +179,9 @@ def _conference(
         legs={
             kind: SimpleNamespace(
                 remote=("127.0.0.1", 40000),
-                recent=_packets(sent[kind], SENT_AT) if kind in sent else [],
+                recent=(_packets(sent[kind], SENT_AT) if kind in sent else [])
+                + srtcp.get(kind, []),
+                rtcp_channel=None,  # rtcp-mux: SRTCP arrives among the packets in `recent`
             )
             for kind in old
         },
@@ -196,6 +201,13 @@ def _conference(
         latencies={},
         latency_event=None,
     )
+
+
+def _srtcp(key: Key2, t: float, ssrc: int = 7) -> tuple[float, object, bytes]:
+    """One SRTCP sender report under `key`, arriving at `t`."""
+    tx = new_sender(KeyStreamLedger(), StreamId("focus", "x", "audio", "send"), SUITE, *key)
+    report = rtcp.compound(rtcp.sender_report(ssrc, 0, 0, 3, 480), rtcp.sdes_cname(ssrc, "mix"))
+    return (t, None, tx.protect_rtcp(report))
 
 
 def _three() -> dict[str, Key2]:
@@ -255,3 +267,31 @@ def test_forward_security_needs_packets_that_open_under_the_receivers_own_keys()
     verdict, why = judge(rekeying.forward_security, m, "carol", "audio")
     assert verdict is Verdict.INCONCLUSIVE and "control failed" in why
     assert judge(rekeying.forward_security, m, "carol", "video")[0] is Verdict.PASS
+
+
+# -- SRTCP moves with SRTP (issue 17) -------------------------------------------------------------
+
+
+def test_srtcp_left_on_the_old_key_after_a_rekey_fails_completeness() -> None:
+    old, new = _three(), _three()
+    moved = _conference(old, new, sent=new, srtcp={"audio": [_srtcp(new["audio"], 2.4)]})
+    verdict, why = judge(rekeying.rekeyed_completely, moved, "leave", "carol", "audio")
+    assert verdict is Verdict.PASS and "1 srtcp under new keys" in why, why
+    stale = _conference(old, new, sent=new, srtcp={"audio": [_srtcp(old["audio"], 2.4)]})
+    verdict, why = judge(rekeying.rekeyed_completely, stale, "leave", "carol", "audio")
+    assert verdict is Verdict.FAIL and "SRTCP was not rekeyed" in why, why
+    # Before the media moved (2.05 < the first SRTP under the new key, 2.1), the old key is
+    # still the one in use: not a finding.
+    early = _conference(old, new, sent=new, srtcp={"audio": [_srtcp(old["audio"], 2.05)]})
+    assert judge(rekeying.rekeyed_completely, early, "leave", "carol", "audio")[0] is Verdict.PASS
+
+
+def test_srtcp_under_the_leavers_group_key_breaks_forward_security() -> None:
+    old, new = _three(), _three()
+    clean = _conference(old, new, sent=new, srtcp={"common": [_srtcp(new["common"], 2.4)]})
+    verdict, why = judge(rekeying.forward_security, clean, "carol", "common")
+    assert verdict is Verdict.PASS and "1 srtcp packets judged" in why, why
+    # SRTP moved to the new group key, but the SRTCP of the mix stayed on the one carol held.
+    leak = _conference(old, new, sent=new, srtcp={"common": [_srtcp(old["common"], 2.4)]})
+    verdict, why = judge(rekeying.forward_security, leak, "carol", "common")
+    assert verdict is Verdict.FAIL and "1 of 4 common packets bob received" in why, why
