@@ -229,11 +229,44 @@ def leg_receive(n: int, reps: int) -> None:
             f(q)
         return rate(len(todo), lambda: [f(q) for q in todo])
 
+    cname = rtcp.sdes_cname(0x1234, "bench@confsec")
+    srtcp = [
+        tx.protect_rtcp(rtcp.compound(rtcp.sender_report(0x1234, s << 32, s, s, s), cname))
+        for s in range(n)
+    ]
+
+    async def leg_rtcp_rate() -> float:
+        leg = MediaLeg()
+        leg.set_receiver(new_receiver(KeyStreamLedger(), RECV, suite, key, salt))
+        cb = leg.datagram_received
+        addr = ("127.0.0.1", 4001)
+        t = time.perf_counter()
+        for q in srtcp:
+            cb(q, addr)
+        elapsed = time.perf_counter() - t
+        assert leg.rtcp_stats().accepted == n, "the path did not accept every SRTCP packet"
+        return n / elapsed
+
+    def raw_rtcp_rate() -> float:
+        policy = pylibsrtp.Policy(
+            key=key + salt,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=PROFILES[suite].libsrtp_profile,
+        )
+        f = pylibsrtp.Session(policy).unprotect_rtcp
+        return rate(n, lambda: [f(q) for q in srtcp])
+
     raw = max(raw_rate() for _ in range(reps))
     leg = max(asyncio.run(leg_rate()) for _ in range(reps))
+    raw_c = max(raw_rtcp_rate() for _ in range(reps))
+    leg_c = max(asyncio.run(leg_rtcp_rate()) for _ in range(reps))
     print(f"Verification path, {suite}, same {len(todo):,} packets, best of {reps}")
     print(f"  pylibsrtp unprotect (raw)             {raw:>12,.0f} pkt/s   anchor")
     print(f"  MediaLeg.datagram_received            {leg:>12,.0f} pkt/s {raw / leg:5.2f} x raw")
+    print(f"  pylibsrtp unprotect_rtcp (raw, {n:,})  {raw_c:>11,.0f} pkt/s   anchor")
+    print(
+        f"  MediaLeg.datagram_received (SRTCP)    {leg_c:>12,.0f} pkt/s {raw_c / leg_c:5.2f} x raw"
+    )
 
 
 def rtp_helpers(n: int) -> None:

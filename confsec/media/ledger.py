@@ -140,8 +140,9 @@ class _Entry:
     salt: bytes
     fingerprint: str
     ssrcs: dict[int, dict[int, bytes]] = field(default_factory=dict)
-    sampled: dict[int, int] = field(default_factory=dict)
-    """Per SSRC, how many sampled (stride) indexes were stored after the first ones."""
+    sampled: dict[tuple[int, bool], int] = field(default_factory=dict)
+    """Per (SSRC, SRTCP?), how many sampled (stride) indexes were stored after the first
+    ones: SRTP and SRTCP are sampled apart, each on its own index."""
     conflicts: dict[tuple[int, str], set[int]] = field(default_factory=dict)
     """Per (SSRC, channel), indexes seen twice in this very entry with different packets."""
     rtcp: dict[int, dict[int, bytes]] = field(default_factory=dict)
@@ -259,12 +260,12 @@ class KeyStreamLedger:
             if len(seen) < FIRST_INDEXES:
                 seen[index] = packet_fingerprint
                 return True
-            n = e.sampled.get(ssrc, 0)
+            n = e.sampled.get((ssrc, rtcp), 0)
             if n >= SAMPLED_INDEXES:
                 return False
             if index % SAMPLE_STRIDE == 0:
                 seen[index] = packet_fingerprint
-                e.sampled[ssrc] = n + 1
+                e.sampled[(ssrc, rtcp)] = n + 1
             return True
 
     def _entry(self, stream_id: StreamId) -> _Entry:

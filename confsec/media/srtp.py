@@ -167,6 +167,7 @@ class SrtpSender:
     """Protects outgoing RTP for one stream. Make it with `new_sender()`."""
 
     __slots__ = (
+        "_last_rtcp_ssrc",
         "_last_ssrc",
         "_observer",
         "_protect",
@@ -208,6 +209,7 @@ class SrtpSender:
         self.rtcp_packets = 0
         self._observer = observer
         self._last_ssrc = b""
+        self._last_rtcp_ssrc = b""
 
     def __repr__(self) -> str:
         return f"SrtpSender({self.stream!s}, {self.profile.name}, {self.packets} packets)"
@@ -233,7 +235,9 @@ class SrtpSender:
         except (pylibsrtp.Error, ValueError, TypeError) as exc:
             raise LocalProtocolError(f"libsrtp refused to protect an RTCP packet: {exc}") from None
         self.rtcp_packets += 1
-        self._observer.seen_rtcp(out, *_srtcp_ssrc_index(out, self.profile.aead))
+        if self._observer._rtcp_wanted or out[4:8] != self._last_rtcp_ssrc:
+            self._last_rtcp_ssrc = out[4:8]
+            self._observer.seen_rtcp(out, *_srtcp_ssrc_index(out, self.profile.aead))
         return out
 
 
@@ -246,6 +250,7 @@ class SrtpReceiver:
     """
 
     __slots__ = (
+        "_last_rtcp_ssrc",
         "_last_ssrc",
         "_min_len",
         "_observer",
@@ -290,6 +295,7 @@ class SrtpReceiver:
         self._observer = observer
         self._min_len = RTP_HEADER_LEN + profile.auth_tag_len
         self._last_ssrc = b""
+        self._last_rtcp_ssrc = b""
         self.ok = 0
         self.auth_failed = 0
         self.replayed = 0
@@ -364,7 +370,9 @@ class SrtpReceiver:
             return None
         self.rtcp[OK] += 1
         self.last_status = OK
-        self._observer.seen_rtcp(srtcp, *_srtcp_ssrc_index(srtcp, self.profile.aead))
+        if self._observer._rtcp_wanted or srtcp[4:8] != self._last_rtcp_ssrc:
+            self._last_rtcp_ssrc = srtcp[4:8]
+            self._observer.seen_rtcp(srtcp, *_srtcp_ssrc_index(srtcp, self.profile.aead))
         return out
 
     def _refuse_shape(self, srtp: bytes) -> None:

@@ -20,7 +20,16 @@ class Observer:
     the session stops calling here except when a new SSRC shows up.
     """
 
-    __slots__ = ("_done", "_ledger", "_stream", "_wanted", "roc")
+    __slots__ = (
+        "_done",
+        "_ledger",
+        "_rtcp_done",
+        "_rtcp_seen",
+        "_rtcp_wanted",
+        "_stream",
+        "_wanted",
+        "roc",
+    )
 
     def __init__(self, ledger: KeyStreamLedger, stream: StreamId) -> None:
         self._ledger = ledger
@@ -29,6 +38,10 @@ class Observer:
         # ssrc -> [roc, highest seq]; only kept up to date while that SSRC is sampled.
         self.roc: dict[int, list[int]] = {}
         self._done: set[int] = set()
+        self._rtcp_done: set[int] = set()
+        self._rtcp_seen: set[int] = set()
+        self._rtcp_wanted = True
+        """As `_wanted`, for SRTCP: False once every SRTCP SSRC seen has its sample."""
 
     def seen_packet(self, srtp_packet: bytes) -> None:
         seq, ssrc = _SSRC.unpack_from(srtp_packet)
@@ -36,8 +49,15 @@ class Observer:
 
     def seen_rtcp(self, srtcp_packet: bytes, ssrc: int, index: int) -> None:
         """An SRTCP packet at its own index: SRTCP is a key stream of its own (RFC 3711
-        4.3.2). At one report a second it is sampled whole, up to the ledger's first indexes."""
-        self._ledger.observe(self._stream, ssrc, index, packet_fingerprint(srtcp_packet), rtcp=True)
+        4.3.2). At one report a second the ledger's first indexes are the stream's first minute,
+        and its sample half an hour; past the sample, as for SRTP, a packet costs a set lookup."""
+        if ssrc in self._rtcp_done:
+            return
+        self._rtcp_seen.add(ssrc)
+        fingerprint = packet_fingerprint(srtcp_packet)
+        if not self._ledger.observe(self._stream, ssrc, index, fingerprint, rtcp=True):
+            self._rtcp_done.add(ssrc)
+            self._rtcp_wanted = len(self._rtcp_done) < len(self._rtcp_seen)
 
     def seen(self, srtp_packet: bytes, ssrc: int, seq: int) -> None:
         if ssrc in self._done:
