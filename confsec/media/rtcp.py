@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from confsec.errors import RemoteProtocolError
 
 __all__ = [
+    "APP",
     "BYE",
     "RR",
     "SDES",
     "SR",
+    "TYPE_NAMES",
     "RtcpPacket",
     "RtcpParseError",
     "bye",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 SR, RR, SDES, BYE, APP = 200, 201, 202, 203, 204
+TYPE_NAMES = {SR: "SR", RR: "RR", SDES: "SDES", BYE: "BYE", APP: "APP"}
 _HEADER = struct.Struct("!BBH")
 _SSRC = struct.Struct("!I")
 _SR_INFO = struct.Struct("!IIIII")  # NTP msw, NTP lsw, RTP timestamp, packets, octets

@@ -33,6 +33,11 @@ from confsec.reference.mixer_control import COMMON_MEDIA, RTCP_SUFFIX, LegSetup,
 from confsec.reference.mixer_leg import FRAME_SAMPLES, LegStream, MixerStats
 from confsec.reference.mixer_rtcp import REPORT_INTERVAL_S, RtcpPort, RtcpRecord
 
+RTCP_LINGER_S = 2.0
+"""How long a released stream's sockets stay open, deaf and mute, to read its peer's last RTCP:
+the RTCP BYE of RFC 3550 6.6 often comes after the 200 OK to the SIP BYE, and a closed port
+would answer it with ICMP port unreachable and leave it unjudged."""
+
 log = logging.getLogger(__name__)
 
 TICK_S = 0.020
@@ -79,6 +84,9 @@ class Mixer:
         self.rtcp_record = RtcpRecord()
         """The RTCP the mixer sent, took, and dropped (with the peers that sent it)."""
         self._next_report = 0.0
+        self._retiring: dict[int, tuple[LegStream, asyncio.TimerHandle]] = {}
+        """Released streams whose sockets stay open a moment for their peer's RTCP BYE."""
+        self._closing = False
         # The reference's own record of the keys it uses (evidence for O1 and R4 self-checks).
         self.ledger = KeyStreamLedger()
         self._conferences: dict[str, _Conference] = {}
@@ -167,10 +175,28 @@ class Mixer:
             conf.lingering.discard(gone)
             for stream in conf.legs.pop(gone, {}).values():
                 stream.installed = False
-                stream.close()
+                self._retire(stream)
         self._forget_unused_groups(conf)
         if not conf.legs:
             del self._conferences[conference_id]
+
+    def _retire(self, stream: LegStream) -> None:
+        """Close a released stream's sockets after `RTCP_LINGER_S`, meanwhile reading only its
+        peer's RTCP; at once when the mixer closes or runs without a loop."""
+        stream.released = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._closing or loop is None:
+            stream.close()
+            return
+        handle = loop.call_later(RTCP_LINGER_S, self._retired, stream)
+        self._retiring[id(stream)] = (stream, handle)
+
+    def _retired(self, stream: LegStream) -> None:
+        self._retiring.pop(id(stream), None)
+        stream.close()
 
     def _linger(self, conf: _Conference, leg_id: str) -> bool:
         """The leaver defects: a released leg is only half forgotten. With
@@ -204,9 +230,14 @@ class Mixer:
         return asyncio.get_running_loop().time() - max(s.last_rx for s in inbound)
 
     def close(self) -> None:
+        self._closing = True
         for conf_id in list(self._conferences):
             for leg_id in list(self._conferences[conf_id].legs):
                 self.release(conf_id, leg_id)
+        for stream, handle in self._retiring.values():
+            handle.cancel()
+            stream.close()
+        self._retiring.clear()
         if self._tick_handle:
             self._tick_handle.cancel()
             self._tick_handle = None

@@ -118,6 +118,8 @@ class LegStream(asyncio.DatagramProtocol):
         self.sent_packets = 0
         self.rtcp = LegRtcp(engine.rtcp_record, engine.defects, f"mixer@{conference_id}")
         """Its SRTCP: reports sent, and what participants report judged (`mixer_rtcp`)."""
+        self.released = False
+        """The focus released the leg: nothing is sent or mixed, its last RTCP still read."""
 
     # -- what the focus installs ---------------------------------------------------------------
 
@@ -243,10 +245,10 @@ class LegStream(asyncio.DatagramProtocol):
         if data and 19 < data[0] < 64:  # DTLS (RFC 7983)
             self._dtls(data)
             return
-        if not self.installed or self.deaf or self.media == COMMON_MEDIA:  # common: send-only
-            return
         if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP on the muxed port (RFC 5761)
             self.rtcp_received(data, addr)
+            return
+        if not self.installed or self.deaf or self.media == COMMON_MEDIA:  # common: send-only
             return
         self.engine.stats.received += 1
         if "mixer-crash-on-truncated" in self.engine.defects and self._truncated(data):
@@ -264,13 +266,21 @@ class LegStream(asyncio.DatagramProtocol):
             self.engine.switch(self, payload)
 
     def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """RTCP on either port: SRTCP that authenticates is taken, the rest dropped."""
-        if not self.installed or self.deaf or self.media == COMMON_MEDIA:
+        """RTCP on either port: SRTCP that authenticates is taken, the rest dropped. Before
+        the keys are installed only plain RTCP can be judged (a peer may report as soon as it
+        has answered); after the release the stream still reads its peer's last RTCP, the BYE
+        that often follows the SIP BYE (`Mixer.release` keeps the sockets open a moment)."""
+        if self.deaf or self.media == COMMON_MEDIA:
+            return
+        where = (self.leg_id, self.media)
+        if not self.installed and not self.released:
+            self.rtcp.early(data, addr, where)
             return
         rx = self.rx if self.secure_rx else None
-        self.rtcp.received(
-            rx, data, addr, (self.leg_id, self.media), lambda d: self.engine.relay_rtcp(self, d)
-        )
+        if self.released:
+            self.rtcp.received(rx, data, addr, where, lambda d: None)
+            return
+        self.rtcp.received(rx, data, addr, where, lambda d: self.engine.relay_rtcp(self, d))
 
     def send_rtcp(self, data: bytes) -> None:
         """One datagram to the participant's RTCP address: its own port, or the muxed one."""

@@ -52,6 +52,23 @@ class RtcpObservation:
         what = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
         return f"{self.leg_id} {self.media} from {self.source[0]}:{self.source[1]}: {what} RTCP"
 
+    def datagrams(self) -> list[str]:
+        """Each kept datagram as evidence a capture can be searched for: arrival time, size,
+        the packet types of a plain compound, and its first octets (the datagram itself is in
+        `samples`, to match byte for byte against a capture's frames)."""
+        out = []
+        for at, kind, data in self.samples:
+            stamp = time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"
+            types = ""
+            if kind == "plain":
+                names = [
+                    rtcp.TYPE_NAMES.get(p.packet_type, str(p.packet_type))
+                    for p in rtcp.parse_compound(data)
+                ]
+                types = f" ({'+'.join(names)})"
+            out.append(f"{stamp} {kind}{types}, {len(data)} octets: {data[:16].hex()}")
+        return out
+
 
 class RtcpRecord:
     """What the mixer dropped, per (leg, medium): bounded, read by tests and the operator."""
@@ -130,6 +147,11 @@ class LegRtcp:
         else:
             kind = "malformed"
         self.record.dropped_from(where[0], where[1], source, kind, data)
+
+    def early(self, data: bytes, source: tuple[str, int], where: tuple[str, str]) -> None:
+        """RTCP before the stream's keys are installed: only plain RTCP can be judged yet."""
+        if rtcp.is_plain_rtcp(data):
+            self.record.dropped_from(where[0], where[1], source, "plain", data)
 
     def report_packet(self, tx: SrtpSender | None, ssrc: int, rtp_ts: int, packets: int) -> bytes:
         """The mixer's SR with an SDES CNAME for one stream, protected as SRTCP."""
