@@ -218,13 +218,16 @@ def leg_receive(n: int, reps: int) -> None:
         assert leg.authenticated == n, "the path did not authenticate every packet"
         return len(todo) / elapsed
 
-    def raw_rate() -> float:
+    def inbound() -> pylibsrtp.Session:
         policy = pylibsrtp.Policy(
             key=key + salt,
             ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
             srtp_profile=PROFILES[suite].libsrtp_profile,
         )
-        f = pylibsrtp.Session(policy).unprotect
+        return pylibsrtp.Session(policy)
+
+    def raw_rate() -> float:
+        f = inbound().unprotect
         for q in packets[:2200]:
             f(q)
         return rate(len(todo), lambda: [f(q) for q in todo])
@@ -248,12 +251,7 @@ def leg_receive(n: int, reps: int) -> None:
         return n / elapsed
 
     def raw_rtcp_rate() -> float:
-        policy = pylibsrtp.Policy(
-            key=key + salt,
-            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-            srtp_profile=PROFILES[suite].libsrtp_profile,
-        )
-        f = pylibsrtp.Session(policy).unprotect_rtcp
+        f = inbound().unprotect_rtcp
         return rate(n, lambda: [f(q) for q in srtcp])
 
     raw = max(raw_rate() for _ in range(reps))
