@@ -61,6 +61,7 @@ Feature: Mandatory media protection (R3)
     And bob has joined the conference
     And carol has joined the conference without rtcp-mux
     When every participant sends its tone for 3 seconds
+    And the target's RTCP has reached every participant, within 8 seconds
     Then every RTCP packet each participant received is SRTCP that authenticates
 
   Scenario: Plain RTCP from an admitted participant reaches nobody

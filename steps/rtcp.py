@@ -31,6 +31,12 @@ def sends_plain_rtcp(
     conf.exchange_media(seconds)
 
 
+@when(parsers.parse("the target's RTCP has reached every participant, within {seconds:g} seconds"))
+def rtcp_reached(conf: ConferenceRun, seconds: float) -> None:
+    everyone = list(conf.participants.values())
+    conf.runtime.run(rtcp_checks.rtcp_reached(everyone, seconds), seconds + 5, "awaiting RTCP")
+
+
 @then("every RTCP packet each participant received is SRTCP that authenticates")
 def srtcp_authenticates(conf: ConferenceRun, observed: Observe) -> None:
     observed(rtcp_checks.srtcp_from_target(conf.participants.values()))

@@ -42,6 +42,7 @@ __all__ = [
     "diagnose",
     "plain_rtcp_not_relayed",
     "probe",
+    "rtcp_reached",
     "send_rtcp_probes",
     "srtcp_from_target",
 ]
@@ -137,6 +138,23 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
         participant_srtcp_reports_sent=reports,
         rtcp_packets_refused=0,
     )
+
+
+async def rtcp_reached(participants: Iterable[Participant], timeout: float) -> int:
+    """Wait until every reporting leg has received RTCP from the target, or `timeout`; how
+    many legs had none then. RFC 3550 6.2 lets a target report every 5 s (7.5 s randomised,
+    the first after half that), so a window of tones alone may end before a compliant
+    target's first report; the check, not this wait, decides what silence means."""
+    legs = [leg for p in participants for _, leg in _reporting_legs(p)]
+
+    def silent() -> int:
+        return sum(1 for leg in legs if leg.rtcp_channel and not leg.rtcp_channel.received.received)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while silent() and loop.time() < deadline:
+        await asyncio.sleep(0.05)  # RTCP arrivals have no event of their own; a bounded poll
+    return silent()
 
 
 def send_rtcp_probes(p: Participant) -> tuple[bytes, list[bytes]]:
