@@ -75,6 +75,10 @@ class RtcpChannel:
         if own_socket:
             host = leg.local_addr[0] if leg.local_addr else "127.0.0.1"
             channel.socket = await MediaLeg.open(host=host, port=0, recent_limit=_RECENT)
+            # A key set before the channel opened (the dial-out answerer's order) judges the
+            # own socket's SRTCP too; `MediaLeg.set_receiver` passes on those set after.
+            if leg._receiver is not None:
+                channel.socket.set_receiver(leg._receiver)
         leg.rtcp_channel = channel
         return channel
 

@@ -19,7 +19,6 @@ hot path.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,6 +28,7 @@ import pylibsrtp
 from confsec.errors import ConfsecError, LocalProtocolError, RemoteProtocolError
 from confsec.media.ledger import KeyStreamLedger, StreamId
 from confsec.media.rtp import RTP_HEADER_LEN, RtpParseError, rtp_header_length
+from confsec.media.srtcp_clear import CLEAR_REPLAYED, CLEAR_TAG, ClearSrtcp
 from confsec.media.srtp_observer import Observer as _Observer
 
 __all__ = [
@@ -56,8 +56,6 @@ _Policy = pylibsrtp.Policy
 
 # Largest datagram pylibsrtp's fixed buffer takes (it raises ValueError beyond).
 _MAX_SRTP_LEN = 1500
-_SRTCP_TAG_LEN = 10  # with either HMAC-SHA1 suite (RFC 4568 6.2.1)
-_SSRC_AT_4 = struct.Struct("!I")
 
 #: `SrtpReceiver.last_status` values.
 OK = 0
@@ -237,7 +235,7 @@ class SrtpSender:
         self.rtcp_packets += 1
         if self._observer._rtcp_wanted or out[4:8] != self._last_rtcp_ssrc:
             self._last_rtcp_ssrc = out[4:8]
-            self._observer.seen_rtcp(out, *_srtcp_ssrc_index(out, self.profile.aead))
+            self._observer.seen_rtcp(out, self.profile.aead)
         return out
 
 
@@ -250,6 +248,7 @@ class SrtpReceiver:
     """
 
     __slots__ = (
+        "_clear",
         "_last_rtcp_ssrc",
         "_last_ssrc",
         "_min_len",
@@ -290,6 +289,7 @@ class SrtpReceiver:
         session = pylibsrtp.Session(policy=policy)
         self._unprotect = session.unprotect
         self._unprotect_rtcp = session.unprotect_rtcp
+        self._clear = ClearSrtcp(profile.name, key, salt)
         self.profile = profile
         self.stream = stream
         self._observer = observer
@@ -353,17 +353,19 @@ class SrtpReceiver:
         try:
             out = self._unprotect_rtcp(srtcp)
         except pylibsrtp.Error as exc:
-            msg = str(exc)
-            status = (
-                AUTH_FAILED
-                if msg.startswith("authentication")
-                else REPLAYED
-                if msg.startswith("replay")
-                else MALFORMED
-            )
-            self.rtcp[status] += 1
-            self.last_status, self.last_reason = status, msg
-            return None
+            out, clear = self._clear.open(srtcp)  # E=0 under AES-CM: libsrtp cannot (srtcp_clear)
+            if out is None:
+                msg = str(exc) if not clear else f"unencrypted SRTCP: {clear}"
+                status = (
+                    AUTH_FAILED
+                    if msg.startswith("authentication") or clear == CLEAR_TAG
+                    else REPLAYED
+                    if msg.startswith("replay") or clear == CLEAR_REPLAYED
+                    else MALFORMED
+                )
+                self.rtcp[status] += 1
+                self.last_status, self.last_reason = status, msg
+                return None
         except (ValueError, TypeError) as exc:
             self.rtcp[MALFORMED] += 1
             self.last_status, self.last_reason = MALFORMED, str(exc)
@@ -372,7 +374,7 @@ class SrtpReceiver:
         self.last_status = OK
         if self._observer._rtcp_wanted or srtcp[4:8] != self._last_rtcp_ssrc:
             self._last_rtcp_ssrc = srtcp[4:8]
-            self._observer.seen_rtcp(srtcp, *_srtcp_ssrc_index(srtcp, self.profile.aead))
+            self._observer.seen_rtcp(srtcp, self.profile.aead)
         return out
 
     def _refuse_shape(self, srtp: bytes) -> None:
@@ -409,14 +411,6 @@ class SrtpReceiver:
         # Name the header defect when there is one (this raises it); else libsrtp's reason.
         rtp_header_length(srtp)
         raise RtpParseError(f"not an SRTP packet: {reason}")
-
-
-def _srtcp_ssrc_index(srtcp: bytes, aead: bool) -> tuple[int, int]:
-    """The sender SSRC and the 31-bit SRTCP index (the word after the encrypted part: before
-    the 80-bit tag with HMAC-SHA1, after the AEAD tag with AES-GCM, RFC 7714 9)."""
-    at = len(srtcp) - 4 - (0 if aead else _SRTCP_TAG_LEN)
-    ssrc, word = _SSRC_AT_4.unpack_from(srtcp, 4)[0], _SSRC_AT_4.unpack_from(srtcp, at)[0]
-    return ssrc, word & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------------------------

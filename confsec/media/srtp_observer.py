@@ -10,6 +10,8 @@ from confsec.media.ledger import KeyStreamLedger, StreamId, packet_fingerprint
 __all__ = ["Observer"]
 
 _SSRC = struct.Struct("!2xH4xI")
+_WORD = struct.Struct("!I")
+_SRTCP_TAG_LEN = 10  # with either HMAC-SHA1 suite (RFC 4568 6.2.1)
 
 
 class Observer:
@@ -47,10 +49,15 @@ class Observer:
         seq, ssrc = _SSRC.unpack_from(srtp_packet)
         self.seen(srtp_packet, ssrc, seq)
 
-    def seen_rtcp(self, srtcp_packet: bytes, ssrc: int, index: int) -> None:
+    def seen_rtcp(self, srtcp_packet: bytes, aead: bool) -> None:
         """An SRTCP packet at its own index: SRTCP is a key stream of its own (RFC 3711
         4.3.2). At one report a second the ledger's first indexes are the stream's first minute,
         and its sample half an hour; past the sample, as for SRTP, a packet costs a set lookup."""
+        # The sender SSRC, and the 31-bit SRTCP index: the word after the encrypted part,
+        # before the 80-bit tag with HMAC-SHA1, after the AEAD tag with AES-GCM (RFC 7714 9).
+        at = len(srtcp_packet) - 4 - (0 if aead else _SRTCP_TAG_LEN)
+        ssrc, index = _WORD.unpack_from(srtcp_packet, 4)[0], _WORD.unpack_from(srtcp_packet, at)[0]
+        index &= 0x7FFFFFFF
         if ssrc in self._rtcp_done:
             return
         self._rtcp_seen.add(ssrc)

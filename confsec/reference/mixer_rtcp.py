@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confsec.media import rtcp
-from confsec.media.defect_srtp import protect_rtcp_with_srtp_keys
+from confsec.media.defect_srtp import SRTCP_TAG_LEN, protect_rtcp_with_srtp_keys
 from confsec.media.srtp import AUTH_FAILED, REPLAYED, SrtpReceiver, SrtpSender
 from confsec.reference.mixer_control import SrtpKeys
 
@@ -44,7 +44,7 @@ class RtcpObservation:
     media: str
     source: tuple[str, int]
     counts: dict[str, int] = field(default_factory=dict)
-    """'plain', 'auth-failed', 'replayed', 'malformed' -> datagrams."""
+    """'plain', 'unencrypted', 'auth-failed', 'replayed', 'malformed' -> datagrams."""
     samples: list[tuple[float, str, bytes]] = field(default_factory=list)
     """(wall-clock time, kind, datagram) of the first `SAMPLES`."""
 
@@ -136,9 +136,14 @@ class LegRtcp:
         if "mixer-relays-rtcp" in self.defects:
             relay(data)  # the defect: passed on to the others as it came, unprocessed
         if rx is not None and rx.try_unprotect_rtcp(data) is not None:
-            self.record.srtcp_ok += 1
-            return
-        if rtcp.is_plain_rtcp(data):
+            # The E flag leads the word after the encrypted part (RFC 3711 3.4; after the tag
+            # with AES-GCM, RFC 7714 9): the reference never agrees UNENCRYPTED_SRTCP.
+            at = len(data) - 4 - (0 if rx.profile.aead else SRTCP_TAG_LEN)
+            if data[at] & 0x80:
+                self.record.srtcp_ok += 1
+                return
+            kind = "unencrypted"
+        elif rtcp.is_plain_rtcp(data):
             kind = "plain"
         elif rx is not None and rx.last_status == AUTH_FAILED:
             kind = "auth-failed"

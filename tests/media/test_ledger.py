@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from confsec.errors import LocalProtocolError
+from confsec.behaviour.checks import no_key_stream_reuse
+from confsec.errors import LocalProtocolError, NonConformance
+from confsec.media import rtcp
 from confsec.media.ledger import (
     FIRST_INDEXES,
     SAMPLE_STRIDE,
@@ -284,3 +286,61 @@ def test_through_real_srtp_sessions_fan_out_and_reuse() -> None:
         bob.protect(build_rtp(0, seq, 0, 0x42, b"bob speaking" * 10))
     (f,) = ledger.findings()
     assert f.confirmed and B_SEND in f.streams and F_TO_A in f.streams
+
+
+# -- SRTCP: a key stream of its own (RFC 3711 4.3.2) ---------------------------------------------
+
+
+def _report(ssrc: int, cname: str) -> bytes:
+    return rtcp.compound(rtcp.receiver_report(ssrc), rtcp.sdes_cname(ssrc, cname))
+
+
+def test_one_sender_protecting_rtp_and_rtcp_under_one_key_is_not_reuse() -> None:
+    """SRTP and SRTCP of one stream share the master key and the SSRC, and their indexes run
+    over the same small numbers (sequence 1.. and SRTCP index 1..), yet RFC 3711 4.3.2 gives
+    each its own session keys: one key stream each, no two-time pad. Neither the sender nor
+    its receiver (which sees the very same packets) makes a finding."""
+    ledger = KeyStreamLedger()
+    tx = new_sender(ledger, A_SEND, SUITE, K1, S1)
+    rx = new_receiver(ledger, StreamId("focus", "alice", "audio", "recv"), SUITE, K1, S1)
+    for n in range(1, 6):
+        srtp = tx.protect(build_rtp(0, n, 160 * n, 0x42, bytes([n]) * 160))
+        srtcp = tx.protect_rtcp(_report(0x42, f"alice-{n}@confsec"))
+        rx.unprotect(srtp)
+        assert rx.try_unprotect_rtcp(srtcp) is not None
+    entry = ledger._current[A_SEND]
+    assert set(entry.ssrcs[0x42]) == set(entry.rtcp[0x42]) == set(range(1, 6))
+    assert ledger.findings() == []
+
+
+def test_two_senders_sending_srtcp_on_one_key_and_ssrc_are_reuse_named_srtcp() -> None:
+    """Two streams whose SRTCP runs under one (key, salt, SSRC) encrypt their reports with one
+    key stream: SRTCP index 1 of each is a two-time pad. The finding says it is SRTCP, and
+    R4's check fails on it."""
+    ledger = KeyStreamLedger()
+    alice = new_sender(ledger, A_SEND, SUITE, K1, S1)
+    bob = new_sender(ledger, B_SEND, SUITE, K1, S1)
+    for _ in range(3):
+        alice.protect_rtcp(_report(0x42, "alice@confsec"))
+        bob.protect_rtcp(_report(0x42, "bob@confsec"))
+    (f,) = ledger.findings()
+    assert f.kind == "keystream-reuse" and f.confirmed and f.ssrc == 0x42
+    assert f.streams == (A_SEND, B_SEND)
+    assert "(SRTCP)" in f.sentence and "two-time pad" in f.sentence
+    assert "0x00000042" in f.sentence and key_fingerprint(K1, S1) in f.sentence
+    with pytest.raises(NonConformance, match="SRTCP"):
+        no_key_stream_reuse(ledger, "participants")
+
+
+def test_srtp_and_srtcp_reuse_are_reported_apart() -> None:
+    """Fingerprints recorded for SRTP index n and SRTCP index n of one stream never meet: a
+    stream that restarts its SRTP under the same key is reported on SRTP alone."""
+    ledger = KeyStreamLedger()
+    ledger.register(A_SEND, SUITE, K1, S1, 7)
+    feed(ledger, A_SEND, 7, range(5), salt=1)
+    for i in range(5):
+        ledger.observe(A_SEND, 7, i, fp(i * 31 + 5), rtcp=True)
+    assert ledger.findings() == []
+    ledger.observe(A_SEND, 7, 2, fp(999))  # the same SRTP index, another packet
+    (f,) = ledger.findings()
+    assert f.confirmed and "SRTCP" not in f.sentence and "twice" in f.sentence
