@@ -47,8 +47,10 @@ class ServiceCheck:
                 problems.append(f"{p.name} has no audio leg")
                 continue
             got0, ok0 = self._baseline.get(p.name, (0, 0))
-            got, ok = stats.received - got0, stats.authenticated - ok0
-            self._baseline[p.name] = (stats.received, stats.authenticated)
+            # SRTCP the leg accepted is the mixer's reports, not media that failed.
+            media = stats.received - stats.rtcp_accepted
+            got, ok = media - got0, stats.authenticated - ok0
+            self._baseline[p.name] = (media, stats.authenticated)
             if got == 0:
                 problems.append(f"{p.name} received no media since the last check")
             elif got != ok:

@@ -23,22 +23,51 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from confsec.errors import LocalProtocolError
 from confsec.media import rtcp
 from confsec.media.reception import RtcpStats
 
-if TYPE_CHECKING:
-    from confsec.media.endpoint import MediaLeg
+__all__ = ["REPORT_INTERVAL_S", "RtcpChannel", "RtcpLeg"]
 
-__all__ = ["REPORT_INTERVAL_S", "RtcpChannel"]
+T = TypeVar("T")
 
 REPORT_INTERVAL_S = 1.0
 _RECENT = 256  # datagrams kept on the own socket, for the checks that scan what arrived
 _NTP_EPOCH = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 Addr = tuple[Any, ...]
+
+
+class RtcpLeg(Protocol):
+    """What the channel needs of a media socket: `confsec.media.endpoint.MediaLeg` is one, and
+    its own RTCP socket is another of the same class. A protocol, so that this module does
+    not import `endpoint`, whose legs hold a channel."""
+
+    local_addr: tuple[Any, ...]
+    remote: tuple[Any, ...] | None
+    sender: Any
+    sent: int
+    rtcp_channel: Any
+    allow_unencrypted_srtcp: bool
+    rtcp_refused_samples: list[tuple[float | None, bytes]]
+    rtcp_opened: deque[tuple[float | None, bytes]]
+    recent: deque[tuple[float, Any, bytes]] | None
+    _receiver: Any
+
+    @property
+    def sending(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def whole(self, read: Callable[[], T]) -> T: ...
+    def rtcp_stats(self) -> RtcpStats: ...
+    def send_raw(self, data: bytes, addr: tuple[Any, ...] | None = None) -> None: ...
+    def set_receiver(self, receiver: Any, *, keep_previous: bool = False) -> None: ...
+    def expect_key(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def _ntp_now() -> int:
@@ -49,11 +78,11 @@ def _ntp_now() -> int:
 class RtcpChannel:
     """RTCP for one `MediaLeg`. `await RtcpChannel.open(leg, cname)`, then `start(ssrc)`."""
 
-    def __init__(self, leg: MediaLeg, cname: str, interval: float = REPORT_INTERVAL_S) -> None:
+    def __init__(self, leg: RtcpLeg, cname: str, interval: float = REPORT_INTERVAL_S) -> None:
         self.leg = leg
         self.cname = cname
         self.interval = interval
-        self.socket: MediaLeg | None = None
+        self.socket: RtcpLeg | None = None
         """The leg's own RTCP socket, until rtcp-mux is agreed (then closed)."""
         self.remote: Addr | None = None
         """Where RTCP goes without rtcp-mux; with it, `leg.remote`."""
@@ -66,15 +95,15 @@ class RtcpChannel:
         self._handle: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def open(cls, leg: MediaLeg, cname: str, *, own_socket: bool = True) -> RtcpChannel:
+    async def open(cls, leg: RtcpLeg, cname: str, *, own_socket: bool = True) -> RtcpChannel:
         """The channel, with its own socket (whose port an offer names in `a=rtcp`) unless
         `own_socket` is False: then RTCP goes only where rtcp-mux is agreed."""
-        from confsec.media.endpoint import MediaLeg  # the leg's class, for its RTCP socket
-
         channel = cls(leg, cname)
         if own_socket:
             host = leg.local_addr[0] if leg.local_addr else "127.0.0.1"
-            channel.socket = await MediaLeg.open(host=host, port=0, recent_limit=_RECENT)
+            # The leg's own class opens it: no import of `endpoint`, which imports this module.
+            opener: Any = type(leg)  # MediaLeg.open, a classmethod the protocol cannot name
+            channel.socket = await opener.open(host=host, port=0, recent_limit=_RECENT)
             # A key set before the channel opened (the dial-out answerer's order) judges the
             # own socket's SRTCP too; `MediaLeg.set_receiver` passes on those set after.
             if leg._receiver is not None:
