@@ -109,6 +109,10 @@ PROTECTED = tuple(
     for s in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 )
 UNPROTECTED = "Unprotected media from an admitted participant does not reach the others"
+# Issue 17: the target's SRTCP, and a participant's plain RTCP. The hostile focus sends no
+# RTCP at all, and its SRTP never lets carol be heard (the probe's control).
+SRTCP = "Every RTCP packet the conference sends is SRTCP that authenticates"
+PLAIN_RTCP = "Plain RTCP from an admitted participant reaches nobody"
 # The R3 robustness probes (features/r3_robustness_offers.feature, robustness_media.feature):
 # each is judged against a baseline in which the conference carries media, which a target that
 # sends none (or none that authenticates) never gives.
@@ -179,6 +183,8 @@ def expect_r3(protected: str) -> dict[str, str]:
         **dict.fromkeys(REFUSALS, "pass"),
         **dict.fromkeys(PROTECTED, protected),
         UNPROTECTED: "inconclusive",
+        SRTCP: "inconclusive",
+        PLAIN_RTCP: "inconclusive",
         **dict.fromkeys(NEEDS_BASELINE, "inconclusive"),
         UNKNOWN_FIRST: "pass",
         # features/key_confinement.feature: the hostile focus puts each key in its holder's
@@ -232,6 +238,8 @@ CASES = [
         reasons={
             **dict.fromkeys(PROTECTED, "received no audio packets: nothing to judge"),
             UNPROTECTED: "control failed",
+            SRTCP: "the target sent no RTCP to",
+            PLAIN_RTCP: "control failed",
             **dict.fromkeys(NEEDS_BASELINE, "before the probe the conference did not carry"),
         },
         sends_media=False,
@@ -245,6 +253,8 @@ CASES = [
         reasons={
             **dict.fromkeys(PROTECTED, "did not authenticate under the negotiated key"),
             UNPROTECTED: "control failed",
+            SRTCP: "the target sent no RTCP to",
+            PLAIN_RTCP: "control failed",
             **dict.fromkeys(NEEDS_BASELINE, "before the probe the conference did not carry"),
         },
         sends_media=True,
