@@ -131,10 +131,14 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
             f" while they sent it {reports} SRTCP reports: a target need not send RTCP, but "
             "its SRTCP could not be judged"
         )
+    # A stream that got no RTCP while others did is not a fail (RTCP is the target's to send)
+    # but it is counted, and named, beside the pass.
+    without = f" (none on {', '.join(silent)})" if silent else ""
     return Evidence.of(
-        f"the target's SRTCP was observed on {streams} streams",
+        f"the target's SRTCP was observed on {streams} streams{without}",
         srtcp_packets_judged=judged,
         streams_with_srtcp=streams,
+        streams_without_rtcp=len(silent),
         participant_srtcp_reports_sent=reports,
         rtcp_packets_refused=0,
     )

@@ -44,12 +44,14 @@ class SrtpEntry:
             self._socket.close()
 
     def _captured_srtp(self) -> list[bytes]:
-        """Real SRTP the mixer sent to alice and bob (their legs keep the first datagrams)."""
+        """Real SRTP the mixer sent to alice and bob (their legs keep the first datagrams; its
+        SRTCP reports among them are left out, RFC 5761 4)."""
         seeds = []
         for name in ("alice", "bob"):
             leg = self.h.conf.participant(name).legs.get("audio")
             if leg is not None:
-                seeds += [data for _, _, data in leg.raw_packets[:20]]
+                # SRTP only: the mixer's SRTCP reports go down its RTCP path, not the media one
+                seeds += [d for _, _, d in leg.raw_packets[:24] if not 192 <= d[1] <= 223][:20]
         return seeds or [secrets.token_bytes(182)]
 
     def _input(self) -> tuple[bytes, tuple[str, int], bool]:
