@@ -206,9 +206,10 @@ def leg_receive(n: int, reps: int) -> None:
 
     async def leg_rate() -> float:
         leg = MediaLeg()
+        addr = ("127.0.0.1", 4000)
+        leg.set_remote(addr)  # as a participant's leg: only the target's packets are judged
         leg.set_receiver(new_receiver(KeyStreamLedger(), RECV, suite, key, salt))
         cb = leg.datagram_received
-        addr = ("127.0.0.1", 4000)
         for q in packets[:2200]:
             cb(q, addr)
         t = time.perf_counter()
@@ -240,9 +241,10 @@ def leg_receive(n: int, reps: int) -> None:
 
     async def leg_rtcp_rate() -> float:
         leg = MediaLeg()
+        addr = ("127.0.0.1", 4001)
+        leg.set_remote(addr)
         leg.set_receiver(new_receiver(KeyStreamLedger(), RECV, suite, key, salt))
         cb = leg.datagram_received
-        addr = ("127.0.0.1", 4001)
         t = time.perf_counter()
         for q in srtcp:
             cb(q, addr)

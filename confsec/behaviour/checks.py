@@ -279,16 +279,15 @@ def tls_refused(probe: TlsProbe | None, control: TlsProbe | None = None) -> Evid
 
 def media_authenticates(participants: Iterable[Participant]) -> Evidence:
     """R3: every packet each participant received is SRTP that authenticates."""
-    problems, silent, judged, packets = [], [], 0, 0
+    problems, silent, judged, packets, strays = [], [], 0, 0, 0
     for p in participants:
         for media, stats in p.receive_stats().items():
+            strays += stats.strays
             if stats.received == 0:
-                silent.append(f"{p.name} received no {media} packets")
+                silent.append(f"{p.name} received no {media} packets{stats.set_aside()}")
                 continue
             if stats.judged == 0:
-                silent.append(
-                    f"{p.name}'s {stats.held} {media} packets are still waiting for a key"
-                )
+                silent.append(f"{p.name}'s {stats.held} {media} packets still wait for a key")
                 continue
             judged += 1
             packets += stats.judged
@@ -303,10 +302,10 @@ def media_authenticates(participants: Iterable[Participant]) -> Evidence:
     if silent:
         raise Inconclusive(f"{'; '.join(silent)}: nothing to judge")
     if not judged:
-        raise Inconclusive(
-            "no participant has a media stream the target answered: nothing to judge"
-        )
-    return Evidence.of(streams=judged, packets_judged=packets, packets_refused=0)
+        raise Inconclusive("no participant has a media stream the target answered: nothing judged")
+    return Evidence.of(
+        streams=judged, packets_judged=packets, packets_refused=0, datagrams_set_aside=strays
+    )
 
 
 def hears_others(participants: Iterable[Participant]) -> Evidence:

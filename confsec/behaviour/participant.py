@@ -68,10 +68,15 @@ class MediaStats:
     held: int = 0
     """Packets that arrived before the answer brought their key and are still waiting for it:
     not yet judged (RFC 3264 allows media before the answer; SDES cannot open it sooner)."""
+    strays: int = 0
+    """Datagrams set aside as not the target's (`Reception.attribute`): not in `received`."""
 
     @property
     def judged(self) -> int:
         return self.received - self.held
+
+    def set_aside(self) -> str:  # for a reason: " (N from elsewhere set aside)", or ""
+        return f" ({self.strays} from elsewhere set aside)" if self.strays else ""
 
     @property
     def refused(self) -> int:
@@ -261,6 +266,7 @@ class Participant:
                 s.plain,
                 s.rtcp - s.rtcp_accepted,
                 s.held,
+                s.strays,
             )
         return out
 

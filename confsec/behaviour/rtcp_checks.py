@@ -23,6 +23,7 @@ import asyncio
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confsec.behaviour.participant import COMMON, Key, Participant
 from confsec.errors import Inconclusive, NonConformance
@@ -102,6 +103,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
     problems: list[str] = []
     silent: list[str] = []
     judged = streams = reports = 0
+    strays: list[tuple[float | None, Any, int, bytes]] = []
     everyone = list(participants)
     senders = _send_keys(everyone)
     for p in everyone:
@@ -109,6 +111,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
             channel = leg.rtcp_channel
             assert channel is not None
             reports += channel.reports
+            strays += channel.stray_samples()
             stats: RtcpStats = channel.received
             judged += stats.received
             if stats.refused:
@@ -129,7 +132,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
         raise Inconclusive(
             f"the target sent no RTCP to {len(silent)} participant streams ({', '.join(silent)})"
             f" while they sent it {reports} SRTCP reports: a target need not send RTCP, but "
-            "its SRTCP could not be judged"
+            f"its SRTCP could not be judged{_set_aside(strays)}"
         )
     # A stream that got no RTCP while others did is not a fail (RTCP is the target's to send)
     # but it is counted, and named, beside the pass.
@@ -141,6 +144,19 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
         streams_without_rtcp=len(silent),
         participant_srtcp_reports_sent=reports,
         rtcp_packets_refused=0,
+        datagrams_set_aside=len(strays),
+    )
+
+
+def _set_aside(strays: list[tuple[float | None, Any, int, bytes]]) -> str:
+    """What came from addresses that are not the target's, in words (empty if nothing)."""
+    if not strays:
+        return ""
+    sources = sorted({f"{a[0]}:{a[1]}" for _, a, _, _ in strays})
+    return (
+        f"; {len(strays)} datagrams from {', '.join(sources)}, which the target did not "
+        "announce and which did not authenticate under the participants' keys, were set aside "
+        "as not the target's"
     )
 
 
@@ -200,16 +216,19 @@ async def probe(sender: Participant) -> RtcpProbe:
     return RtcpProbe(sender.name, marker, since, sent)
 
 
-def _received(p: Participant, since: float) -> tuple[list[bytes], list[bytes]]:
-    """Every datagram `p`'s reporting legs received since `since`, and the SRTCP they opened."""
-    raw: list[bytes] = []
+def _received(p: Participant, since: float) -> tuple[list[tuple[bool, bytes]], list[bytes]]:
+    """Every datagram `p`'s reporting legs received since `since`, each with whether it was
+    the target's (`Reception.attribute`; strays too, a probe is looked for everywhere), and
+    the SRTCP they opened."""
+    raw: list[tuple[bool, bytes]] = []
     opened: list[bytes] = []
     for _, leg in _reporting_legs(p):
         channel = leg.rtcp_channel
         for sock in (leg, channel.socket if channel is not None else None):
             if sock is None:
                 continue
-            raw += [d for t, _, d in list(sock.recent or ()) if t >= since]
+            raw += [(True, d) for t, _, d in list(sock.recent or ()) if t >= since]
+            raw += [(False, d) for t, _, d in list(sock.strays_recent) if t is None or t >= since]
             opened += [d for t, d in list(sock.rtcp_opened) if t is None or t >= since]
     return raw, opened
 
@@ -226,7 +245,9 @@ def plain_rtcp_not_relayed(
         raw, opened = _received(p, sent.since)
         scanned += len(raw)
         whom = "came back to" if p is sender else "reached"
-        hits = [d for d in raw if d in probes or sent.marker in d]
+        # A probe is looked for in everything (only the target could have passed it on); the
+        # control counts only the target's media.
+        hits = [d for _, d in raw if d in probes or sent.marker in d]
         if hits:
             problems.append(f"{len(hits)} of the probes {whom} {p.name} as sent: {_hex(hits[0])}")
         laundered = sum(1 for d in opened if sent.marker in d)
@@ -235,7 +256,8 @@ def plain_rtcp_not_relayed(
                 f"{laundered} of the plain probes {whom} {p.name} re-protected as SRTCP under "
                 f"{p.name}'s key: the target accepted RTCP that was not SRTCP"
             )
-        if p is not sender and any(len(d) > 1 and not 192 <= d[1] <= 223 for d in raw):
+        media = (d for ours, d in raw if ours and len(d) > 1 and not 192 <= d[1] <= 223)
+        if p is not sender and any(media):
             live.append(p.name)
     if problems:
         raise NonConformance(

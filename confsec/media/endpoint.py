@@ -13,6 +13,9 @@ Design points (aiortc's thin asyncio adapter over a sans-IO core):
 * Pacing uses `loop.call_at()` on absolute times t0 + k / pps, so the send rate does not drift
   with scheduling delays (a late packet is sent late, the next one is still on time) and there
   is no sleep loop.
+* Once the answer names the target (`set_remote`), only the target's datagrams are judged
+  and kept in the history (`Reception.attribute`): another process's media reaching a reused
+  port is set aside and counted, never a verdict about the target.
 * Per-packet receive work is a few `struct` reads and counter increments; no dataclass per
   packet, and no call beyond `Reception._classify()` and the SRTP receiver's. Statistics are
   copied into a `MediaStats` only when asked for.
@@ -33,19 +36,14 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from confsec.errors import LocalProtocolError, PeerTimeout, TransportError
-from confsec.media.reception import (
-    HELD_LIMIT,
-    PCMU_PT,
-    PCMU_RATE,
-    MediaStats,
-    Reception,
-)
+from confsec.media.pacing import Protector, SendJob, silence
+from confsec.media.reception import HELD_LIMIT, PCMU_PT, PCMU_RATE, Reception
 from confsec.media.rtp import build_rtp
 from confsec.media.srtp import SrtpReceiver, SrtpSender
-from confsec.media.tone import PCMU_SILENCE
+from confsec.media.stats import MediaStats
 
 STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 """RFC 5389 section 6: bytes 4..7 of every STUN message."""
@@ -62,32 +60,6 @@ Addr = tuple[Any, ...]
 #: (arrival time on the loop clock, source address, datagram)
 RawPacket = tuple[float, Addr, bytes]
 PacketHook = Callable[[bytes, Addr, float], None]
-
-
-class Protector(Protocol):
-    """What the pacing job protects each packet with: an `SrtpSender`, or a stand-in of the
-    robustness probes (confsec.behaviour.media_abuse) that forges, records or replays."""
-
-    def protect(self, rtp: bytes) -> bytes: ...
-
-
-class _SendJob:
-    __slots__ = (
-        "count",
-        "done",
-        "frames",
-        "handle",
-        "k",
-        "marker_first",
-        "pps",
-        "pt",
-        "sender",
-        "seq0",
-        "ssrc",
-        "t0",
-        "ts0",
-        "ts_step",
-    )
 
 
 class MediaLeg(Reception, asyncio.DatagramProtocol):
@@ -124,7 +96,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         self.hook_error: BaseException | None = None
         self.send_error: BaseException | None = None
         self.socket_errors = 0
-        self._job: _SendJob | None = None
+        self._job: SendJob | None = None
         self._waiters: list[tuple[int, bool, asyncio.Future[None]]] = []
         self._raw: list[RawPacket] = []
         self._raw_limit = raw_limit
@@ -201,8 +173,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
     # -- configuration --------------------------------------------------------------------------
 
     def set_remote(self, addr: Addr) -> None:
-        """Where the pacing job and `send_raw()` send to."""
+        """Where the pacing job and `send_raw()` send to: the target's announced address, so
+        from now on only what comes from the target is judged (`Reception.attribute`)."""
         self.remote = tuple(addr)
+        self.attribute(self.remote, own_host=self.local_addr[0] if self.local_addr else None)
 
     def set_receiver(self, receiver: SrtpReceiver | None, *, keep_previous: bool = False) -> None:
         """The SRTP receiver that checks incoming packets; None accepts plain RTP.
@@ -270,11 +244,11 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         if pps <= 0:
             raise LocalProtocolError(f"packet rate {pps} must be positive")
         self.stop_sending()
-        job = _SendJob()
+        job = SendJob()
         job.sender = sender
         job.ssrc = ssrc
         job.pt = payload_type
-        job.frames = frames if frames is not None else _silence(int(clock_rate / pps))
+        job.frames = frames if frames is not None else silence(int(clock_rate / pps))
         job.pps = float(pps)
         job.count = count
         if start_seq is None:
@@ -292,7 +266,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
         job.handle = self._loop.call_at(job.t0, self._tick, job)
         self._job = job
 
-    def _tick(self, job: _SendJob) -> None:
+    def _tick(self, job: SendJob) -> None:
         if self._job is not job:
             return
         k = job.k
@@ -324,7 +298,7 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             return
         job.handle = self._loop.call_at(job.t0 + job.k / job.pps, self._tick, job)
 
-    def _finish(self, job: _SendJob, exc: BaseException | None = None) -> None:
+    def _finish(self, job: SendJob, exc: BaseException | None = None) -> None:
         job.handle.cancel()
         self._seq_next = (job.seq0 + job.k) & 0xFFFF
         if not job.done.done():
@@ -384,29 +358,47 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             self.stun += 1
             return
         now = self._loop.time()
-        self._counting += 1
-        self.received += 1
-        if self._first is None:
-            self._first = now
-        self._last = now
-        if len(self._raw) < self._raw_limit:
-            self._raw.append((now, addr, data))
-        if self.recent is not None:
-            self.recent.append((now, addr, data))
-        if addr not in self._peers and len(self._peers) < self._ssrc_limit:
-            self._peers.add(addr)
         if self.on_packet is not None:
             try:
                 self.on_packet(data, addr, now)
             except Exception as exc:
                 if self.hook_error is None:
                     self.hook_error = exc
+        self._counting += 1
         try:
-            self._classify(data, now)
+            # `Reception._attributed`, inlined: the hot path pays a set lookup and a call.
+            if (
+                self._attributing
+                and addr not in self._sources
+                and addr[0] != self._home
+                and self._receiver is not None
+            ):
+                if self._stranger(data, now, addr):
+                    return  # not the target's: set aside, in no count or history of its media
+            else:
+                self._classify(data, now, addr)
+            self.received += 1
+            if self._first is None:
+                self._first = now
+            self._last = now
+            if len(self._raw) < self._raw_limit:
+                self._raw.append((now, addr, data))
+            if self.recent is not None:
+                self.recent.append((now, addr, data))
+            if addr not in self._peers and len(self._peers) < self._ssrc_limit:
+                self._peers.add(addr)
         finally:
             self._counting += 1
         if self._waiters:
             self._wake()
+
+    def _unrecord(self, data: bytes) -> None:
+        """A datagram held for its key turned out a stray: out of the leg's history too."""
+        self._raw = [r for r in self._raw if r[2] is not data]
+        if self.recent is not None:
+            kept = [r for r in self.recent if r[2] is not data]
+            if len(kept) != len(self.recent):
+                self.recent = deque(kept, maxlen=self.recent.maxlen)
 
     def _wake(self) -> None:
         keep = []
@@ -478,15 +470,10 @@ class MediaLeg(Reception, asyncio.DatagramProtocol):
             last_arrival=self._last,
             stun=self.stun,
             rtcp_accepted=self.rtcp_stats().accepted,
+            strays=self.strays,
         )
 
     @property
     def raw_packets(self) -> list[RawPacket]:
         """The first `raw_limit` datagrams with arrival time and source, for evidence."""
         return list(self._raw)
-
-
-def _silence(samples: int) -> Iterator[bytes]:
-    frame = bytes((PCMU_SILENCE,)) * samples
-    while True:
-        yield frame

@@ -13,11 +13,11 @@ counters, with no call or object per packet beyond the SRTP receiver's.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from confsec.media.rtcp import is_plain_rtcp
 from confsec.media.rtp import RtpParseError, rtp_payload_bounds
 from confsec.media.srtp import AUTH_FAILED, OK, REPLAYED, SrtpReceiver
+from confsec.media.stats import MediaStats, RtcpStats
 from confsec.media.tone import detect_tones, pcmu_decode
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PCMU_PT",
     "PCMU_RATE",
     "RTCP_SAMPLES",
+    "STRAY_SAMPLES",
     "MediaStats",
     "Reception",
     "RtcpStats",
@@ -48,6 +50,13 @@ SRTCP_TAG_LEN = 10
 RTCP_SAMPLES = 8
 RTCP_OPENED = 64
 """Refused RTCP datagrams a leg keeps, with their arrival time, as evidence."""
+STRAY_SAMPLES = 8
+"""Strays (datagrams set aside as not the target's) a leg keeps as evidence: source, length,
+first octets."""
+STRAY_RECENT = 64
+SOURCES_LIMIT = 64
+"""Distinct sources a leg learns as the target's, or counts as strays; past it, what comes from
+a new source is judged as the target's (the strict side: it can fail a check, never pass one)."""
 HELD_LIMIT = 500
 """Datagrams a leg holds while it waits for the key of an offer it made: ten seconds of 50 pps."""
 PCMU_PT = 0
@@ -74,108 +83,6 @@ class _Audio:
     def last(self, samples: int) -> bytes:
         data = b"".join(self.chunks)
         return data[-samples:] if samples < len(data) else data
-
-
-@dataclass(frozen=True)
-class MediaStats:
-    """A snapshot of what a leg sent and received."""
-
-    sent: int
-    """Packets sent by the pacing job (not `send_raw()`)."""
-    received: int
-    """Datagrams received, whatever they were."""
-    authenticated: int
-    """SRTP packets that authenticated under the receiver's key."""
-    auth_failed: int
-    """Packets refused by SRTP authentication (wrong key, tampering, plain RTP)."""
-    replayed: int
-    """Packets refused by the SRTP replay check."""
-    malformed: int
-    """Datagrams that are not RTP v2 / SRTP at all, or too short to be."""
-    plain: int
-    """RTP packets accepted without SRTP (no receiver set: negative tests only)."""
-    rtcp: int
-    """RTCP datagrams (plain or SRTCP) on this port; `RtcpStats` says how each was judged."""
-    held: int
-    """Packets waiting for their key: they came after `expect_key()` and before the receiver
-    was set (media may precede the SDP answer that carries its key, RFC 3264 section 5.1)."""
-    ssrcs: frozenset[int]
-    """SSRCs seen in RTP packets (authenticated or not)."""
-    peers: frozenset[Addr]
-    """Source addresses seen."""
-    first_arrival: float | None
-    """Loop time of the first datagram."""
-    last_arrival: float | None
-    """Loop time of the last datagram."""
-    stun: int = 0
-    """STUN messages on the media port (ICE connectivity checks, keepalives): not media."""
-    rtcp_accepted: int = 0
-    """Of `rtcp`, SRTCP a conformant receiver takes (`RtcpStats.accepted`): the rest of
-    `rtcp` is refused like media that does not authenticate."""
-
-
-@dataclass(frozen=True)
-class RtcpStats:
-    """How the RTCP a leg received was judged (RFC 3711 3.4): its parts add up to `received`."""
-
-    received: int = 0
-    """RTCP datagrams, whatever they were."""
-    authenticated: int = 0
-    """SRTCP that authenticated under the negotiated key, encrypted (E flag set)."""
-    unencrypted: int = 0
-    """SRTCP that authenticated with the E flag clear: conformant only where UNENCRYPTED_SRTCP
-    was negotiated (`allowed_unencrypted`), and even then it must authenticate."""
-    plain: int = 0
-    """Plain RTCP: its compound fills the datagram, no SRTCP index, no tag."""
-    auth_failed: int = 0
-    replayed: int = 0
-    """Refused by the SRTCP replay window (its own index, apart from SRTP's)."""
-    malformed: int = 0
-    """Neither plain RTCP nor SRTCP libsrtp could read."""
-    allowed_unencrypted: bool = False
-
-    def __add__(self, other: RtcpStats) -> RtcpStats:
-        return RtcpStats(
-            *(a + b for a, b in zip(self._counts(), other._counts(), strict=True)),
-            allowed_unencrypted=self.allowed_unencrypted or other.allowed_unencrypted,
-        )
-
-    def __sub__(self, other: RtcpStats) -> RtcpStats:
-        return RtcpStats(
-            *(a - b for a, b in zip(self._counts(), other._counts(), strict=True)),
-            allowed_unencrypted=self.allowed_unencrypted,
-        )
-
-    def _counts(self) -> tuple[int, ...]:
-        return (
-            self.received,
-            self.authenticated,
-            self.unencrypted,
-            self.plain,
-            self.auth_failed,
-            self.replayed,
-            self.malformed,
-        )
-
-    @property
-    def accepted(self) -> int:
-        """SRTCP a conformant receiver takes: authenticated, and encrypted unless agreed not."""
-        return self.authenticated + (self.unencrypted if self.allowed_unencrypted else 0)
-
-    @property
-    def refused(self) -> int:
-        return self.received - self.accepted
-
-    def refusals(self) -> str:
-        """Every non-zero reason for a refusal, named ('2 plain RTCP, 1 replayed')."""
-        parts = [
-            (self.plain, "plain RTCP"),
-            (self.auth_failed, "failed SRTCP authentication"),
-            (self.replayed, "replayed SRTCP"),
-            (self.malformed, "neither RTCP nor SRTCP"),
-            (0 if self.allowed_unencrypted else self.unencrypted, "unencrypted SRTCP"),
-        ]
-        return ", ".join(f"{n} {what}" for n, what in parts if n) or "none"
 
 
 class Reception:
@@ -213,8 +120,23 @@ class Reception:
         self.rtcp_opened: deque[tuple[float | None, bytes]] = deque(maxlen=RTCP_OPENED)
         """The last SRTCP compounds accepted, decrypted, with arrival time: what a check reads
         to see whose reports the target passed on under this leg's key."""
-        self._held: list[bytes] | None = None
-        """Datagrams awaiting their key (`expect_key()`), judged when it arrives."""
+        self._held: list[tuple[bytes, Addr | None]] | None = None
+        """Datagrams awaiting their key (`expect_key()`), with their source, judged when it
+        arrives."""
+        self._attributing = False
+        self._sources: set[Addr] = set()
+        """The target's sources: the addresses it announced (`attribute()`), and every source
+        whose packets authenticated under this leg's key (only a key holder can do that)."""
+        self._home: str | None = None
+        """The target's host when it is not this leg's own: all that comes from it is its."""
+        self.strays = 0
+        """Datagrams from elsewhere that did not authenticate: set aside, never judged."""
+        self.stray_sources: dict[Addr, int] = {}
+        self.stray_samples: list[tuple[float | None, Addr, int, bytes]] = []
+        """The first `STRAY_SAMPLES` strays: arrival time, source, length, first 12 octets."""
+        self.strays_recent: deque[tuple[float | None, Addr, bytes]] = deque(maxlen=STRAY_RECENT)
+        """The last strays whole: where a check looks for its own probe passed on from an
+        address the target never announced."""
         self._held_limit = held_limit
         self._counting = 0
         """A seqlock's count: odd while a datagram (or a new receiver's held ones) is being
@@ -254,9 +176,50 @@ class Reception:
         held, self._held = self._held, None
         if not held:
             return False
-        for data in held:
-            self._classify(data, now)
+        for data, addr in held:
+            if self._attributed(data, now, addr):
+                self.received -= 1  # counted when it came: a stray is not received
+                self._unrecord(data)
         return True
+
+    def _unrecord(self, data: bytes) -> None:
+        """A held datagram turned out a stray: whatever history was kept of it forgets it
+        (`MediaLeg` keeps one)."""
+
+    def attribute(self, *sources: Addr, own_host: str | None = None) -> None:
+        """Judge only what the target sends: from now on a datagram counts only if it comes
+        from one of `sources` (the addresses the target announced in SDP), from the target's
+        host when that is not `own_host` (this leg's), or authenticates under this leg's key.
+
+        On a shared host, other processes' media reaches a port that was theirs a moment ago:
+        a mixer still reporting to a participant that just closed its socket, a client still
+        sending to a crashed server. Judged as the target's, one stray SRTCP packet failed a
+        conformant target ("3 of 3 RTCP packets refused") where it had sent none. What is set
+        aside is counted in `strays`, with samples, and never in `received`. A host that is
+        not an IP address cannot be compared with a source: then everything is judged.
+        """
+        for addr in sources:
+            host = str(addr[0])
+            try:
+                ipaddress.ip_address(host.split("%")[0])
+            except ValueError:
+                self._attributing = False
+                self._sources.clear()
+                return
+            if len(self._sources) < SOURCES_LIMIT:
+                self._sources.add(tuple(addr[:2]))
+            if own_host is not None and host != own_host:
+                self._home = host
+        self._attributing = bool(self._sources)
+
+    def from_target(self, addr: Addr) -> bool:
+        """Whether `attribute()` takes a datagram from `addr` as the target's."""
+        return (
+            not self._attributing
+            or addr in self._sources
+            or tuple(addr[:2]) in self._sources
+            or addr[0] == self._home
+        )
 
     def whole(self, read: Callable[[], T]) -> T:
         """`read()` of the counters with no datagram half counted: the steps' thread reads
@@ -274,15 +237,81 @@ class Reception:
 
     # -- the judgement --------------------------------------------------------------------------
 
-    def _classify(self, data: bytes, now: float | None) -> None:
+    def _attributed(self, data: bytes, now: float | None, addr: Addr | None) -> bool:
+        """`_classify` behind `attribute()`'s gate; True if it was set aside as a stray (the
+        caller counted it as received). `MediaLeg.datagram_received` inlines the gate."""
+        if (
+            self._attributing
+            and addr is not None
+            and addr not in self._sources
+            and addr[0] != self._home
+            and self._receiver is not None
+        ):
+            return self._stranger(data, now, addr)
+        self._classify(data, now, addr)
+        return False
+
+    def _stranger(self, data: bytes, now: float | None, addr: Addr) -> bool:
+        """A datagram from a source the target did not announce: the target's if it
+        authenticates (the source is learned), else a stray, its judgement undone."""
+        if addr[:2] in self._sources:  # an IPv6 source has four parts, an announced one two
+            self._sources.add(addr)
+            self._classify(data, now)
+            return False
+        ok = self.authenticated + self._rtcp_counts[OK] + self.srtcp_unencrypted
+        rtp = len(data) >= 12 and not 192 <= data[1] <= 223
+        ssrc = _SSRC_AT_8.unpack_from(data, 8)[0] if rtp else None
+        new_ssrc = ssrc is not None and ssrc not in self._ssrcs
+        saved = (
+            self.auth_failed,
+            self.replayed,
+            self.malformed,
+            self.rtcp,
+            self.rtcp_plain,
+            self.rtcp_malformed,
+            self._rtcp_counts[AUTH_FAILED],
+            self._rtcp_counts[REPLAYED],
+            len(self.rtcp_refused_samples),
+        )
+        self._classify(data, now)
+        if self.authenticated + self._rtcp_counts[OK] + self.srtcp_unencrypted > ok:
+            if len(self._sources) < SOURCES_LIMIT:
+                self._sources.add(addr)
+            return False
+        if len(self.stray_sources) >= SOURCES_LIMIT and addr not in self.stray_sources:
+            return False  # a flood of sources: judged as the target's (see SOURCES_LIMIT)
+        (
+            self.auth_failed,
+            self.replayed,
+            self.malformed,
+            self.rtcp,
+            self.rtcp_plain,
+            self.rtcp_malformed,
+            self._rtcp_counts[AUTH_FAILED],
+            self._rtcp_counts[REPLAYED],
+            samples,
+        ) = saved
+        del self.rtcp_refused_samples[samples:]
+        if new_ssrc:
+            self._ssrcs.discard(ssrc)
+        self.strays += 1
+        self.strays_recent.append((now, addr, data))
+        self.stray_sources[addr] = self.stray_sources.get(addr, 0) + 1
+        if len(self.stray_samples) < STRAY_SAMPLES:
+            self.stray_samples.append((now, addr, len(data), data[:12]))
+        return True
+
+    def _classify(self, data: bytes, now: float | None, addr: Addr | None = None) -> None:
         if self._held is not None:  # only ever set while there is no receiver
             if len(self._held) < self._held_limit:
-                self._held.append(data)
+                self._held.append((data, addr))
                 return
             # A key that never comes: judge what was held, and all that follows, without one.
             held, self._held = self._held, None
-            for old in held:
-                self._classify(old, now)
+            for old, source in held:
+                if self._attributed(old, now, source):
+                    self.received -= 1
+                    self._unrecord(old)
         if len(data) < 12 or data[0] >> 6 != 2:
             self.malformed += 1
             return

@@ -56,6 +56,9 @@ class RtcpLeg(Protocol):
     rtcp_refused_samples: list[tuple[float | None, bytes]]
     rtcp_opened: deque[tuple[float | None, bytes]]
     recent: deque[tuple[float, Any, bytes]] | None
+    strays: int
+    stray_samples: list[tuple[float | None, Any, int, bytes]]
+    strays_recent: deque[tuple[float | None, Any, bytes]]
     _receiver: Any
 
     @property
@@ -67,6 +70,8 @@ class RtcpLeg(Protocol):
     def send_raw(self, data: bytes, addr: tuple[Any, ...] | None = None) -> None: ...
     def set_receiver(self, receiver: Any, *, keep_previous: bool = False) -> None: ...
     def expect_key(self) -> None: ...
+    def attribute(self, *sources: tuple[Any, ...], own_host: str | None = None) -> None: ...
+    def from_target(self, addr: tuple[Any, ...]) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -119,6 +124,17 @@ class RtcpChannel:
             stats += self.socket.whole(self.socket.rtcp_stats)
         return stats
 
+    @property
+    def strays(self) -> int:
+        """Datagrams on the RTP socket and the own one set aside as not the target's."""
+        return self.leg.strays + (self.socket.strays if self.socket is not None else 0)
+
+    def stray_samples(self) -> list[tuple[float | None, Any, int, bytes]]:
+        out = list(self.leg.stray_samples)
+        if self.socket is not None:
+            out += self.socket.stray_samples
+        return sorted(out, key=lambda s: s[0] or 0.0)
+
     def refused_samples(self) -> list[tuple[float | None, bytes]]:
         """The refused RTCP kept as evidence, from both sockets, in arrival order."""
         out = list(self.leg.rtcp_refused_samples)
@@ -153,6 +169,12 @@ class RtcpChannel:
         """No rtcp-mux: RTCP to `remote` from the channel's own socket."""
         self.muxed = False
         self.remote = tuple(remote)
+        # The target's RTCP comes from its RTCP address or its RTP one: both are its own.
+        target = [self.remote, *([self.leg.remote] if self.leg.remote is not None else [])]
+        own = self.leg.local_addr[0] if self.leg.local_addr else None
+        self.leg.attribute(*target, own_host=own)
+        if self.socket is not None:
+            self.socket.attribute(*target, own_host=own)
 
     # -- sending ---------------------------------------------------------------------------------
 

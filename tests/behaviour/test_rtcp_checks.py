@@ -150,3 +150,40 @@ def test_probes_passed_on_as_sent_or_re_protected_fail() -> None:
         target.close()
 
     _run(main)
+
+
+def test_a_strangers_srtcp_is_set_aside_and_neither_fails_nor_passes_the_check() -> None:
+    """The CI failure: on a shared machine SRTCP from another process (a port that was its a
+    moment ago) reaches alice. It is not the target's: the check stays inconclusive, and says
+    what it set aside; the stranger's media does not make the probe's control either."""
+
+    async def main() -> None:
+        target, stranger = await MediaLeg.open(), await MediaLeg.open()
+        alice, bob, carol = [await _participant(n, target) for n in ("alice", "bob", "carol")]
+        foreign = protect_srtcp(*_key(), _report(9, "someone@else"), 5)
+        for _ in range(3):
+            stranger.send_raw(foreign, alice.legs["audio"].local_addr[:2])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while alice.legs["audio"].strays < 3 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        verdict, why = judge(rtcp_checks.srtcp_from_target, [alice, bob])
+        assert verdict is Verdict.INCONCLUSIVE and "sent no RTCP to 2" in why, why
+        assert "3 datagrams from 127.0.0.1:" in why and "set aside" in why, why
+        # The target's own SRTCP beside it passes, and the strays are counted in the evidence.
+        _to(target, alice, _sender(alice).protect_rtcp(_report(9, "mixer@c")))
+        await _settle(alice.legs["audio"], n=1)
+        verdict, why = judge(rtcp_checks.srtcp_from_target, [alice, bob])
+        assert verdict is Verdict.PASS and "3 datagrams set aside" in why, why
+        # A stranger's RTP is not the target's media: the probe's control still fails.
+        probe = await rtcp_checks.probe(carol)
+        rtp = _sender(bob, _key()).protect(b"\x80\x00\x00\x01" + bytes(8) + bytes(160))
+        stranger.send_raw(rtp, bob.legs["audio"].local_addr[:2])
+        while bob.legs["audio"].strays < 1 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        verdict, why = judge(rtcp_checks.plain_rtcp_not_relayed, carol, [alice, bob], probe)
+        assert verdict is Verdict.INCONCLUSIVE and "control failed" in why, why
+        target.close()
+        stranger.close()
+
+    _run(main)
