@@ -53,6 +53,8 @@ RTCP_OPENED = 64
 STRAY_SAMPLES = 8
 """Strays (datagrams set aside as not the target's) a leg keeps as evidence: source, length,
 first octets."""
+_REFUSAL_COUNTERS = ("auth_failed", "replayed", "malformed", "rtcp", "rtcp_plain", "rtcp_malformed")
+"""What judging a stray may have counted, restored when it is set aside (`_rtcp_counts` too)."""
 STRAY_RECENT = 64
 SOURCES_LIMIT = 64
 """Distinct sources a leg learns as the target's, or counts as strays; past it, what comes from
@@ -262,17 +264,8 @@ class Reception:
         rtp = len(data) >= 12 and not 192 <= data[1] <= 223
         ssrc = _SSRC_AT_8.unpack_from(data, 8)[0] if rtp else None
         new_ssrc = ssrc is not None and ssrc not in self._ssrcs
-        saved = (
-            self.auth_failed,
-            self.replayed,
-            self.malformed,
-            self.rtcp,
-            self.rtcp_plain,
-            self.rtcp_malformed,
-            self._rtcp_counts[AUTH_FAILED],
-            self._rtcp_counts[REPLAYED],
-            len(self.rtcp_refused_samples),
-        )
+        saved = [getattr(self, name) for name in _REFUSAL_COUNTERS]
+        rtcp_counts, samples = dict(self._rtcp_counts), len(self.rtcp_refused_samples)
         self._classify(data, now)
         if self.authenticated + self._rtcp_counts[OK] + self.srtcp_unencrypted > ok:
             if len(self._sources) < SOURCES_LIMIT:
@@ -280,17 +273,9 @@ class Reception:
             return False
         if len(self.stray_sources) >= SOURCES_LIMIT and addr not in self.stray_sources:
             return False  # a flood of sources: judged as the target's (see SOURCES_LIMIT)
-        (
-            self.auth_failed,
-            self.replayed,
-            self.malformed,
-            self.rtcp,
-            self.rtcp_plain,
-            self.rtcp_malformed,
-            self._rtcp_counts[AUTH_FAILED],
-            self._rtcp_counts[REPLAYED],
-            samples,
-        ) = saved
+        for name, value in zip(_REFUSAL_COUNTERS, saved, strict=True):
+            setattr(self, name, value)
+        self._rtcp_counts = rtcp_counts
         del self.rtcp_refused_samples[samples:]
         if new_ssrc:
             self._ssrcs.discard(ssrc)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Coroutine
-from typing import Any
+from contextlib import ExitStack, closing
+from typing import Any, Protocol, TypeVar
 
 from confsec.media import rtcp
 from confsec.media.endpoint import MediaLeg
@@ -28,8 +29,20 @@ RECV = StreamId("alice", "focus", "audio", "recv")
 STRANGER_SEND = StreamId("elsewhere", "someone", "audio", "send")
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def kept(stack: ExitStack, *things: C) -> tuple[C, ...]:
+    """`things` (sockets, legs), closed when the test's `with` ends, whatever happens."""
+    return tuple(stack.enter_context(closing(t)) for t in things)
 
 
 class Sock:
@@ -56,6 +69,16 @@ async def arrived(leg: MediaLeg, n: int) -> None:
         await asyncio.sleep(0.005)
 
 
+async def scene(
+    stack: ExitStack,
+) -> tuple[KeyStreamLedger, tuple[bytes, bytes], tuple[bytes, bytes], Sock, Sock, MediaLeg]:
+    """A ledger, the leg's key and a stranger's, the target's socket and a stranger's, and
+    the participant's leg (with a history of 16), all closed when `stack` ends."""
+    target, stranger = kept(stack, Sock(), Sock())
+    (leg,) = kept(stack, await MediaLeg.open(recent_limit=16))
+    return KeyStreamLedger(), new_master_key(SUITE), new_master_key(SUITE), target, stranger, leg
+
+
 def srtp(
     ledger: KeyStreamLedger, key: tuple[bytes, bytes], stream: StreamId, n: int
 ) -> list[bytes]:
@@ -67,11 +90,8 @@ def test_a_strangers_datagrams_are_set_aside_and_the_targets_judged() -> None:
     """What does not authenticate counts as refused only when it comes from the target."""
 
     async def main() -> None:
-        ledger = KeyStreamLedger()
-        ours, theirs = new_master_key(SUITE), new_master_key(SUITE)
-        target, stranger = Sock(), Sock()
-        leg = await MediaLeg.open(recent_limit=16)
-        try:
+        with ExitStack() as stack:
+            ledger, ours, theirs, target, stranger, leg = await scene(stack)
             leg.set_remote(target.addr)
             leg.set_receiver(new_receiver(ledger, RECV, SUITE, *ours))
             for data in srtp(ledger, theirs, STRANGER_SEND, 3):
@@ -95,10 +115,6 @@ def test_a_strangers_datagrams_are_set_aside_and_the_targets_judged() -> None:
             await arrived(leg, 7)
             s = leg.stats
             assert (s.received, s.authenticated, s.auth_failed, s.strays) == (4, 2, 2, 3)
-        finally:
-            leg.close()
-            target.close()
-            stranger.close()
 
     run(main())
 
@@ -111,9 +127,9 @@ def test_a_source_the_target_did_not_announce_is_its_own_once_it_authenticates()
     async def main() -> None:
         ledger = KeyStreamLedger()
         ours = new_master_key(SUITE)
-        announced, other_port = Sock(), Sock()
-        leg = await MediaLeg.open()
-        try:
+        with ExitStack() as stack:
+            announced, other_port = kept(stack, Sock(), Sock())
+            (leg,) = kept(stack, await MediaLeg.open())
             leg.set_remote(announced.addr)
             leg.set_receiver(new_receiver(ledger, RECV, SUITE, *ours))
             good = srtp(ledger, ours, SEND, 3)
@@ -124,10 +140,6 @@ def test_a_source_the_target_did_not_announce_is_its_own_once_it_authenticates()
             s = leg.stats
             assert (s.received, s.authenticated, s.auth_failed, s.strays) == (3, 2, 1, 0)
             assert leg.from_target(other_port.addr)
-        finally:
-            leg.close()
-            announced.close()
-            other_port.close()
 
     run(main())
 
@@ -139,10 +151,10 @@ def test_stray_srtcp_on_the_own_rtcp_port_is_not_the_targets_rtcp() -> None:
     async def main() -> None:
         ledger = KeyStreamLedger()
         ours, theirs = new_master_key(SUITE), new_master_key(SUITE)
-        target_rtp, target_rtcp, stranger = Sock(), Sock(), Sock()
-        leg = await MediaLeg.open()
-        channel = await RtcpChannel.open(leg, "alice@confsec")
-        try:
+        with ExitStack() as stack:
+            target_rtp, target_rtcp, stranger = kept(stack, Sock(), Sock(), Sock())
+            (leg,) = kept(stack, await MediaLeg.open())
+            channel = await RtcpChannel.open(leg, "alice@confsec")  # closed with its leg
             leg.set_remote(target_rtp.addr)
             channel.use_port(target_rtcp.addr)
             leg.set_receiver(new_receiver(ledger, RECV, SUITE, *ours))
@@ -162,10 +174,6 @@ def test_stray_srtcp_on_the_own_rtcp_port_is_not_the_targets_rtcp() -> None:
             await arrived(channel.socket, 5)
             got = channel.received
             assert (got.received, got.accepted, got.auth_failed) == (2, 1, 1)
-        finally:
-            leg.close()
-            for s in (target_rtp, target_rtcp, stranger):
-                s.close()
 
     run(main())
 
@@ -175,11 +183,8 @@ def test_what_came_before_the_answer_is_attributed_when_it_is_judged() -> None:
     names the target, and no longer counts as received."""
 
     async def main() -> None:
-        ledger = KeyStreamLedger()
-        ours, theirs = new_master_key(SUITE), new_master_key(SUITE)
-        target, stranger = Sock(), Sock()
-        leg = await MediaLeg.open(recent_limit=16)
-        try:
+        with ExitStack() as stack:
+            ledger, ours, theirs, target, stranger, leg = await scene(stack)
             leg.expect_key()
             stranger.send(srtp(ledger, theirs, STRANGER_SEND, 1)[0], leg.local_addr)
             target.send(srtp(ledger, ours, SEND, 1)[0], leg.local_addr)
@@ -197,10 +202,6 @@ def test_what_came_before_the_answer_is_attributed_when_it_is_judged() -> None:
             )
             assert [a for _, a, _ in leg.recent or ()] == [target.addr]
             assert [a for _, a, _ in leg.raw_packets] == [target.addr]
-        finally:
-            leg.close()
-            target.close()
-            stranger.close()
 
     run(main())
 
@@ -213,9 +214,9 @@ def test_from_a_target_on_another_host_every_port_is_its_own() -> None:
     async def main() -> None:
         ledger = KeyStreamLedger()
         ours, theirs = new_master_key(SUITE), new_master_key(SUITE)
-        announced, same_host, here = Sock("127.0.0.2"), Sock("127.0.0.2"), Sock()
-        leg = await MediaLeg.open(host="127.0.0.1")
-        try:
+        with ExitStack() as stack:
+            announced, same_host, here = kept(stack, Sock("127.0.0.2"), Sock("127.0.0.2"), Sock())
+            (leg,) = kept(stack, await MediaLeg.open(host="127.0.0.1"))
             leg.set_remote(announced.addr)
             leg.set_receiver(new_receiver(ledger, RECV, SUITE, *ours))
             bad = srtp(ledger, theirs, STRANGER_SEND, 2)
@@ -225,10 +226,6 @@ def test_from_a_target_on_another_host_every_port_is_its_own() -> None:
             s = leg.stats
             assert (s.received, s.auth_failed, s.strays) == (1, 1, 1)
             assert leg.stray_sources == {here.addr: 1}
-        finally:
-            leg.close()
-            for s in (announced, same_host, here):
-                s.close()
 
     run(main())
 
@@ -240,16 +237,13 @@ def test_a_target_named_by_a_host_name_has_everything_judged() -> None:
     async def main() -> None:
         ledger = KeyStreamLedger()
         ours, theirs = new_master_key(SUITE), new_master_key(SUITE)
-        stranger = Sock()
-        leg = await MediaLeg.open()
-        try:
+        with ExitStack() as stack:
+            (stranger,) = kept(stack, Sock())
+            (leg,) = kept(stack, await MediaLeg.open())
             leg.set_remote(("localhost", 9))
             leg.set_receiver(new_receiver(ledger, RECV, SUITE, *ours))
             stranger.send(srtp(ledger, theirs, STRANGER_SEND, 1)[0], leg.local_addr)
             await arrived(leg, 1)
             assert (leg.stats.auth_failed, leg.stats.strays) == (1, 0)
-        finally:
-            leg.close()
-            stranger.close()
 
     run(main())
