@@ -273,14 +273,18 @@ class LegStream(asyncio.DatagramProtocol):
         if self.deaf or self.media == COMMON_MEDIA:
             return
         where = (self.leg_id, self.media)
+        # Only what comes from the peer's announced addresses is recorded about the peer.
+        peers = [a for a in (self.remote, self.rtcp.remote) if a is not None]
+        ours = not peers or tuple(addr[:2]) in peers
         if not self.installed and not self.released:
-            self.rtcp.early(data, addr, where)
+            self.rtcp.early(data, addr, where, ours)
             return
         rx = self.rx if self.secure_rx else None
         if self.released:
-            self.rtcp.received(rx, data, addr, where, lambda d: None)
+            self.rtcp.received(rx, data, addr, where, lambda d: None, ours)
             return
-        self.rtcp.received(rx, data, addr, where, lambda d: self.engine.relay_rtcp(self, d))
+        relay = self.engine.relay_rtcp
+        self.rtcp.received(rx, data, addr, where, lambda d: relay(self, d), ours)
 
     def send_rtcp(self, data: bytes) -> None:
         """One datagram to the participant's RTCP address: its own port, or the muxed one."""

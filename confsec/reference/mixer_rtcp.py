@@ -78,6 +78,10 @@ class RtcpRecord:
         self.srtcp_ok = 0
         self.dropped = 0
         self.sent = 0
+        self.strays = 0
+        """Refused RTCP from an address that is not the peer's: another process's, on a shared
+        machine (a port reused a moment after its owner closed it); dropped, never an
+        observation about the peer."""
 
     def dropped_from(
         self, leg_id: str, media: str, source: tuple[str, int], kind: str, data: bytes
@@ -131,8 +135,10 @@ class LegRtcp:
         source: tuple[str, int],
         where: tuple[str, str],
         relay: Callable[[bytes], None],
+        from_peer: bool = True,
     ) -> None:
-        """Take SRTCP that authenticates; drop and record everything else."""
+        """Take SRTCP that authenticates; drop and record everything else, as an observation
+        about the peer when it came from the peer's address (`from_peer`)."""
         if "mixer-relays-rtcp" in self.defects:
             relay(data)  # the defect: passed on to the others as it came, unprocessed
         if rx is not None and rx.try_unprotect_rtcp(data) is not None:
@@ -151,11 +157,19 @@ class LegRtcp:
             kind = "replayed"
         else:
             kind = "malformed"
+        if not from_peer:
+            self.record.strays += 1
+            return
         self.record.dropped_from(where[0], where[1], source, kind, data)
 
-    def early(self, data: bytes, source: tuple[str, int], where: tuple[str, str]) -> None:
+    def early(
+        self, data: bytes, source: tuple[str, int], where: tuple[str, str], from_peer: bool = True
+    ) -> None:
         """RTCP before the stream's keys are installed: only plain RTCP can be judged yet."""
         if rtcp.is_plain_rtcp(data):
+            if not from_peer:
+                self.record.strays += 1
+                return
             self.record.dropped_from(where[0], where[1], source, "plain", data)
 
     def report_packet(self, tx: SrtpSender | None, ssrc: int, rtp_ts: int, packets: int) -> bytes:

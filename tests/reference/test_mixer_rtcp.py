@@ -156,6 +156,36 @@ def test_participant_srtcp_is_taken_and_plain_or_forged_rtcp_recorded_about_the_
     _run(main)
 
 
+def test_rtcp_from_an_address_that_is_not_the_peers_is_no_observation_about_it() -> None:
+    """On a shared machine another process's RTCP reaches a mixer port (one its owner closed
+    a moment ago): refused, but counted as a stray, never recorded about the peer whose
+    stream the port is. SRTCP that authenticates is taken from wherever it comes."""
+
+    async def main() -> None:
+        mixer = Mixer()
+        stranger = await MediaLeg.open()
+        try:
+            alice = await _join(mixer, "alice")
+            record = mixer.rtcp_record
+            port = alice.leg.remote
+            assert port is not None and alice.leg.sender is not None
+            stranger.send_raw(_report(7, "someone@else"), port)  # plain
+            forged = protect_srtcp(SUITE, os.urandom(16), os.urandom(14), _report(7, "x"), 99)
+            stranger.send_raw(forged, port)
+            assert await _until(lambda: record.strays == 2)
+            assert (record.dropped, record.observations) == (0, {})
+            stranger.send_raw(alice.leg.sender.protect_rtcp(_report(7, "alice@confsec")), port)
+            assert await _until(lambda: record.srtcp_ok == 1)
+            alice.leg.send_raw(_report(7, "alice@confsec"))  # from alice: about alice
+            assert await _until(lambda: record.dropped == 1)
+            assert record.observations[("alice", "audio")].counts == {"plain": 1}
+        finally:
+            stranger.close()
+            mixer.close()
+
+    _run(main)
+
+
 def test_plain_rtcp_before_the_install_and_a_bye_after_the_release_are_recorded() -> None:
     """What baresip does (tests/thirdparty/test_baresip.py): a plain APP right after the
     answer, before the focus installed the keys, and its RTCP BYE after the SIP BYE."""
