@@ -8,6 +8,13 @@ vendor's lab; this measures whether it does.
                                         # beside a CPU-burning neighbour it starts and stops
     python benchmarks/verdict_stability.py --runs 5 --burn 1 --defect no-rekey-on-leave --req R6
                                         # a defect must still fail under the same load
+    python benchmarks/verdict_stability.py --runs 3 --spray
+                                        # beside a neighbour that sends a stray datagram to
+                                        # every ephemeral UDP port on loopback once a second
+
+The spray stands for what a shared machine does to a participant's freshly bound port: another
+process's mixer or client still sending to it (forged SRTCP, plain RTCP and SRTP in turn, none
+under a key of the run). A verdict that moves under it depends on the machine, not the target.
 
 Every Scenario Outline example is counted apart ("... with AEAD_AES_128_GCM", "... of 50
 participants"). A *flip* is a scenario that did not give the same verdict in every run. Each
@@ -44,6 +51,38 @@ while True:
 """
 
 
+SPRAYER = f"""
+import os, signal, socket, time
+from confsec.media import rtcp
+from confsec.media.defect_srtp import protect_srtcp
+from confsec.media.ledger import KeyStreamLedger, StreamId
+from confsec.media.rtp import build_rtp
+from confsec.media.srtp import new_master_key, new_sender
+signal.alarm({BURN_LIMIT_S})
+suite = "AES_CM_128_HMAC_SHA1_80"
+report = rtcp.compound(rtcp.receiver_report(7), rtcp.sdes_cname(7, "stray@elsewhere"))
+tx = new_sender(KeyStreamLedger(), StreamId("s", "t", "audio", "send"), suite,
+                *new_master_key(suite))
+kinds = [protect_srtcp(suite, os.urandom(16), os.urandom(14), report, 5), report,
+         tx.protect(build_rtp(0, 1, 160, 0x5EED, b"\\xff" * 160))]
+with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+    lo, hi = (int(x) for x in f.read().split())
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setblocking(False)
+k = 0
+while True:
+    t0 = time.monotonic()
+    for port in range(lo, hi + 1):
+        try:
+            s.sendto(kinds[k % 3], ("127.0.0.1", port))
+        except OSError:
+            pass
+    k += 1
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+"""
+
+
 def example_name(scenario: dict) -> str:
     """The outline's title with its example's values: '... with <suite>' -> '... with X', and a
     title without a placeholder gets the values after it: '... goes on (a request line ...)'.
@@ -51,15 +90,16 @@ def example_name(scenario: dict) -> str:
     return scenario.get("title") or example_title(scenario["name"], scenario.get("params") or {})
 
 
-def start_burners(n: int) -> list[subprocess.Popen[bytes]]:
+def start_burners(n: int, spray: bool = False) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "-c", BURNER],
+            [sys.executable, "-c", code],
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(n)
+        for code in [BURNER] * n + ([SPRAYER] if spray else [])
     ]
 
 
@@ -115,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="how many whole-suite runs (default 5)")
     ap.add_argument("--workers", type=int, default=0, help="pytest-xdist workers (-n), 0: none")
     ap.add_argument("--burn", type=int, default=0, help="CPU-burning neighbours to start")
+    ap.add_argument(
+        "--spray", action="store_true", help="a neighbour spraying stray datagrams (see above)"
+    )
     ap.add_argument("--defect", action="append", default=[], help="defect switch (repeatable)")
     ap.add_argument("--req", action="append", default=[], help="only these requirements")
     ap.add_argument("--timeout", type=float, default=900, help="per run, seconds (default 900)")
@@ -139,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     lags: list[float] = []
     codes: list[int] = []
     walls: list[float] = []
-    burners = [] if args.tally else start_burners(args.burn)
+    burners = [] if args.tally else start_burners(args.burn, args.spray)
     label = (
         f"{args.runs} runs, {'-n ' + str(args.workers) if args.workers else 'one process'}"
         f"{f', beside {args.burn} CPU burner(s)' if args.burn else ''}"
+        f"{', beside a stray-datagram sprayer' if args.spray else ''}"
         f"{', defect ' + ','.join(args.defect) if args.defect else ', compliant reference'}"
         f"{', ' + ' '.join(args.req) if args.req else ''}; {os.cpu_count()} CPUs"
     )
