@@ -102,7 +102,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
     """R3: every RTCP packet each participant received is SRTCP that authenticates."""
     problems: list[str] = []
     silent: list[str] = []
-    judged = streams = reports = 0
+    judged = streams = reports = aside = 0
     strays: list[tuple[float | None, Any, int, bytes]] = []
     everyone = list(participants)
     senders = _send_keys(everyone)
@@ -111,6 +111,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
             channel = leg.rtcp_channel
             assert channel is not None
             reports += channel.reports
+            aside += channel.strays
             strays += channel.stray_samples()
             stats: RtcpStats = channel.received
             judged += stats.received
@@ -132,7 +133,7 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
         raise Inconclusive(
             f"the target sent no RTCP to {len(silent)} participant streams ({', '.join(silent)})"
             f" while they sent it {reports} SRTCP reports: a target need not send RTCP, but "
-            f"its SRTCP could not be judged{_set_aside(strays)}"
+            f"its SRTCP could not be judged{_set_aside(aside, strays)}"
         )
     # A stream that got no RTCP while others did is not a fail (RTCP is the target's to send)
     # but it is counted, and named, beside the pass.
@@ -144,17 +145,18 @@ def srtcp_from_target(participants: Iterable[Participant]) -> Evidence:
         streams_without_rtcp=len(silent),
         participant_srtcp_reports_sent=reports,
         rtcp_packets_refused=0,
-        datagrams_set_aside=len(strays),
+        datagrams_set_aside=aside,
     )
 
 
-def _set_aside(strays: list[tuple[float | None, Any, int, bytes]]) -> str:
-    """What came from addresses that are not the target's, in words (empty if nothing)."""
-    if not strays:
+def _set_aside(n: int, samples: list[tuple[float | None, Any, int, bytes]]) -> str:
+    """The `n` datagrams from addresses that are not the target's, in words, with the sources
+    of the kept `samples` (empty if nothing)."""
+    if not n:
         return ""
-    sources = sorted({f"{a[0]}:{a[1]}" for _, a, _, _ in strays})
+    sources = sorted({f"{a[0]}:{a[1]}" for _, a, _, _ in samples})
     return (
-        f"; {len(strays)} datagrams from {', '.join(sources)}, which the target did not "
+        f"; {n} datagrams from {', '.join(sources)}, which the target did not "
         "announce and which did not authenticate under the participants' keys, were set aside "
         "as not the target's"
     )

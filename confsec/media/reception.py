@@ -242,13 +242,7 @@ class Reception:
     def _attributed(self, data: bytes, now: float | None, addr: Addr | None) -> bool:
         """`_classify` behind `attribute()`'s gate; True if it was set aside as a stray (the
         caller counted it as received). `MediaLeg.datagram_received` inlines the gate."""
-        if (
-            self._attributing
-            and addr is not None
-            and addr not in self._sources
-            and addr[0] != self._home
-            and self._receiver is not None
-        ):
+        if addr is not None and self._receiver is not None and not self.from_target(addr):
             return self._stranger(data, now, addr)
         self._classify(data, now, addr)
         return False

@@ -34,6 +34,7 @@ from confsec.media.reception import RtcpStats
 __all__ = ["REPORT_INTERVAL_S", "RtcpChannel", "RtcpLeg"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=tuple[Any, ...])  # a kept sample: (arrival time or None, ...)
 
 REPORT_INTERVAL_S = 1.0
 _RECENT = 256  # datagrams kept on the own socket, for the checks that scan what arrived
@@ -71,7 +72,6 @@ class RtcpLeg(Protocol):
     def set_receiver(self, receiver: Any, *, keep_previous: bool = False) -> None: ...
     def expect_key(self) -> None: ...
     def attribute(self, *sources: tuple[Any, ...], own_host: str | None = None) -> None: ...
-    def from_target(self, addr: tuple[Any, ...]) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -130,16 +130,17 @@ class RtcpChannel:
         return self.leg.strays + (self.socket.strays if self.socket is not None else 0)
 
     def stray_samples(self) -> list[tuple[float | None, Any, int, bytes]]:
-        out = list(self.leg.stray_samples)
-        if self.socket is not None:
-            out += self.socket.stray_samples
-        return sorted(out, key=lambda s: s[0] or 0.0)
+        """The strays kept as evidence, from both sockets, in arrival order."""
+        return self._both(lambda sock: sock.stray_samples)
 
     def refused_samples(self) -> list[tuple[float | None, bytes]]:
         """The refused RTCP kept as evidence, from both sockets, in arrival order."""
-        out = list(self.leg.rtcp_refused_samples)
+        return self._both(lambda sock: sock.rtcp_refused_samples)
+
+    def _both(self, samples: Callable[[RtcpLeg], list[S]]) -> list[S]:
+        out = list(samples(self.leg))
         if self.socket is not None:
-            out += self.socket.rtcp_refused_samples
+            out += samples(self.socket)
         return sorted(out, key=lambda s: s[0] or 0.0)
 
     def expect_key(self) -> None:

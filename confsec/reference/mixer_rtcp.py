@@ -84,8 +84,18 @@ class RtcpRecord:
         observation about the peer."""
 
     def dropped_from(
-        self, leg_id: str, media: str, source: tuple[str, int], kind: str, data: bytes
+        self,
+        leg_id: str,
+        media: str,
+        source: tuple[str, int],
+        kind: str,
+        data: bytes,
+        from_peer: bool = True,
     ) -> None:
+        """One refused datagram: about the peer when it came from its address, else a stray."""
+        if not from_peer:
+            self.strays += 1
+            return
         self.dropped += 1
         o = self.observations.get((leg_id, media))
         if o is None:
@@ -157,20 +167,14 @@ class LegRtcp:
             kind = "replayed"
         else:
             kind = "malformed"
-        if not from_peer:
-            self.record.strays += 1
-            return
-        self.record.dropped_from(where[0], where[1], source, kind, data)
+        self.record.dropped_from(where[0], where[1], source, kind, data, from_peer)
 
     def early(
         self, data: bytes, source: tuple[str, int], where: tuple[str, str], from_peer: bool = True
     ) -> None:
         """RTCP before the stream's keys are installed: only plain RTCP can be judged yet."""
         if rtcp.is_plain_rtcp(data):
-            if not from_peer:
-                self.record.strays += 1
-                return
-            self.record.dropped_from(where[0], where[1], source, "plain", data)
+            self.record.dropped_from(where[0], where[1], source, "plain", data, from_peer)
 
     def report_packet(self, tx: SrtpSender | None, ssrc: int, rtp_ts: int, packets: int) -> bytes:
         """The mixer's SR with an SDES CNAME for one stream, protected as SRTCP."""
